@@ -1,0 +1,1 @@
+"""The ``cadenza`` command line: one thin module per command group."""

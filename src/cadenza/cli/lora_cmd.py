@@ -1,0 +1,62 @@
+"""``cadenza env lora add|data|finetune|eval|decode``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cadenza.cli.common import ProjectArg, not_built
+
+app = typer.Typer(help="The LoRA action head: examples, fine-tuning, governance, decoding.", no_args_is_help=True)
+
+
+@app.command("add")
+def add(
+    project: ProjectArg,
+    goal: Annotated[str, typer.Argument(help="The goal text, e.g. \"enter the debris field\".", show_default=False)],
+    steps: Annotated[str, typer.Option("--steps", help="Action steps, comma separated: 'walk_forward 1.0, crawl_forward 0.5'.", show_default=False)],
+    image: Annotated[Path | None, typer.Option("--image", help="Optional visual context for the example.")] = None,
+) -> None:
+    """Add a goal -> action-steps training example."""
+    not_built("cadenza env lora add", 9)
+
+
+@app.command("data")
+def data(
+    project: ProjectArg,
+    finetune: Annotated[Path | None, typer.Option("--finetune", help="Also show records from a finetune export.")] = None,
+) -> None:
+    """Show the current training dataset."""
+    not_built("cadenza env lora data", 9)
+
+
+@app.command("finetune")
+def finetune(
+    project: ProjectArg,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 5,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 2e-4,
+    rank: Annotated[int, typer.Option("--rank", help="LoRA rank.")] = 8,
+    gate: Annotated[bool, typer.Option("--gate", help="Run the scorecard afterwards and promote or roll back.")] = False,
+) -> None:
+    """Generate goal -> action data and fine-tune the adapter."""
+    not_built("cadenza env lora finetune", 9)
+
+
+@app.command("eval")
+def eval_(
+    project: ProjectArg,
+    promote: Annotated[bool, typer.Option("--promote", help="Deploy the adapter if it passes.")] = False,
+) -> None:
+    """Run the governance scorecard on the trained adapter."""
+    not_built("cadenza env lora eval", 9)
+
+
+@app.command("decode")
+def decode(
+    project: ProjectArg,
+    goal: Annotated[str, typer.Argument(help="The goal to decode into action steps.", show_default=False)],
+) -> None:
+    """Decode a goal into action steps with the trained adapter."""
+    not_built("cadenza env lora decode", 9)

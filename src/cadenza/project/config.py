@@ -1,0 +1,246 @@
+"""``cadenza.toml``: the schema, loading, and one-line errors.
+
+Every command loads the project through :func:`load_project`, so a bad file is caught before any
+work starts. The schema is documented in ``docs/config.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_NAME = "cadenza.toml"
+PROMPT_NAME = "SYSTEM_PROMPT.md"
+
+
+class ConfigError(Exception):
+    """A project or config problem, reported to the user as one line (exit code 2)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ProjectSection(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+
+
+class PerturbationSpec(_Section):
+    """One real-simulator perturbation: what it changes and how far at level 1.0."""
+
+    kind: Literal["mass", "friction", "actuator_gain", "damping", "bias_torque", "obs_noise", "latency", "push"]
+    target: str = ""  # body / joint / actuator name; empty = all
+    scale: float = 0.0  # magnitude at level 1.0 (meaning depends on kind, see docs/config.md)
+
+
+class RealTaskSection(_Section):
+    task: str = ""  # "builtin:reacher" | "builtin:rescue-dog" | a Gymnasium id such as "Reacher-v5"
+    base: str = ""  # base policy for the real task (same forms as [base].source)
+    success: str = ""  # optional "module:attr" success function (obs, info) -> bool
+    env_kwargs: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    perturbations: list[PerturbationSpec] = Field(default_factory=list)
+
+
+class TaskSection(_Section):
+    id: str = "proxy:rescue-dog"
+    level: Unit = 1.0  # target perturbation level (curriculum ends here; eval runs here)
+    num_envs: int = Field(64, ge=1, le=65536)
+    real: RealTaskSection = Field(default_factory=RealTaskSection)
+
+    @field_validator("id")
+    @classmethod
+    def _known_proxy(cls, v: str) -> str:
+        if v.startswith("proxy:") and v != "proxy:rescue-dog":
+            raise ValueError(f"unknown proxy task {v!r}; available: 'proxy:rescue-dog'")
+        if ":" not in v:
+            raise ValueError("expected 'proxy:<name>', 'builtin:<name>' or 'module:attr'")
+        return v
+
+
+class BaseSection(_Section):
+    source: str = "builtin:rescue-dog"  # builtin:<name> | "package.module:attr" | path/to/base.onnx
+
+    @field_validator("source")
+    @classmethod
+    def _form(cls, v: str) -> str:
+        if v.startswith("builtin:") or v.endswith(".onnx") or re.fullmatch(r"[\w.]+:[\w.]+", v):
+            return v
+        raise ValueError("expected 'builtin:<name>', 'package.module:attr' or a path ending in .onnx")
+
+
+class ResidualSection(_Section):
+    hidden_dim: int = Field(256, ge=4, le=8192)
+    alpha: float = Field(0.15, gt=0.0, le=1.0)
+    rate_limit: float = Field(0.5, gt=0.0, le=2.0)
+    gate: bool = True
+    steps: int = Field(200_000, ge=1_000)  # default training budget (env steps)
+    seed: int = 0
+
+
+class GovernanceSection(_Section):
+    success_threshold: Unit = 0.85  # the success interval must sit at or above this
+    max_collision_rate: Unit = 0.05  # the collision interval must sit at or below this
+    regression_margin: Unit = 0.05  # allowed drop vs the baseline / base alone (non-inferiority)
+    min_episodes: int = Field(200, ge=1)
+    eval_episodes: int = Field(500, ge=1)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    saturation_warn: Unit = 0.5  # mean |delta| above this share of its bound is a warning
+    max_clamp_share: Unit = 0.5  # share of steps with the action at its bounds above this: BLOCK
+    max_student_gap: Unit = 0.03  # teacher minus student success
+    latency_budget_ms: float = Field(20.0, gt=0.0)  # 50 Hz control loop
+
+
+class DistillSection(_Section):
+    epochs: int = Field(60, ge=1)
+    hidden_dim: int = Field(64, ge=4, le=4096)
+    dagger_rounds: int = Field(4, ge=1)
+
+
+class BenchSection(_Section):
+    steps: int = Field(200_000, ge=1_000)
+    seeds: int = Field(3, ge=1)
+    cost_per_gpu_hour: float = Field(2.0, ge=0.0)
+    cost_per_cpu_core_hour: float = Field(0.05, ge=0.0)
+
+
+class ActionSpec(_Section):
+    """One mission action: its parameters and their [min, max] ranges."""
+
+    description: str = ""
+    params: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _ranges(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for name, (lo, hi) in v.items():
+            if lo > hi:
+                raise ValueError(f"parameter {name!r}: min {lo} is above max {hi}")
+        return v
+
+
+class MissionSection(_Section):
+    goals: list[str] = Field(default_factory=list)
+    actions: dict[str, ActionSpec] = Field(default_factory=dict)
+    max_steps: int = Field(40, ge=1)
+
+
+class VlaFinetuneSection(_Section):
+    prompt_template: str = "{system_prompt}\n\nGoal: {goal}\nObservation: {observation}\nNext action:"
+
+
+class LlmSection(_Section):
+    base_url: str = "https://api.groq.com/openai/v1"
+    model: str = "llama-3.3-70b-versatile"
+    api_key_env: str = "GROQ_API_KEY"
+
+
+class ProjectConfig(_Section):
+    project: ProjectSection
+    task: TaskSection = Field(default_factory=TaskSection)
+    base: BaseSection = Field(default_factory=BaseSection)
+    residual: ResidualSection = Field(default_factory=ResidualSection)
+    governance: GovernanceSection = Field(default_factory=GovernanceSection)
+    distill: DistillSection = Field(default_factory=DistillSection)
+    bench: BenchSection = Field(default_factory=BenchSection)
+    mission: MissionSection = Field(default_factory=MissionSection)
+    vla_finetune: VlaFinetuneSection = Field(default_factory=VlaFinetuneSection)
+    llm: LlmSection = Field(default_factory=LlmSection)
+
+    @model_validator(mode="after")
+    def _mission_goals_unique(self) -> ProjectConfig:
+        if len(set(self.mission.goals)) != len(self.mission.goals):
+            raise ValueError("mission.goals has duplicates")
+        return self
+
+
+class Project:
+    """A loaded project directory: its root, its validated config and the paths it uses."""
+
+    def __init__(self, root: Path, config: ProjectConfig, raw: bytes) -> None:
+        self.root = root
+        self.config = config
+        self.config_hash = hashlib.sha256(raw).hexdigest()[:16]
+
+    @property
+    def name(self) -> str:
+        return self.config.project.name
+
+    @property
+    def residual_dir(self) -> Path:
+        return self.root / "residual"
+
+    @property
+    def student_dir(self) -> Path:
+        return self.root / "student"
+
+    @property
+    def bench_dir(self) -> Path:
+        return self.root / "bench"
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.root / ".cadenza" / "registry"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / ".cadenza-env"
+
+    @property
+    def prompt_path(self) -> Path:
+        return self.root / PROMPT_NAME
+
+
+def _format_error(path: Path, err: dict) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ()) if not str(p).startswith("function-"))
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key '{loc}'"
+    if kind == "missing":
+        return f"{path}: missing required key '{loc}'"
+    msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{path}: key '{loc}': {msg}{shown}" if loc else f"{path}: {msg}"
+
+
+def parse_config(path: Path, raw: bytes) -> ProjectConfig:
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: TOML syntax error: {e}") from None
+    if "project" not in data:
+        raise ConfigError(f"{path}: missing required table [project] (with at least name = \"...\")")
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(path, e.errors()[0])) from None
+
+
+def load_project(root: str | Path) -> Project:
+    """Load and validate ``<root>/cadenza.toml``; raises :class:`ConfigError` with one line."""
+    root = Path(root)
+    if not root.exists():
+        raise ConfigError(f"{root}: no such project directory (create one with: cadenza init {root})")
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a directory; expected a project directory holding {CONFIG_NAME}")
+    path = root / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; is {root} a cadenza project? (create one with: cadenza init {root})")
+    raw = path.read_bytes()
+    return Project(root, parse_config(path, raw), raw)

@@ -1,0 +1,36 @@
+"""``cadenza init``: write a ready project from a template."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from cadenza.project.config import CONFIG_NAME, PROMPT_NAME, ConfigError, parse_config
+from cadenza.utils.io import atomic_write_text
+
+TEMPLATES = ("rescue-dog",)
+
+
+def template_files(template: str) -> dict[str, str]:
+    if template not in TEMPLATES:
+        raise ConfigError(f"unknown template {template!r}; available: {', '.join(TEMPLATES)}")
+    root = resources.files("cadenza.project") / "templates" / template
+    return {name: (root / name).read_text(encoding="utf-8") for name in (CONFIG_NAME, PROMPT_NAME)}
+
+
+def init_project(directory: Path, template: str = "rescue-dog", name: str | None = None,
+                 force: bool = False) -> list[Path]:
+    """Create ``directory`` (if needed) with ``cadenza.toml`` and ``SYSTEM_PROMPT.md``."""
+    name = name or directory.resolve().name
+    files = template_files(template)
+    target = directory / CONFIG_NAME
+    if target.exists() and not force:
+        raise ConfigError(f"{target}: already exists (use --force to overwrite)")
+    config_text = files[CONFIG_NAME].replace("{name}", name)
+    parse_config(target, config_text.encode())  # the name must be valid before anything is written
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [target, directory / PROMPT_NAME]
+    atomic_write_text(target, config_text)
+    if force or not written[1].exists():
+        atomic_write_text(written[1], files[PROMPT_NAME])
+    return written

@@ -1,0 +1,52 @@
+"""What every task (proxy, MuJoCo, user-supplied) offers to the rest of cadenza.
+
+A task is a batched environment following the Gymnasium vector API with *same-step* autoreset:
+when an env finishes, ``step`` already returns the first observation of its next episode and puts
+the last observation in ``info["final_obs"]``. ``info`` always carries boolean arrays ``success``
+and ``collision`` of shape ``(num_envs,)``; they refer to the step that just happened (so they
+describe the episode that ended when ``terminated | truncated``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Static facts about a task that the governor, the residual and the reports need."""
+
+    name: str
+    label: str  # "proxy" or "mujoco:<task>" -- printed next to every number
+    obs_dim: int
+    act_dim: int
+    horizon: int  # max steps per episode
+    control_hz: float
+    action_low: float = -1.0
+    action_high: float = 1.0
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A batched task: ``reset(seed) -> obs, info`` and ``step(actions) -> obs, r, term, trunc, info``."""
+
+    spec: TaskSpec
+    num_envs: int
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]: ...
+
+    def step(self, actions: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]: ...
+
+    def set_level(self, level: float) -> None:
+        """Set the perturbation (curriculum) level in [0, 1]; applies from the next episode on."""
+        ...
+
+    @property
+    def level(self) -> float: ...
+
+    def close(self) -> None: ...
