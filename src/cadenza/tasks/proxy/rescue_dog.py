@@ -32,7 +32,7 @@ Reward is sparse by default: +1 on reaching the goal, -1 on a collision, 0 other
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -84,7 +84,7 @@ PERTURB = Perturbation()
 class RescueDogProxy(VectorEnv):
     """Batched rescue-dog proxy (same-step autoreset). Implements the cadenza ``Task`` protocol."""
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
     def __init__(
         self,
@@ -301,7 +301,7 @@ class RescueDogProxy(VectorEnv):
 class RescueDogEnv(gym.Env):
     """Single-env Gymnasium view of the proxy (``cadenza/RescueDog-v0``), for off-the-shelf RL code."""
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, level: float = 1.0, reward: Literal["sparse", "dense"] = "sparse",
                  horizon: int = HORIZON) -> None:
