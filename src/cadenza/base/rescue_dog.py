@@ -24,7 +24,7 @@ class RescueDogGains:
     slow_radius: float = 0.8
     margin: float = 0.3
     lookahead: float = 1.8
-    kp_vel: float = 3.0
+    kp_vel: float = 0.5
     kp_yaw: float = 4.0
     kd_yaw: float = 0.6
 

@@ -50,7 +50,9 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except USER_ERRORS as e:
-        err_console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        from rich.markup import escape
+
+        err_console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         sys.exit(exit_code_for(e))
     except typer.Exit as e:
         sys.exit(e.exit_code)
@@ -60,13 +62,28 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
+    except Exception as e:  # click usage errors (typer >= 0.20 raises its vendored click's exceptions)
+        if isinstance(e, _click_exceptions()):
             e.show()
             sys.exit(e.exit_code)
         raise
+
+
+def _click_exceptions() -> tuple[type[Exception], ...]:
+    found: list[type[Exception]] = []
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+
+        found.append(VendoredClickException)
+    except ImportError:
+        pass
+    try:
+        from click import ClickException
+
+        found.append(ClickException)
+    except ImportError:
+        pass
+    return tuple(found)
 
 
 if __name__ == "__main__":

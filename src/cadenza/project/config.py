@@ -40,19 +40,43 @@ class ProjectSection(_Section):
 
 
 class PerturbationSpec(_Section):
-    """One real-simulator perturbation: what it changes and how far at level 1.0."""
+    """One real-simulator perturbation: what it changes and how far at level 1.0 (docs/real.md).
 
-    kind: Literal["mass", "friction", "actuator_gain", "damping", "bias_torque", "obs_noise", "latency", "push"]
-    target: str = ""  # body / joint / actuator name; empty = all
-    scale: float = 0.0  # magnitude at level 1.0 (meaning depends on kind, see docs/config.md)
+    Each episode draws ``level * U(0.5, 1) * scale`` (latency: ``round(level * U(0, 1) * scale)``
+    steps). ``target`` is a comma-separated list of names or shell-style patterns (bodies for mass
+    and push, geoms for friction, joints for damping / joint_friction / bias_torque, actuators or the
+    joints they drive for actuator_gain, observation indices such as ``"0:4,8"`` for obs_noise);
+    empty means all of them (the root body for push).
+    """
+
+    kind: Literal["mass", "friction", "actuator_gain", "damping", "joint_friction", "bias_torque",
+                  "obs_noise", "latency", "push"]
+    target: str = ""
+    scale: float = Field(0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _share_below_one(self) -> PerturbationSpec:
+        if self.kind in ("friction", "actuator_gain") and self.scale >= 1.0:
+            raise ValueError(f"{self.kind}: scale is the share lost at level 1.0 and must be below 1 (got {self.scale})")
+        return self
 
 
 class RealTaskSection(_Section):
-    task: str = ""  # "builtin:reacher" | "builtin:rescue-dog" | a Gymnasium id such as "Reacher-v5"
+    """``[task.real]``: the simulator task and base that ``--real`` runs (docs/real.md)."""
+
+    task: str = ""  # "builtin:reacher" | "builtin:rescue-dog" | a Gymnasium id | "module:attr" env factory
     base: str = ""  # base policy for the real task (same forms as [base].source)
-    success: str = ""  # optional "module:attr" success function (obs, info) -> bool
+    success: str = ""  # optional "module:attr" function (obs, info) -> bool; else info["success"]
+    collision: str = ""  # optional "module:attr" function (obs, info) -> bool; else info["collision"]
     env_kwargs: dict[str, float | int | str | bool] = Field(default_factory=dict)
-    perturbations: list[PerturbationSpec] = Field(default_factory=list)
+    perturbations: list[PerturbationSpec] = Field(default_factory=list)  # empty: the built-in task's own
+
+    @field_validator("success", "collision")
+    @classmethod
+    def _entry_point(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[\w.]+:[\w.]+", v):
+            raise ValueError("expected 'package.module:function'")
+        return v
 
 
 class TaskSection(_Section):

@@ -67,14 +67,14 @@ class Nominal:
 class Perturbation:
     """Magnitudes at level 1.0 (each episode draws ``level * U(0.5, 1) * magnitude``)."""
 
-    payload: float = 0.8  # extra mass, share of body mass
-    slip: float = 0.7  # lost ground friction (slippery debris), share of nominal
-    weak_left: float = 0.45  # lost thrust on the left legs, share
-    asym_torque: float = 3.0  # N m of yaw torque per unit forward command per unit asymmetry
-    wind: float = 1.4  # N, random direction
-    slope_deg: float = 5.0  # degrees, random direction
-    latency_steps: float = 2.0  # up to this many 20 ms steps of actuation delay
-    noise: float = 0.03  # sensor noise std (observation units)
+    payload: float = 1.2  # extra mass, share of body mass
+    slip: float = 0.75  # lost ground friction (slippery debris), share of nominal
+    weak_left: float = 0.7  # lost thrust on the left legs, share
+    asym_torque: float = 5.0  # N m of yaw torque per unit forward command per unit asymmetry
+    wind: float = 0.3  # N, random direction
+    slope_deg: float = 1.0  # degrees, random direction
+    latency_steps: float = 1.0  # up to this many 20 ms steps of actuation delay
+    noise: float = 0.01  # sensor noise std (observation units)
 
 
 NOMINAL = Nominal()
@@ -212,10 +212,10 @@ class RescueDogProxy(VectorEnv):
         # debris along the corridor between start and goal
         # one piece of debris per slot along the corridor, so no two form a wall across the path
         along = SLOT_START + SLOT_SPACING * np.arange(NUM_OBSTACLES) + rng.uniform(-0.1, 0.1, (k, NUM_OBSTACLES))
-        across = rng.uniform(-1.2, 1.2, (k, NUM_OBSTACLES))
+        across = rng.uniform(-1.4, 1.4, (k, NUM_OBSTACLES))
         normal = np.stack([-heading[:, 1], heading[:, 0]], 1)
         self.obst[m] = along[..., None] * heading[:, None, :] + across[..., None] * normal[:, None, :]
-        self.obst_r[m] = rng.uniform(0.15, 0.3, (k, NUM_OBSTACLES))
+        self.obst_r[m] = rng.uniform(0.12, 0.25, (k, NUM_OBSTACLES))
         self.t[m] = 0
         self.prev_cmd[m] = 0.0
         self.cmd_buf[:, m] = 0.0

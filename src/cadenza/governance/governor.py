@@ -1,0 +1,122 @@
+"""The governor: it plans a training run, reviews every round, and (via the scorecard) judges the result.
+
+The client (``cadenza.residual.train``) only collects rollouts and runs the PPO step; the governor
+decides hyperparameters, the curriculum, the budget, and when to stop. ``Governor`` is a protocol so
+a shared governance service can replace :class:`LocalGovernor` later without touching the client.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True)
+class TaskProfile:
+    obs_dim: int
+    act_dim: int
+    horizon: int
+    num_envs: int
+    device: str
+    budget_steps: int
+    target_level: float
+    use_base: bool = True
+    label: str = "proxy"
+
+
+@dataclass
+class Plan:
+    hyperparameters: dict[str, Any]
+    budget_steps: int
+    rounds: int
+    curriculum: list[tuple[int, float]]  # (from env step, level), ascending
+    plateau_window: int
+    plateau_min_gain: float
+    kl_blowup: float
+
+    def level_at(self, step: int) -> float:
+        level = self.curriculum[0][1]
+        for start, lv in self.curriculum:
+            if step >= start:
+                level = lv
+        return level
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Decision:
+    action: Literal["continue", "stop"]
+    reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+class Governor(Protocol):
+    def plan(self, profile: TaskProfile) -> Plan: ...
+
+    def review(self, history: list[dict[str, Any]], plan: Plan) -> Decision: ...
+
+
+class LocalGovernor:
+    """Offline governor with documented rules (docs/governance.md)."""
+
+    def plan(self, p: TaskProfile) -> Plan:
+        n_steps = max(32, min(256, 8192 // p.num_envs))
+        batch = n_steps * p.num_envs
+        hp = {
+            "num_envs": p.num_envs,
+            "n_steps": n_steps,
+            "lr": 3e-4,
+            "gamma": 0.99 if p.horizon <= 400 else 0.995,
+            "gae_lambda": 0.95,
+            "clip": 0.2,
+            "epochs": 10,
+            "minibatch_size": max(256, batch // 4),
+            "vf_coef": 0.5,
+            "ent_coef": 0.0,
+            "max_grad_norm": 0.5,
+            "target_kl": 0.03,
+            # a residual explores gently around the base; a policy from scratch needs broad noise
+            "init_log_std": -0.5 if p.use_base else 0.0,
+            "critic_warmup_epochs": 10 if p.use_base else 0,
+        }
+        rounds = max(1, math.ceil(p.budget_steps / batch))
+        ramp_end = int(0.3 * p.budget_steps)
+        start = round(0.5 * p.target_level, 3)
+        stages = 3
+        curriculum = [(0, start)] + [
+            (int(ramp_end * i / stages), round(start + (p.target_level - start) * i / stages, 3))
+            for i in range(1, stages + 1)
+        ]
+        return Plan(hyperparameters=hp, budget_steps=p.budget_steps, rounds=rounds, curriculum=curriculum,
+                    plateau_window=5, plateau_min_gain=0.01, kl_blowup=0.5)
+
+    def review(self, history: list[dict[str, Any]], plan: Plan) -> Decision:
+        """Decide after a round. ``history`` holds one dict per round (RoundStats + env_steps_total, level)."""
+        cur = history[-1]
+        warnings = []
+        if cur.get("mean_abs_delta", 0.0) > 0.5:
+            warnings.append(f"residual saturation: mean |delta| is {cur['mean_abs_delta']:.0%} of its bound; "
+                            "the base may be too weak for this task")
+        numbers = [cur.get(k, 0.0) for k in ("approx_kl", "value_loss", "policy_loss", "std")]
+        if any(not math.isfinite(x) for x in numbers):
+            return Decision("stop", "divergence: a loss or the policy std is NaN/inf", warnings)
+        if cur.get("approx_kl", 0.0) > plan.kl_blowup:
+            return Decision("stop", f"divergence: KL blow-up ({cur['approx_kl']:.3f} > {plan.kl_blowup})", warnings)
+        if cur["env_steps_total"] >= plan.budget_steps:
+            return Decision("stop", f"budget reached ({cur['env_steps_total']:,} env steps)", warnings)
+        # plateau: only judged at the target level, over two full windows of rounds
+        target = plan.curriculum[-1][1]
+        at_target = [h for h in history if h["level"] >= target and h["episodes"] > 0]
+        w = plan.plateau_window
+        if len(at_target) >= 2 * w and cur["env_steps_total"] >= 0.5 * plan.budget_steps:
+            def rate(rows: list[dict[str, Any]]) -> float:
+                return sum(r["successes"] for r in rows) / max(1, sum(r["episodes"] for r in rows))
+
+            recent, before = rate(at_target[-w:]), rate(at_target[-2 * w:-w])
+            if recent - before < plan.plateau_min_gain and recent >= 0.95:
+                return Decision("stop", f"success plateau at {recent:.1%} (gain {recent - before:+.1%} over the "
+                                f"last {w} rounds < {plan.plateau_min_gain:.0%})", warnings)
+        return Decision("continue", "", warnings)

@@ -1,0 +1,228 @@
+"""The artefact registry of a project: immutable versions, an append-only ledger, baseline pointers.
+
+Layout under ``<project>/.cadenza/registry/``::
+
+    <kind>/v0001/<files...>   immutable; manifest.json holds each file's sha256 and the metadata
+    ledger.jsonl              one JSON object per event: register, verdict, promote, rollback
+    pointers.json             {kind: {"baseline": "v0002", "previous": ["v0001"]}}
+
+Kinds: ``residual``, ``student``, ``lora``, ``prompt``. A promoted version is also *published*: its
+files are copied (atomically) to the well-known paths users load (e.g. ``residual/residual_policy.pt``).
+A version whose files do not match its manifest is refused, never loaded.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cadenza.errors import ArtefactError, CadenzaError
+from cadenza.utils.io import atomic_write_bytes, atomic_write_json, sha256_file
+
+KINDS = ("residual", "student", "lora", "prompt")
+
+# Where a promoted version's files are published, relative to the project root.
+PUBLISH: dict[str, dict[str, str]] = {
+    "residual": {"policy.pt": "residual/residual_policy.pt"},
+    "student": {},
+    "lora": {},
+    "prompt": {"SYSTEM_PROMPT.md": "SYSTEM_PROMPT.md"},
+}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 -- no login name in some containers
+        return os.environ.get("USER", "unknown")
+
+
+class Registry:
+    def __init__(self, project_root: str | Path) -> None:
+        self.project_root = Path(project_root)
+        self.root = self.project_root / ".cadenza" / "registry"
+
+    # ------------------------------------------------------------------ versions
+    def _check_kind(self, kind: str) -> None:
+        if kind not in KINDS:
+            raise CadenzaError(f"unknown artefact kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+    def versions(self, kind: str) -> list[str]:
+        self._check_kind(kind)
+        d = self.root / kind
+        if not d.is_dir():
+            return []
+        return sorted(p.name for p in d.iterdir() if p.is_dir() and p.name.startswith("v") and p.name[1:].isdigit())
+
+    def latest(self, kind: str) -> str | None:
+        v = self.versions(kind)
+        return v[-1] if v else None
+
+    def register(self, kind: str, files: dict[str, Path | bytes], metadata: dict[str, Any] | None = None) -> str:
+        """Store ``files`` as a new immutable version; returns its name (``v0001`` ...)."""
+        self._check_kind(kind)
+        kdir = self.root / kind
+        kdir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=kdir))
+        try:
+            manifest: dict[str, Any] = {"kind": kind, "created": _now(), "files": {}, "metadata": metadata or {}}
+            for name, src in files.items():
+                dst = tmp / name
+                if isinstance(src, bytes):
+                    dst.write_bytes(src)
+                else:
+                    shutil.copyfile(src, dst)
+                manifest["files"][name] = sha256_file(dst)
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            while True:  # pick the next free name; rename is atomic and fails if it exists
+                existing = self.versions(kind)
+                version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
+                try:
+                    os.rename(tmp, kdir / version)
+                    break
+                except OSError:
+                    if not (kdir / version).exists():
+                        raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._ledger({"event": "register", "kind": kind, "version": version,
+                      "files": manifest["files"], "metadata": metadata or {}})
+        return version
+
+    def manifest(self, kind: str, version: str) -> dict[str, Any]:
+        path = self.root / kind / version / "manifest.json"
+        if not path.is_file():
+            raise ArtefactError(f"{kind} version {version!r} not found in {self.root / kind}")
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise ArtefactError(f"{path}: corrupt manifest (not JSON)") from None
+
+    def verify(self, kind: str, version: str) -> dict[str, Any]:
+        """Check every file of a version against its manifest; raise ArtefactError on any mismatch."""
+        man = self.manifest(kind, version)
+        for name, digest in man["files"].items():
+            p = self.root / kind / version / name
+            if not p.is_file():
+                raise ArtefactError(f"{p}: missing file of {kind} {version}; refusing to load it")
+            if sha256_file(p) != digest:
+                raise ArtefactError(f"{p}: content hash does not match the registry (corrupt or tampered); "
+                                    "refusing to load it")
+        return man
+
+    def path(self, kind: str, version: str, name: str) -> Path:
+        """Path of one file of a verified version."""
+        man = self.verify(kind, version)
+        if name not in man["files"]:
+            raise ArtefactError(f"{kind} {version} has no file {name!r}")
+        return self.root / kind / version / name
+
+    # ------------------------------------------------------------------ pointers
+    def _pointers(self) -> dict[str, Any]:
+        p = self.root / "pointers.json"
+        if not p.is_file():
+            return {}
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError:
+            raise ArtefactError(f"{p}: corrupt baseline pointers (not JSON)") from None
+
+    def baseline(self, kind: str) -> str | None:
+        self._check_kind(kind)
+        return self._pointers().get(kind, {}).get("baseline")
+
+    def promote(self, kind: str, version: str, reasons: list[str] | None = None,
+                metrics: dict[str, Any] | None = None) -> None:
+        """Make ``version`` the baseline of ``kind`` and publish its files."""
+        self.verify(kind, version)
+        ptr = self._pointers()
+        cur = ptr.get(kind, {"baseline": None, "previous": []})
+        if cur.get("baseline") == version:
+            self._publish(kind, version)
+            return
+        prev = list(cur.get("previous", []))
+        if cur.get("baseline"):
+            prev.append(cur["baseline"])
+        ptr[kind] = {"baseline": version, "previous": prev}
+        self._publish(kind, version)
+        atomic_write_json(self.root / "pointers.json", ptr)
+        self._ledger({"event": "promote", "kind": kind, "version": version, "from": cur.get("baseline"),
+                      "reasons": reasons or [], "metrics": metrics or {}})
+
+    def rollback(self, kind: str, to: str | None = None, reason: str = "manual rollback") -> str:
+        """Move the baseline back (to the previous one, or to ``to``); returns the new baseline."""
+        ptr = self._pointers()
+        cur = ptr.get(kind, {"baseline": None, "previous": []})
+        prev = list(cur.get("previous", []))
+        if to is None:
+            if not prev:
+                raise CadenzaError(f"no earlier {kind} baseline to roll back to")
+            target = prev.pop()
+        else:
+            if to not in self.versions(kind):
+                raise CadenzaError(f"{kind} version {to!r} does not exist; known: {', '.join(self.versions(kind)) or 'none'}")
+            target = to
+            prev = [v for v in prev if v != to]
+            if cur.get("baseline") and cur["baseline"] != to:
+                prev.append(cur["baseline"])
+        self.verify(kind, target)
+        ptr[kind] = {"baseline": target, "previous": prev}
+        self._publish(kind, target)
+        atomic_write_json(self.root / "pointers.json", ptr)
+        self._ledger({"event": "rollback", "kind": kind, "version": target, "from": cur.get("baseline"),
+                      "reasons": [reason]})
+        return target
+
+    def _publish(self, kind: str, version: str) -> None:
+        for name, rel in PUBLISH.get(kind, {}).items():
+            src = self.root / kind / version / name
+            if src.is_file():
+                atomic_write_bytes(self.project_root / rel, src.read_bytes())
+
+    # ------------------------------------------------------------------ ledger
+    def record_verdict(self, kind: str, version: str, verdict: str, reasons: list[str],
+                       metrics: dict[str, Any], action: str) -> None:
+        self._ledger({"event": "verdict", "kind": kind, "version": version, "verdict": verdict,
+                      "action": action, "reasons": reasons, "metrics": metrics})
+
+    def _ledger(self, entry: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        entry = {"time": _now(), "user": _user(), **entry}
+        line = json.dumps(entry, default=str) + "\n"
+        with open(self.root / "ledger.jsonl", "a", encoding="utf-8") as f:  # append-only
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def ledger(self, kind: str | None = None) -> list[dict[str, Any]]:
+        p = self.root / "ledger.jsonl"
+        if not p.is_file():
+            return []
+        out = []
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                e = json.loads(line)
+            except json.JSONDecodeError:
+                raise ArtefactError(f"{p}:{i}: corrupt ledger line") from None
+            if kind is None or e.get("kind") == kind:
+                out.append(e)
+        return out
+
+    def last_verdict(self, kind: str, version: str) -> dict[str, Any] | None:
+        for e in reversed(self.ledger(kind)):
+            if e.get("event") == "verdict" and e.get("version") == version:
+                return e
+        return None

@@ -1,0 +1,95 @@
+"""The low-level controller of a mission: the frozen base, corrected by the promoted residual, or
+the promoted student.
+
+``--controller residual`` (the default) runs the project's base and, when the registry has a promoted
+residual, the residual on top of it through the control law; without one it is the base alone (label
+``base``). ``--controller student`` runs the promoted distilled student instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cadenza.base import BasePolicy, load_base
+from cadenza.errors import CadenzaError
+from cadenza.project.config import Project
+
+CONTROLLERS = ("residual", "student")
+
+
+@dataclass
+class LowLevelController:
+    """``obs[1, 18] -> action[1, 3]`` for one robot; ``reset()`` at the start of each mission."""
+
+    kind: str  # "base" | "residual" | "student"
+    base: BasePolicy | None
+    residual: Any = None  # ResidualController: .act(obs, a_base), .reset(mask), .version
+    student: Any = None  # promoted student: .act(obs) or callable, .version
+    version: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def reset(self) -> None:
+        for part in (self.residual, self.student):
+            if part is not None and hasattr(part, "reset"):
+                part.reset(np.ones(1, dtype=bool))
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        if self.student is not None:
+            fn = self.student.act if hasattr(self.student, "act") else self.student
+            return np.asarray(fn(obs), dtype=np.float64).reshape(obs.shape[0], -1)
+        assert self.base is not None
+        a_base = self.base(obs)
+        if self.residual is not None:
+            return np.asarray(self.residual.act(obs, a_base), dtype=np.float64)
+        return a_base
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "version": self.version,
+                "base": self.base.source if self.base is not None else None}
+
+
+def _load_student(project: Project) -> Any:
+    try:
+        from cadenza.distill.runtime import load_promoted_student  # type: ignore[import-not-found]
+    except ImportError:
+        raise CadenzaError("--controller student: the distilled-student runtime is not built yet "
+                           "(issue 5); use --controller residual") from None
+    student = load_promoted_student(project)
+    if student is None:
+        raise CadenzaError(f"--controller student: {project.root} has no promoted student; run "
+                           f"`cadenza env distill {project.root}` then `cadenza env distill eval {project.root} --promote`")
+    return student
+
+
+def _load_residual(project: Project) -> tuple[Any, str | None]:
+    """The promoted residual (or None) and a note when it could not even be looked for."""
+    try:
+        from cadenza.residual.policy import load_promoted_residual  # type: ignore[import-not-found]
+    except ModuleNotFoundError as e:
+        if e.name in ("cadenza.residual.policy", "cadenza.residual"):
+            return None, None  # residual runtime not in this build: the base runs alone
+        return None, f"residual runtime unavailable ({e}); running the base alone"
+    except ImportError as e:
+        return None, f"residual runtime unavailable ({e}); running the base alone"
+    return load_promoted_residual(project), None
+
+
+def load_controller(project: Project, kind: str = "residual") -> LowLevelController:
+    if kind not in CONTROLLERS:
+        raise CadenzaError(f"--controller: unknown controller {kind!r}; available: {', '.join(CONTROLLERS)}")
+    if project.config.task.id != "proxy:rescue-dog":
+        raise CadenzaError(f"env run drives the rescue-dog mission world, which needs task.id = 'proxy:rescue-dog' "
+                           f"(this project has {project.config.task.id!r})")
+    if kind == "student":
+        student = _load_student(project)
+        return LowLevelController("student", None, student=student, version=getattr(student, "version", None))
+    base = load_base(project.config.base.source, project.root, 3)
+    residual, note = _load_residual(project)
+    notes = [note] if note else []
+    if residual is None:
+        return LowLevelController("base", base, notes=notes)
+    return LowLevelController("residual", base, residual=residual, version=str(getattr(residual, "version", None)),
+                              notes=notes)

@@ -1,0 +1,235 @@
+"""``cadenza env run``: drive missions with a planner and the low-level controller, log every step.
+
+One run = one invocation = one log file holding ``episodes`` missions. Mission ``i`` uses seed
+``seed + i`` for both the site layout and the robot's perturbation draw, so any mission of a run can be
+replayed alone with ``--seed seed+i --episodes 1`` and gives the same steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cadenza import __version__
+from cadenza.mission.actions import ActionError, ActionStep, Vocabulary
+from cadenza.mission.body import ProxyBody
+from cadenza.mission.controller import LowLevelController, load_controller
+from cadenza.mission.planners import Planner, PlannerInput, make_planner
+from cadenza.mission.prompt import history_text, prompt_fields, render, template_fields
+from cadenza.mission.runlog import LOG_SUFFIX, SCHEMA, RunLogWriter, new_run_id, utc_now
+from cadenza.mission.skills import SKILL_PARAMS, StepOutcome, execute
+from cadenza.mission.world import COLLISION_TEXT, BodyState, Site, observe, summary_text
+from cadenza.project.config import CONFIG_NAME, ActionSpec, ConfigError, Project
+
+STEP_COST = 0.05  # reward charged per action step
+DEFAULT_GOAL = "search for the victim"
+
+# Used when a project's cadenza.toml has no [mission.actions] table.
+DEFAULT_ACTIONS: dict[str, ActionSpec] = {
+    "walk_forward": ActionSpec(description="walk straight ahead", params={"distance_m": (0.1, 3.0)}),
+    "crawl_forward": ActionSpec(description="crawl low under debris", params={"distance_m": (0.1, 2.0)}),
+    "turn_left": ActionSpec(params={"degrees": (5.0, 180.0)}),
+    "turn_right": ActionSpec(params={"degrees": (5.0, 180.0)}),
+    "climb_step": ActionSpec(description="climb one step or ledge directly ahead"),
+    "sit": ActionSpec(description="sit and signal"),
+    "stand": ActionSpec(description="stand up from sit or crawl"),
+}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    policy: str = "scripted"
+    goal: str | None = None
+    episodes: int = 1
+    seed: int = 0
+    perturb: float = 0.0
+    controller: str = "residual"
+
+
+@dataclass
+class EpisodeResult:
+    episode: int
+    seed: int
+    goal: str
+    success: bool
+    steps: int
+    ret: float
+    reason: str
+    collision: str | None = None
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    log_path: Path
+    header: dict[str, Any]
+    episodes: list[EpisodeResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def successes(self) -> int:
+        return sum(e.success for e in self.episodes)
+
+
+def success_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for ``k`` successes in ``n`` trials."""
+    if n == 0:
+        return 0.0, 1.0
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def mission_vocabulary(project: Project) -> tuple[Vocabulary, list[str]]:
+    """The project's action vocabulary, checked against the skills the mission world can execute."""
+    specs = project.config.mission.actions
+    notes = []
+    if not specs:
+        specs = DEFAULT_ACTIONS
+        notes.append("cadenza.toml has no [mission.actions]; using the built-in rescue-dog vocabulary")
+    cfg = project.root / CONFIG_NAME
+    for name, spec in specs.items():
+        if name not in SKILL_PARAMS:
+            raise ConfigError(f"{cfg}: key 'mission.actions.{name}': the rescue-dog world has no skill {name!r}; "
+                              f"available: {', '.join(SKILL_PARAMS)}")
+        if set(spec.params) != set(SKILL_PARAMS[name]):
+            want = ", ".join(SKILL_PARAMS[name]) or "no parameters"
+            got = ", ".join(spec.params) or "none"
+            raise ConfigError(f"{cfg}: key 'mission.actions.{name}.params': the skill takes {want}, got {got}")
+    return Vocabulary.from_config(specs), notes
+
+
+def read_system_prompt(project: Project) -> str:
+    p = project.prompt_path
+    return p.read_text(encoding="utf-8") if p.is_file() else ""
+
+
+def _reward(out: StepOutcome) -> float:
+    return out.progress_m - STEP_COST + (1.0 if out.reached else 0.0) - (1.0 if out.collision else 0.0)
+
+
+class MissionRunner:
+    """Runs missions for one project; see :func:`run_missions`."""
+
+    def __init__(self, project: Project, opts: RunOptions, *, planner: Planner | None = None,
+                 controller: LowLevelController | None = None) -> None:
+        if not 0.0 <= opts.perturb <= 1.0:
+            raise ConfigError(f"--perturb must be in [0, 1], got {opts.perturb}")
+        if opts.episodes < 1:
+            raise ConfigError(f"--episodes must be at least 1, got {opts.episodes}")
+        if opts.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {opts.seed}")
+        self.project, self.opts = project, opts
+        self.template = project.config.vla_finetune.prompt_template
+        template_fields(self.template, f"{project.root / CONFIG_NAME}: key 'vla_finetune.prompt_template'")
+        self.vocab, self.notes = mission_vocabulary(project)
+        self.planner = planner or make_planner(opts.policy, project, self.vocab)
+        self.controller = controller or load_controller(project, opts.controller)
+        self.notes += self.controller.notes
+        self.system_prompt = read_system_prompt(project)
+        self.max_steps = project.config.mission.max_steps
+        self.goals = [opts.goal] if opts.goal else (list(project.config.mission.goals) or [DEFAULT_GOAL])
+
+    def header(self, run_id: str) -> dict[str, Any]:
+        p, o = self.project, self.opts
+        return {
+            "type": "header", "schema": SCHEMA, "run_id": run_id, "time": utc_now(),
+            "project": p.name, "project_root": str(p.root.resolve()), "config_hash": p.config_hash,
+            "cadenza_version": __version__, "policy": getattr(self.planner, "name", o.policy),
+            "controller": self.controller.describe(), "seed": o.seed, "episodes": o.episodes,
+            "perturb": o.perturb, "task": "proxy", "world": "rescue-dog", "max_steps": self.max_steps,
+            "goals": self.goals, "system_prompt": self.system_prompt, "prompt_template": self.template,
+            "actions": self.vocab.as_dict(), "actions_text": self.vocab.text(), "step_cost": STEP_COST,
+        }
+
+    def run(self, run_id: str | None = None,
+            on_episode: Callable[[EpisodeResult], None] | None = None) -> RunResult:
+        run_id = run_id or new_run_id()
+        path = self.project.runs_dir / f"{run_id}{LOG_SUFFIX}"
+        header = self.header(run_id)
+        result = RunResult(run_id, path, header, notes=list(self.notes))
+        with RunLogWriter(path) as log:
+            log.write(header, sync=True)
+            try:
+                for i in range(self.opts.episodes):
+                    ep = self._episode(log, i)
+                    result.episodes.append(ep)
+                    if on_episode is not None:
+                        on_episode(ep)
+            except BaseException as e:
+                try:
+                    log.write({"type": "aborted", "time": utc_now(), "error": f"{type(e).__name__}: {e}",
+                               "episodes_done": len(result.episodes)}, sync=True)
+                finally:
+                    raise
+            k, n = result.successes, len(result.episodes)
+            lo, hi = success_interval(k, n)
+            log.write({"type": "run_end", "time": utc_now(), "episodes": n, "successes": k,
+                       "success_rate": k / n, "ci95": [round(lo, 4), round(hi, 4)]}, sync=True)
+        return result
+
+    def _episode(self, log: RunLogWriter, i: int) -> EpisodeResult:
+        seed = self.opts.seed + i
+        goal = self.goals[i % len(self.goals)]
+        site = Site.generate(seed)
+        body = ProxyBody(self.opts.perturb, seed, site.rocks, site.start_yaw)
+        state = BodyState(body.x, body.y, body.yaw)
+        self.controller.reset()
+        self.planner.reset(goal, seed)
+        log.write({"type": "episode_start", "episode": i, "seed": seed, "goal": goal, "site": site.as_dict()})
+        taken: list[ActionStep] = []
+        ret, reason, kind, success, seconds = 0.0, "step limit", None, False, 0.0
+        for k in range(1, self.max_steps + 1):
+            obs = observe(site, state)
+            text = summary_text(obs)
+            hist = history_text([s.text() for s in taken])
+            prompt = render(self.template, prompt_fields(
+                system_prompt=self.system_prompt, goal=goal, observation=obs, observation_text=text,
+                actions_text=self.vocab.text(), history=hist, step=k, project=self.project.name))
+            proposed = self.planner.plan(PlannerInput(goal, prompt, obs, text, self.vocab, tuple(taken), k))
+            error, clamped = None, {}
+            try:
+                checked = self.vocab.check(proposed)
+            except ActionError as e:
+                error, action = str(e), proposed
+                out = StepOutcome(trace=[[round(body.x, 3), round(body.y, 3)]], note=f"invalid action: {e}")
+            else:
+                action, clamped = checked.step, checked.clamped
+                out = execute(action, site, state, body, self.controller)
+            taken.append(action)
+            reward = _reward(out)
+            ret += reward
+            seconds += out.ticks * body.dt
+            done = out.reached or out.collision is not None or k == self.max_steps
+            if out.reached:
+                success, reason = True, "victim reached"
+            elif out.collision:
+                kind, reason = out.collision, f"collision: {COLLISION_TEXT[out.collision]}"
+            log.write({
+                "type": "step", "episode": i, "step": k, "goal": goal, "prompt": prompt, "history": hist,
+                "observation": obs, "observation_text": text,
+                "action": {"name": action.name, "params": dict(action.params)}, "action_text": action.text(),
+                "raw": proposed.raw, "valid": error is None, "error": error, "clamped": clamped,
+                "reward": round(reward, 4), "collision": out.collision is not None, "done": done,
+                "success": out.reached, "outcome": out.as_dict(),
+                "pose": [round(state.x, 3), round(state.y, 3), round(math.degrees(state.yaw), 1)],
+                "posture": state.posture, "on_ledge": state.on_ledge, "trace": out.trace,
+            })
+            if done:
+                break
+        ep = EpisodeResult(i, seed, goal, success, k, ret, reason, kind)
+        log.write({"type": "episode_end", "episode": i, "seed": seed, "goal": goal, "success": success, "steps": k,
+                   "return": round(ret, 4), "reason": reason, "collision_kind": kind,
+                   "mission_seconds": round(seconds, 2)}, sync=True)
+        return ep
+
+
+def run_missions(project: Project, opts: RunOptions, **kwargs: Any) -> RunResult:
+    """Run ``opts.episodes`` missions and log them; returns the per-mission results and the log path."""
+    on_episode = kwargs.pop("on_episode", None)
+    run_id = kwargs.pop("run_id", None)
+    return MissionRunner(project, opts, **kwargs).run(run_id=run_id, on_episode=on_episode)

@@ -1,0 +1,257 @@
+"""PPO for a bounded residual on a frozen base (readable top to bottom, in the spirit of CleanRL).
+
+What differs from textbook PPO, and why:
+
+* the policy is a Gaussian over the *raw residual* ``u`` (delta, plus the gate when it is on); the
+  robot receives ``control_law(a_base, delta, gate)``, so the bound ``alpha``, the rate limit and the
+  final clamp act inside every rollout exactly as they will on the robot;
+* the actor and critic read ``[normalised obs, a_base]``; the base is called as a plain function on
+  numpy arrays, so it never sees a gradient and its weights are never written;
+* the residual starts near zero (last layer std 0.01) so round 0 rolls out the base itself, and the
+  critic is warmed on that first rollout before the first policy step;
+* the observation normaliser lives inside the actor and is updated between rounds from the raw
+  observations of the last rollout (the buffer stores the features as the policy saw them, so the
+  ratio in the update is exact);
+* truncated episodes are bootstrapped with the value of their final observation.
+
+With ``arch.use_base == False`` the same code trains a full policy from scratch (the bench's
+"full RL" arm): no base input, ``a = clip(u)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cadenza.residual.control_law import control_law
+from cadenza.residual.network import Critic, ResidualActor, ResidualArch
+from cadenza.tasks.interface import Task
+
+
+@dataclass
+class PPOConfig:
+    num_envs: int = 64
+    n_steps: int = 128  # rollout length per env per round
+    lr: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    epochs: int = 10
+    minibatch_size: int = 2048
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    max_grad_norm: float = 0.5
+    target_kl: float | None = 0.03
+    init_log_std: float = -0.5
+    critic_warmup_epochs: int = 10
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RoundStats:
+    env_steps: int
+    episodes: int
+    successes: int
+    collisions: int
+    mean_return: float
+    mean_abs_delta: float
+    approx_kl: float = 0.0
+    clip_frac: float = 0.0
+    value_loss: float = 0.0
+    policy_loss: float = 0.0
+    entropy: float = 0.0
+    std: float = 0.0
+    epochs_run: int = 0
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.episodes if self.episodes else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["success_rate"] = self.success_rate
+        return d
+
+
+class PPO:
+    def __init__(self, arch: ResidualArch, cfg: PPOConfig, task: Task,
+                 base: Callable[[np.ndarray], np.ndarray] | None, device: str = "cpu", seed: int = 0) -> None:
+        if arch.use_base and base is None:
+            raise ValueError("a residual needs a base policy")
+        torch.manual_seed(seed)
+        self.arch, self.cfg, self.task, self.base, self.device = arch, cfg, task, base, device
+        self.actor = ResidualActor(arch, init_log_std=cfg.init_log_std).to(device)
+        self.critic = Critic(arch).to(device)
+        self.opt = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters()], lr=cfg.lr, eps=1e-5)
+        self.rng = torch.Generator(device="cpu").manual_seed(seed)
+        n, k = task.num_envs, arch.act_dim
+        self.obs, _ = task.reset(seed=seed)
+        self.prev_delta = np.zeros((n, k))
+        self.rate_limit = arch.rate_limit if arch.use_base else None
+        self.alpha = arch.alpha if arch.use_base else 1.0
+        self.rounds_done = 0
+
+    # ------------------------------------------------------------------ acting
+    def _base(self, obs: np.ndarray) -> np.ndarray:
+        if self.arch.use_base:
+            return self.base(obs)  # type: ignore[misc]
+        return np.zeros((obs.shape[0], self.arch.act_dim))
+
+    def _features(self, obs: np.ndarray, a_base: np.ndarray) -> torch.Tensor:
+        o = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        b = torch.as_tensor(a_base, dtype=torch.float32, device=self.device)
+        return self.actor.features(o, b)
+
+    def _to_action(self, u: np.ndarray, a_base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = self.arch.act_dim
+        gate = np.clip(u[:, k:], 0.0, 1.0) if self.arch.gate else None
+        out = control_law(a_base, u[:, :k], alpha=self.alpha, gate=gate, prev_delta=self.prev_delta,
+                          rate_limit=self.rate_limit)
+        return out.action, out.delta
+
+    # ------------------------------------------------------------------ one round
+    @torch.no_grad()
+    def collect(self) -> tuple[dict[str, torch.Tensor], RoundStats, np.ndarray]:
+        cfg, T, n = self.cfg, self.cfg.n_steps, self.task.num_envs
+        feats, us, logps, vals = [], [], [], []
+        rews = np.zeros((T, n), dtype=np.float32)
+        dones = np.zeros((T, n), dtype=np.float32)
+        raw_obs = np.empty((T, n, self.arch.obs_dim), dtype=np.float32)
+        eps = succ = coll = 0
+        ret_sum = abs_delta = 0.0
+        std = self.actor.log_std.exp()
+        for t in range(T):
+            a_base = self._base(self.obs)
+            x = self._features(self.obs, a_base)
+            mean = self.actor.net(x)
+            noise = torch.randn(mean.shape, generator=self.rng).to(self.device)
+            u = mean + std * noise
+            logp = torch.distributions.Normal(mean, std).log_prob(u).sum(-1)
+            v = self.critic(x)
+            action, delta_eff = self._to_action(u.cpu().numpy().astype(np.float64), a_base)
+            abs_delta += float(np.abs(delta_eff).mean())
+            raw_obs[t] = self.obs
+            obs, r, term, trunc, info = self.task.step(action)
+            done = term | trunc
+            r = r.astype(np.float32).copy()
+            if trunc.any():  # bootstrap time-limit truncations with the value of the final observation
+                fo = info["final_obs"][trunc]
+                r[trunc] += cfg.gamma * self.critic(self._features(fo, self._base(fo))).cpu().numpy()
+            self.prev_delta = np.where(done[:, None], 0.0, delta_eff)  # the rate limit restarts per episode
+            if done.any():
+                eps += int(done.sum())
+                succ += int(info["success"][done].sum())
+                coll += int(info["collision"][done].sum())
+                ret_sum += float(info["episode"]["r"][done].sum())
+            feats.append(x)
+            us.append(u)
+            logps.append(logp)
+            vals.append(v)
+            rews[t], dones[t] = r, done
+            self.obs = obs
+        last_v = self.critic(self._features(self.obs, self._base(self.obs))).cpu().numpy()
+        values = torch.stack(vals).cpu().numpy()
+        adv = np.zeros((T, n), dtype=np.float32)
+        gae = np.zeros(n, dtype=np.float32)
+        for t in reversed(range(T)):
+            next_v = last_v if t == T - 1 else values[t + 1]
+            nonterminal = 1.0 - dones[t]
+            d = rews[t] + cfg.gamma * next_v * nonterminal - values[t]
+            gae = d + cfg.gamma * cfg.gae_lambda * nonterminal * gae
+            adv[t] = gae
+        batch = {
+            "x": torch.stack(feats).reshape(T * n, -1),
+            "u": torch.stack(us).reshape(T * n, -1),
+            "logp": torch.stack(logps).reshape(-1),
+            "adv": torch.as_tensor(adv.reshape(-1), device=self.device),
+            "ret": torch.as_tensor((adv + values).reshape(-1), device=self.device),
+            "val": torch.as_tensor(values.reshape(-1), device=self.device),
+        }
+        stats = RoundStats(env_steps=T * n, episodes=eps, successes=succ, collisions=coll,
+                           mean_return=ret_sum / eps if eps else float("nan"), mean_abs_delta=abs_delta / T)
+        return batch, stats, raw_obs
+
+    def _value_loss(self, x: torch.Tensor, ret: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((self.critic(x) - ret) ** 2).mean()
+
+    def update(self, batch: dict[str, torch.Tensor], stats: RoundStats) -> RoundStats:
+        cfg = self.cfg
+        N = batch["x"].shape[0]
+        mb = min(cfg.minibatch_size, N)
+        params = [*self.actor.parameters(), *self.critic.parameters()]
+        if self.rounds_done == 0 and self.arch.use_base:
+            for _ in range(cfg.critic_warmup_epochs):  # warm the critic on the base's own rollout
+                for idx in torch.randperm(N, generator=self.rng).split(mb):
+                    loss = cfg.vf_coef * self._value_loss(batch["x"][idx], batch["ret"][idx])
+                    self.opt.zero_grad()
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    self.opt.step()
+        kls, clips, vls, pls, ents = [], [], [], [], []
+        epochs_run = 0
+        for _ in range(cfg.epochs):
+            epochs_run += 1
+            epoch_kl = []
+            for idx in torch.randperm(N, generator=self.rng).split(mb):
+                x, u = batch["x"][idx], batch["u"][idx]
+                mean = self.actor.net(x)
+                dist = torch.distributions.Normal(mean, self.actor.log_std.exp())
+                logp = dist.log_prob(u).sum(-1)
+                log_ratio = logp - batch["logp"][idx]
+                ratio = log_ratio.exp()
+                adv = batch["adv"][idx]
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
+                vl = self._value_loss(x, batch["ret"][idx])
+                ent = dist.entropy().sum(-1).mean()
+                loss = pg + cfg.vf_coef * vl - cfg.ent_coef * ent
+                self.opt.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                self.opt.step()
+                with torch.no_grad():
+                    kl = float(((ratio - 1) - log_ratio).mean())
+                    epoch_kl.append(kl)
+                    kls.append(kl)
+                    clips.append(float(((ratio - 1).abs() > cfg.clip).float().mean()))
+                    vls.append(float(vl))
+                    pls.append(float(pg))
+                    ents.append(float(ent))
+            if cfg.target_kl is not None and np.mean(epoch_kl) > cfg.target_kl:
+                break
+        self.rounds_done += 1
+        stats.approx_kl = float(np.mean(kls))
+        stats.clip_frac = float(np.mean(clips))
+        stats.value_loss = float(np.mean(vls))
+        stats.policy_loss = float(np.mean(pls))
+        stats.entropy = float(np.mean(ents))
+        stats.std = float(self.actor.log_std.exp().mean())
+        stats.epochs_run = epochs_run
+        return stats
+
+    def round(self) -> RoundStats:
+        """Collect one rollout, update the policy, then refresh the observation normaliser."""
+        batch, stats, raw_obs = self.collect()
+        stats = self.update(batch, stats)
+        self.actor.norm.update(raw_obs.reshape(-1, self.arch.obs_dim))
+        return stats
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "opt": self.opt.state_dict(), "rounds_done": self.rounds_done,
+                "rng": self.rng.get_state()}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self.actor.load_state_dict(sd["actor"])
+        self.critic.load_state_dict(sd["critic"])
+        self.opt.load_state_dict(sd["opt"])
+        self.rounds_done = int(sd["rounds_done"])
+        self.rng.set_state(sd["rng"])

@@ -1,0 +1,56 @@
+"""``builtin:reacher``: Gymnasium's ``Reacher-v5`` (a 2-link planar arm) with cadenza's success rule.
+
+Success rule: the episode runs its full 50 steps (1 s at 50 Hz; Reacher never terminates early)
+and succeeds when, after the last step, the fingertip's centre lies strictly within 1 cm of the
+target's centre in the plane (``|fingertip_xy - target_xy| < 0.01`` m). ``collision`` is always
+false: the arm has nothing to hit.
+
+The observation is Reacher-v5's own 10 floats: cos and sin of both joint angles, the target
+position, both joint velocities and the fingertip-minus-target vector.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from cadenza.project.config import PerturbationSpec
+
+ENV_ID = "Reacher-v5"
+HORIZON = 50
+SUCCESS_RADIUS = 0.01  # metres
+
+# Magnitudes at level 1.0 (each episode draws level * U(0.5, 1) * scale). The motors give up to
+# 200 N m (gear 200), so a 20 N m bias is a tenth of full command.
+PERTURBATIONS: tuple[PerturbationSpec, ...] = (
+    PerturbationSpec(kind="actuator_gain", scale=0.4),  # up to 40 % weaker motors
+    PerturbationSpec(kind="damping", target="joint0,joint1", scale=4.0),  # N m s/rad, nominal 1
+    PerturbationSpec(kind="joint_friction", target="joint0,joint1", scale=4.0),  # N m of dry friction
+    PerturbationSpec(kind="bias_torque", target="joint0,joint1", scale=20.0),  # N m, sign per episode
+    PerturbationSpec(kind="obs_noise", scale=0.002),  # std in observation units (m, rad/s, ...)
+)
+
+
+class ReacherOutcome(gym.Wrapper):
+    """Adds ``success`` (the 1 cm end-of-episode rule), ``collision`` and ``fingertip_dist`` to info."""
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, r, term, trunc, info = self.env.step(action)
+        dist = fingertip_distance(self.env)
+        info["fingertip_dist"] = dist
+        info["success"] = bool((term or trunc) and dist < SUCCESS_RADIUS)
+        info["collision"] = False
+        return obs, r, term, trunc, info
+
+
+def fingertip_distance(env: gym.Env) -> float:
+    inner: Any = env.unwrapped
+    v = inner.get_body_com("fingertip")[:2] - inner.get_body_com("target")[:2]
+    return float(np.hypot(v[0], v[1]))
+
+
+def make_env(**kwargs: Any) -> gym.Env:
+    kwargs.setdefault("max_episode_steps", HORIZON)
+    return ReacherOutcome(gym.make(ENV_ID, disable_env_checker=True, **kwargs))
