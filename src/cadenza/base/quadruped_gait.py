@@ -33,11 +33,11 @@ PAIR_PHASE = np.array([np.pi, 0.0, np.pi, 0.0])  # FL + BR on the clock, FR + BL
 
 @dataclass(frozen=True)
 class GaitGains:
-    v_max: float = 0.8  # m/s
+    v_max: float = 0.5  # m/s
     w_max: float = 1.0  # rad/s
     kp_heading: float = 1.5  # (rad/s) per rad of bearing
     slow_radius: float = 0.6  # m
-    v_per_rad: float = 3.7  # forward speed per rad of hip amplitude (nominal robot)
+    v_per_rad: float = 2.3  # forward speed per rad of hip amplitude (nominal robot, near 0.2 rad)
     w_per_rad: float = 6.0  # yaw rate per rad of common hip amplitude (nominal robot)
     max_amp: float = 0.35  # rad, hip amplitude limit (the joint range is +/-0.52)
     lift: float = 0.4  # rad of ankle during swing

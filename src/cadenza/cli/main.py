@@ -48,7 +48,8 @@ def main() -> None:
     from cadenza.errors import USER_ERRORS, exit_code_for
 
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # click returns the code of typer.Exit(code) here
+        sys.exit(rc if isinstance(rc, int) else 0)
     except USER_ERRORS as e:
         from rich.markup import escape
 

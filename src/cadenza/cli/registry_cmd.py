@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
-from cadenza.cli.common import ProjectArg, not_built
+from cadenza.cli.common import ProjectArg, console
 
 
 def history(
@@ -14,7 +15,29 @@ def history(
     kind: Annotated[str | None, typer.Option("--kind", help="Only this kind: residual, student, lora or prompt.")] = None,
 ) -> None:
     """List every artefact version, verdict and baseline move of the project."""
-    not_built("cadenza env history", 3)
+    from cadenza.governance.registry import KINDS, Registry
+    from cadenza.project.config import load_project
+
+    proj = load_project(project)
+    reg = Registry(proj.root)
+    kinds = [kind] if kind else list(KINDS)
+    for k in kinds:
+        reg._check_kind(k)
+    rows = reg.ledger(kind)
+    t = Table(title=f"registry of {proj.name}", title_justify="left")
+    for col in ("time", "kind", "version", "event", "verdict / detail"):
+        t.add_column(col)
+    for e in rows:
+        if e["event"] == "verdict":
+            detail = f"{e['verdict']}: {e.get('action', '')}"
+        elif e["event"] in ("promote", "rollback"):
+            detail = f"baseline {e.get('from') or '-'} -> {e['version']}"
+        else:
+            detail = ", ".join(f"{k}={v}" for k, v in (e.get("metadata") or {}).items() if k in ("task", "env_steps", "stop_reason", "imported_from"))
+        t.add_row(e["time"], e["kind"], e["version"], e["event"], detail)
+    console.print(t)
+    for k in kinds:
+        console.print(f"{k:9s} baseline: {reg.baseline(k) or '-'}   versions: {len(reg.versions(k))}")
 
 
 def rollback(
@@ -22,8 +45,16 @@ def rollback(
     kind: Annotated[str, typer.Argument(help="residual, student, lora or prompt.", show_default=False)],
     to: Annotated[str | None, typer.Option("--to", help="Version to restore. [default: the previous baseline]", show_default=False)] = None,
 ) -> None:
-    """Move the baseline of KIND back to an earlier version."""
-    not_built("cadenza env rollback", 3)
+    """Move the baseline of KIND back to an earlier version (its files are re-published)."""
+    from cadenza.governance.registry import Registry
+    from cadenza.project.config import load_project
+
+    proj = load_project(project)
+    reg = Registry(proj.root)
+    reg._check_kind(kind)
+    before = reg.baseline(kind)
+    after = reg.rollback(kind, to)
+    console.print(f"{kind} baseline: {before or '-'} -> {after}")
 
 
 def register(app: typer.Typer) -> None:

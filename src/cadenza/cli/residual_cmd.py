@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -45,6 +46,28 @@ def init(
     console.print(f"wrote {spec_path(proj, real)}")
 
 
+def print_scorecard(card, action: str | None = None) -> None:
+    """The scorecard table and the verdict with its reasons, one line each."""
+    from rich.table import Table
+
+    t = Table(title=f"scorecard [{card.task}], {card.episodes} episodes per policy", title_justify="left")
+    for col in ("policy", "success", "95% interval", "collision", "return", "mean |delta|", "clamped"):
+        t.add_column(col, justify="right" if col != "policy" else "left")
+    from cadenza.governance.stats import wilson
+
+    for m in card.metrics.values():
+        lo, hi = wilson(m["successes"], m["episodes"])
+        t.add_row(m["label"], f"{m['success_rate']:.1%}", f"[{lo:.1%}, {hi:.1%}]", f"{m['collision_rate']:.1%}",
+                  f"{m['mean_return']:+.3f}", f"{m['mean_abs_delta']:.3f}", f"{m['clamp_share']:.1%}")
+    console.print(t)
+    style = {"DEPLOY": "bold green", "BLOCK": "bold red", "NEEDS_DATA": "bold yellow"}[card.verdict]
+    console.print(f"verdict: [{style}]{card.verdict}[/{style}]")
+    for r in card.reasons:
+        console.print(f"  {r}", soft_wrap=True)
+    if action:
+        console.print(f"registry: {action}")
+
+
 @app.command("train")
 def train(
     project: ProjectArg,
@@ -52,9 +75,45 @@ def train(
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed. [default: residual.seed in cadenza.toml]", show_default=False)] = None,
     device: DeviceOpt = "auto",
     real: RealOpt = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore an interrupted run's checkpoint and start over.")] = False,
 ) -> None:
-    """Governed PPO on the frozen base; DEPLOY promotes the new residual, BLOCK keeps the old one."""
-    not_built("cadenza env residual train", 3)
+    """Governed PPO on the frozen base; DEPLOY promotes the new residual, BLOCK keeps the old one.
+
+    Exit code: 0 DEPLOY, 3 BLOCK, 4 NEEDS_DATA. Ctrl-C keeps the last round's checkpoint; re-running resumes.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cadenza.cli.common import VERDICT_EXIT
+    from cadenza.project.config import load_project
+    from cadenza.residual.train import train_residual
+
+    proj = load_project(project)
+    with Progress(TextColumn("[bold]train[/bold] round {task.fields[round]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
+        job = bar.add_task("train", total=None, round=0, info="")
+
+        def on_round(row: dict, plan) -> None:
+            sr = "  n/a" if row["episodes"] == 0 else f"{row['success_rate']:5.1%}"
+            ret = "n/a" if row["episodes"] == 0 else f"{row['mean_return']:+.2f}"
+            bar.update(job, total=plan.budget_steps, completed=min(row["env_steps_total"], plan.budget_steps),
+                       round=row["round"], info=f"level {row['level']:.2f}  success {sr}  return {ret}  "
+                       f"KL {row['approx_kl']:.4f}")
+
+        try:
+            res = train_residual(proj, steps=steps, seed=seed, device=device, real=real, fresh=fresh,
+                                 on_round=on_round)
+        except KeyboardInterrupt:
+            bar.stop()
+            console.print("interrupted: the last finished round is checkpointed; run the same command to resume")
+            raise typer.Exit(130) from None
+    if res.resumed_from:
+        console.print(f"resumed from round {res.resumed_from}")
+    console.print(f"stopped: {res.stop_reason}  ({res.env_steps:,} env steps, {res.wall_s:.1f} s)")
+    for w in res.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+    print_scorecard(res.card, res.action)
+    console.print(f"report: {res.report_path}\ncurve:  {res.curve_path}")
+    raise typer.Exit(VERDICT_EXIT[res.card.verdict])
 
 
 @app.command("eval")
@@ -62,10 +121,41 @@ def eval_(
     project: ProjectArg,
     promote: Annotated[bool, typer.Option("--promote", help="Set the residual as the baseline if it passes.")] = False,
     episodes: Annotated[int | None, typer.Option("--episodes", help="Evaluation episodes. [default: governance.eval_episodes]", show_default=False)] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Registry version to score. [default: the newest]", show_default=False)] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", help="Score this residual policy file (it is registered first).", show_default=False)] = None,
     real: RealOpt = False,
 ) -> None:
-    """Re-score the current residual: success / collision / sanity / regression -> DEPLOY | BLOCK | NEEDS_DATA."""
-    not_built("cadenza env residual eval", 3)
+    """Re-score a residual: success / collision / sanity / regression -> DEPLOY | BLOCK | NEEDS_DATA.
+
+    Exit code: 0 DEPLOY, 3 BLOCK, 4 NEEDS_DATA.
+    """
+    from cadenza.base.loader import load_base
+    from cadenza.cli.common import VERDICT_EXIT
+    from cadenza.errors import CadenzaError
+    from cadenza.governance.registry import Registry
+    from cadenza.project.config import load_project
+    from cadenza.residual.policy import ResidualController, load_policy
+    from cadenza.residual.scoring import apply_verdict, score_residual
+    from cadenza.tasks.factory import base_source
+
+    proj = load_project(project)
+    reg = Registry(proj.root)
+    if policy is not None:
+        load_policy(policy)  # refuse a bad file before it enters the registry
+        version = reg.register("residual", {"policy.pt": policy}, {"imported_from": str(policy)})
+        console.print(f"registered {policy} as residual {version}")
+    version = version or reg.latest("residual")
+    if version is None:
+        raise CadenzaError(f"{proj.root}: no residual trained yet; run: cadenza env residual train {proj.root}")
+    actor, _ = load_policy(reg.path("residual", version, "policy.pt"))
+    base = load_base(base_source(proj, real), proj.root, actor.arch.act_dim)
+    n = episodes or proj.config.governance.eval_episodes
+    card, _ = score_residual(proj, ResidualController(actor, version), base, episodes=n, real=real,
+                             candidate_version=version)
+    action = apply_verdict(proj, card, version, promote=promote)
+    console.print(f"residual {version}")
+    print_scorecard(card, action)
+    raise typer.Exit(VERDICT_EXIT[card.verdict])
 
 
 @app.command("bench")

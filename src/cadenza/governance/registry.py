@@ -43,7 +43,7 @@ def _now() -> str:
 def _user() -> str:
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 -- no login name in some containers
+    except Exception:
         return os.environ.get("USER", "unknown")
 
 

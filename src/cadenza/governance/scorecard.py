@@ -3,8 +3,10 @@
 A scorecard is a list of checks. Each check is PASS, FAIL, UNDECIDED (its interval straddles the
 threshold) or WARN (reported, never blocking). The verdict:
 
-* BLOCK when any check FAILs (safety, regression or performance, with the interval on the wrong side);
-* NEEDS_DATA when nothing failed but a check is UNDECIDED or too few episodes were run;
+* BLOCK when a safety check FAILs, whatever the number of episodes;
+* NEEDS_DATA when fewer than the minimum number of episodes were run;
+* BLOCK when any other check FAILs (regression or performance, the interval on the wrong side);
+* NEEDS_DATA when nothing failed but a check is UNDECIDED (its interval straddles the threshold);
 * DEPLOY when every check passes with its interval on the right side of its threshold.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from cadenza.governance.stats import diff_interval, episodes_needed, wilson
+from cadenza.governance.stats import diff_interval, episodes_needed, episodes_needed_diff, wilson
 
 Status = Literal["PASS", "FAIL", "UNDECIDED", "WARN"]
 Verdict = Literal["DEPLOY", "BLOCK", "NEEDS_DATA"]
@@ -25,6 +27,7 @@ class Check:
     status: Status
     detail: str
     more_episodes: int | None = None  # for UNDECIDED: roughly how many more would decide it
+    safety: bool = False  # a failed safety check blocks even on few episodes
 
     def line(self) -> str:
         extra = f" (about {self.more_episodes} more episodes would decide it)" if self.more_episodes else ""
@@ -48,6 +51,10 @@ class Scorecard:
 def decide(checks: list[Check]) -> tuple[Verdict, list[str]]:
     """The verdict and its reasons (one line per check)."""
     reasons = [c.line() for c in checks]
+    if any(c.status == "FAIL" and c.safety for c in checks):
+        return "BLOCK", reasons
+    if any(c.name == "episodes" and c.status == "UNDECIDED" for c in checks):
+        return "NEEDS_DATA", reasons
     if any(c.status == "FAIL" for c in checks):
         return "BLOCK", reasons
     if any(c.status == "UNDECIDED" for c in checks):
@@ -110,8 +117,14 @@ def not_worse(name: str, k: int, n: int, k_ref: int, n_ref: int, margin: float, 
         return Check(name, "PASS", txt)
     if hi < -margin:
         return Check(name, "FAIL", txt + ": regression")
+    need = episodes_needed_diff(p if higher_is_better else p_ref, p_ref if higher_is_better else p, margin, confidence)
     return Check(name, "UNDECIDED", txt + ": interval straddles the margin",
-                 more_episodes=max(n, 100))
+                 more_episodes=None if need is None else max(need - min(n, n_ref), 1))
+
+
+def _safety(check: Check) -> Check:
+    check.safety = True
+    return check
 
 
 def residual_checks(*, episodes: int, successes: int, collisions: int, base: tuple[int, int, int],
@@ -123,19 +136,19 @@ def residual_checks(*, episodes: int, successes: int, collisions: int, base: tup
     checks = [
         enough_episodes(episodes, g.min_episodes),
         rate_at_least("success", successes, episodes, g.success_threshold, c),
-        rate_at_most("collision (safety)", collisions, episodes, g.max_collision_rate, c),
+        _safety(rate_at_most("collision (safety)", collisions, episodes, g.max_collision_rate, c)),
         not_worse("regression vs base alone", successes, episodes, base[1], base[0], g.regression_margin, c),
-        not_worse("collisions vs base alone (safety)", collisions, episodes, base[2], base[0],
-                  g.regression_margin, c, higher_is_better=False),
+        _safety(not_worse("collisions vs base alone (safety)", collisions, episodes, base[2], base[0],
+                          g.regression_margin, c, higher_is_better=False)),
     ]
     if baseline is not None:
         checks.append(not_worse("regression vs current baseline", successes, episodes, baseline[1], baseline[0],
                                 g.regression_margin, c))
     checks.append(Check("finite actions (safety)", "FAIL" if non_finite else "PASS",
-                        f"{non_finite} non-finite residual outputs"))
-    checks.append(Check("clamp share (sanity)", "FAIL" if clamp_share > g.max_clamp_share else "PASS",
+                        f"{non_finite} non-finite residual outputs", safety=True))
+    checks.append(Check("clamp share (safety)", "FAIL" if clamp_share > g.max_clamp_share else "PASS",
                         f"{_pct(clamp_share)} of action components clamped by the residual "
-                        f"(limit {_pct(g.max_clamp_share)})"))
+                        f"(limit {_pct(g.max_clamp_share)})", safety=True))
     sat = "WARN" if mean_abs_delta > g.saturation_warn else "PASS"
     checks.append(Check("residual saturation", sat,
                         f"mean |delta| {_pct(mean_abs_delta)} of its bound (warn above {_pct(g.saturation_warn)})"

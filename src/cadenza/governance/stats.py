@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from scipy.stats import binomtest, norm
+from scipy.stats import binomtest
 
 
 def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -28,14 +29,39 @@ def diff_interval(k1: int, n1: int, k2: int, n2: int, confidence: float = 0.95) 
     return max(-1.0, lo), min(1.0, hi)
 
 
-def episodes_needed(p: float, threshold: float, confidence: float = 0.95) -> int | None:
-    """Episodes for the interval around ``p`` to clear ``threshold`` (normal approximation).
+def episodes_needed(p: float, threshold: float, confidence: float = 0.95, n_max: int = 1_000_000) -> int | None:
+    """Smallest n for which the Wilson interval around the same rate ``p`` clears ``threshold``.
 
-    ``None`` when ``p`` sits on the threshold (no finite number of episodes decides it).
+    ``None`` when no n up to ``n_max`` does (``p`` sits on the threshold).
     """
-    gap = abs(p - threshold)
-    if gap < 1e-6:
+    def clears(n: int) -> bool:
+        lo, hi = wilson(round(p * n), n, confidence)
+        return lo >= threshold or hi < threshold if p >= threshold else hi <= threshold or lo > threshold
+
+    return _smallest(clears, n_max)
+
+
+def episodes_needed_diff(p: float, p_ref: float, margin: float, confidence: float = 0.95,
+                         n_max: int = 1_000_000) -> int | None:
+    """Smallest n (per arm) for which the difference interval of the same rates clears ``-margin``."""
+    def clears(n: int) -> bool:
+        lo, hi = diff_interval(round(p * n), n, round(p_ref * n), n, confidence)
+        return lo >= -margin or hi < -margin
+
+    return _smallest(clears, n_max)
+
+
+def _smallest(ok: Callable[[int], bool], n_max: int) -> int | None:
+    n = 8
+    while n <= n_max and not ok(n):
+        n *= 2
+    if n > n_max:
         return None
-    z = norm.ppf(0.5 + confidence / 2)
-    var = max(p * (1 - p), 0.25 / 100)  # avoid 0 at p in {0, 1}
-    return int(math.ceil(z * z * var / (gap * gap)))
+    lo, hi = n // 2, n  # bisect between the last failing and the first passing size
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi

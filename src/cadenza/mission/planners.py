@@ -80,16 +80,22 @@ def make_planner(name: str, project: Project, vocabulary: Vocabulary) -> Planner
 @dataclass(frozen=True)
 class ScriptedRules:
     standoff_m: float = 0.3  # stop this far before a feature's edge
+    approach_m: float = 1.0  # on a long approach, stop this far first and square up again
     crawl_from_m: float = 0.5  # start crawling when the debris edge is this close
     climb_from_m: float = 0.5  # climb when the step face is this close (the skill reaches 0.6 m)
-    square_deg: float = 12.0  # turn to face a feature square on when further off than this
-    crawl_square_deg: float = 25.0  # crawling through at up to this angle is fine
+    square_deg: float = 10.0  # away from features, turn square to the next one when further off than this
+    at_edge_deg: float = 25.0  # at a feature's edge, crawl or climb at up to this angle rather than turn there
     aim_deg: float = 8.0  # turn toward the victim when further off than this
     rock_margin_m: float = 0.2  # keep a waypoint this far from any rock's edge (beyond the body radius)
+    rock_close_m: float = 0.45  # a rock ahead with less clearance than this: turn away first
+    min_walk_m: float = 0.3  # shorter walks (forced by a rock) become a side-step
 
 
 class ScriptedPlanner:
-    """Rule-based planner: square up to each feature, stop short, crawl or climb, then go to the victim."""
+    """Rule-based planner: square up to each feature, stop short, crawl or climb, then go to the victim.
+
+    It reads only the observation summary (never the goal text): every goal runs the full search.
+    """
 
     name = "scripted"
     NEEDS = ("walk_forward", "crawl_forward", "turn_left", "turn_right", "climb_step")
@@ -100,12 +106,12 @@ class ScriptedPlanner:
             raise CadenzaError(f"the scripted planner needs these actions in [mission.actions]: {', '.join(missing)}")
         self.vocab = vocabulary
         self.r = rules or ScriptedRules()
-        self._after_sidestep = False
+        self._pass_rock: float | None = None  # after a side-step turn: walk this far to get past the rock
 
     def reset(self, goal: str, seed: int) -> None:
-        self._after_sidestep = False
+        self._pass_rock = None
 
-    # helpers
+    # ------------------------------------------------------------------ helpers
     def _range(self, action: str, param: str) -> tuple[float, float]:
         return self.vocab.actions[action][param]
 
@@ -118,16 +124,19 @@ class ScriptedPlanner:
         lo, hi = self._range(action, "distance_m")
         return ActionStep(action, {"distance_m": round(min(max(d, lo), hi), 2)})
 
+    @staticmethod
+    def _rock_xy(rock: dict[str, Any]) -> tuple[float, float]:
+        b = math.radians(rock["bearing_deg"])
+        return rock["distance_m"] * math.cos(b), rock["distance_m"] * math.sin(b)
+
     def _clear_of_rocks(self, obs: dict[str, Any], d: float) -> float:
         """Shorten a straight move of ``d`` metres so its end point keeps clear of every reported rock."""
         for rock in obs["rocks"]:
-            b = math.radians(rock["bearing_deg"])
-            rx, ry = rock["distance_m"] * math.cos(b), rock["distance_m"] * math.sin(b)
+            rx, ry = self._rock_xy(rock)
             keep = rock["radius_m"] + ROBOT_R + self.r.rock_margin_m
             if rx <= 0.0 or abs(ry) >= keep:
                 continue
-            # the end point (d, 0) must stay outside the circle of radius `keep` around the rock
-            half = math.sqrt(keep**2 - ry**2)
+            half = math.sqrt(keep**2 - ry**2)  # the end point (d, 0) must stay outside this circle
             if rx - half < d < rx + half:
                 d = rx - half
         return d
@@ -142,52 +151,65 @@ class ScriptedPlanner:
                     limit = min(limit, (f["edge_m"] - self.r.standoff_m) / cos)
         return limit
 
+    def _close_rock(self, obs: dict[str, Any]) -> dict[str, Any] | None:
+        for rock in obs["rocks"]:
+            clear = rock["distance_m"] - rock["radius_m"] - ROBOT_R
+            if clear < self.r.rock_close_m and abs(rock["bearing_deg"]) < 70:
+                return rock
+        return None
+
+    def _sidestep(self, obs: dict[str, Any], rock: dict[str, Any], prefer_deg: float = 0.0) -> ActionStep:
+        """Turn so that a straight walk passes ``rock`` with room to spare; the next decision walks past it."""
+        dist, b = rock["distance_m"], rock["bearing_deg"]
+        need = math.degrees(math.asin(min(1.0, (rock["radius_m"] + ROBOT_R + 0.25) / max(dist, 1e-3))))
+        side = -1.0 if b > 0 or (b == 0 and prefer_deg < 0) else 1.0  # turn away from the rock
+        turn = side * min(max(need - abs(b) + 5.0, 15.0), 90.0)
+        self._pass_rock = dist + 0.3
+        return self._turn(turn)
+
+    def _walk(self, obs: dict[str, Any], d: float, prefer_deg: float) -> ActionStep:
+        """Walk ``d`` metres, stopping short of a rock; a rock in the way makes a side-step instead."""
+        clear = self._clear_of_rocks(obs, d)
+        if clear < d and clear < self.r.min_walk_m:
+            blocking = [k for k in obs["rocks"] if self._rock_xy(k)[0] > 0] or obs["rocks"]
+            return self._sidestep(obs, min(blocking, key=lambda k: k["distance_m"]), prefer_deg)
+        return self._move("walk_forward", clear)
+
+    # ------------------------------------------------------------------ the rules
     def plan(self, inp: PlannerInput) -> ActionStep:
         obs, r = inp.observation, self.r
-        if self._after_sidestep:  # walk on a little in the new direction before lining up again
-            self._after_sidestep = False
-            d = min(self._clear_of_rocks(obs, 0.7), self._feature_limit(obs))
-            if d >= self._range("walk_forward", "distance_m")[0] and obs["debris"]["state"] != "inside":
-                return self._move("walk_forward", d)
-        debris, step = obs["debris"], obs["step"]
+        debris, step, victim = obs["debris"], obs["step"], obs["victim"]
         if debris["state"] == "inside":
-            if abs(debris["normal_deg"]) > r.crawl_square_deg:
+            if abs(debris["normal_deg"]) > r.at_edge_deg:
                 return self._turn(debris["normal_deg"])
             cos = math.cos(math.radians(debris["normal_deg"]))
             return self._move("crawl_forward", debris["exit_m"] / cos + 0.1)
-        # the nearest feature still ahead
+        if self._pass_rock is not None:  # finish a side-step: walk past the rock
+            d, self._pass_rock = min(self._pass_rock, self._feature_limit(obs)), None
+            if d >= r.min_walk_m:
+                return self._walk(obs, d, victim["bearing_deg"])
+        rock = self._close_rock(obs)
+        if rock is not None:
+            return self._sidestep(obs, rock, victim["bearing_deg"])
         ahead = [(f["edge_m"], kind, f) for kind, f in (("debris", debris), ("step", step)) if f["state"] == "ahead"]
         if ahead:
             edge, kind, f = min(ahead, key=lambda t: t[0])
             normal = f["normal_deg"]
-            cos = math.cos(math.radians(normal))
-            if kind == "debris" and edge <= r.crawl_from_m:
-                if abs(normal) > r.crawl_square_deg:
-                    return self._turn(normal)
-                return self._move("crawl_forward", (edge + f["depth_m"] + 2 * ROBOT_R) / cos + 0.1)
-            if kind == "step" and edge <= r.climb_from_m:
-                if abs(normal) > r.square_deg:
-                    return self._turn(normal)
-                return ActionStep("climb_step", {})
-            if abs(normal) > r.square_deg:
+            at_edge = edge <= (r.crawl_from_m if kind == "debris" else r.climb_from_m)
+            if abs(normal) > (r.at_edge_deg if at_edge else r.square_deg):
                 return self._turn(normal)
-            d = self._clear_of_rocks(obs, (edge - r.standoff_m) / cos)
-            if d < self._range("walk_forward", "distance_m")[0]:
-                return self._sidestep(obs)
-            return self._move("walk_forward", d)
-        victim = obs["victim"]
+            cos = math.cos(math.radians(normal))
+            if at_edge and kind == "debris":
+                return self._move("crawl_forward", (edge + f["depth_m"] + 2 * ROBOT_R) / cos + 0.1)
+            if at_edge:
+                return ActionStep("climb_step", {})
+            d = (edge - r.standoff_m) / cos
+            if edge - r.standoff_m > r.approach_m + 0.5:  # long approach: two legs, squaring up in between
+                d = (edge - r.approach_m) / cos
+            return self._walk(obs, d, normal)
         if abs(victim["bearing_deg"]) > r.aim_deg:
             return self._turn(victim["bearing_deg"])
-        d = self._clear_of_rocks(obs, victim["distance_m"] - 0.3)
-        if d < self._range("walk_forward", "distance_m")[0]:
-            return self._sidestep(obs)
-        return self._move("walk_forward", d)
-
-    def _sidestep(self, obs: dict[str, Any]) -> ActionStep:
-        """A rock sits where we want to stop: turn away from it (the next decision walks on)."""
-        rock = min(obs["rocks"], key=lambda k: k["distance_m"])
-        self._after_sidestep = True
-        return self._turn(-40.0 if rock["bearing_deg"] >= 0 else 40.0)
+        return self._walk(obs, victim["distance_m"] - 0.3, 0.0)
 
 
 def _scripted(project: Project, vocabulary: Vocabulary) -> Planner:

@@ -6,7 +6,7 @@ Every skill steers the base through the *carrot* it puts in the proxy's goal slo
   there at its own pace (up to 1.2 m/s) and slows down on arrival.
 * ``crawl_forward d``: crawl posture; the carrot runs 0.35 m ahead on the line of travel, so the base
   moves at about 0.5 m/s (crawling is a lower speed command) and holds the line.
-* ``turn_left a`` / ``turn_right a``: the carrot sits 0.25 m away in the target heading, so the base
+* ``turn_left a`` / ``turn_right a``: the carrot sits 0.12 m away in the target heading, so the base
   turns to face it while barely moving.
 * ``climb_step``: needs the step face within 0.6 m ahead and the robot within 30 degrees of square to
   it; then the body is carried slowly over the edge onto the ledge.
@@ -37,7 +37,7 @@ SKILL_PARAMS: dict[str, tuple[str, ...]] = {
     "stand": (),
 }
 CRAWL_LEAD_M = 0.35
-TURN_LEAD_M = 0.25
+TURN_LEAD_M = 0.12
 HOLD_LEAD_M = 0.1
 CLIMB_REACH_M = 0.6
 CLIMB_MAX_DEG = 30.0
@@ -87,13 +87,14 @@ class _Walk(_Skill):
     def __init__(self, body: ProxyBody, d: float) -> None:
         super().__init__(body)
         self.tx, self.ty = self.x0 + d * self.hx, self.y0 + d * self.hy
+        self.tol = min(0.15, 0.4 * d)
         self.max_ticks = int((2.0 + d / 0.8) / body.dt)
 
     def carrot(self, body: ProxyBody) -> tuple[float, float]:
         return self.tx, self.ty
 
     def done(self, body: ProxyBody) -> bool:
-        return math.hypot(self.tx - body.x, self.ty - body.y) < 0.15
+        return math.hypot(self.tx - body.x, self.ty - body.y) < self.tol
 
 
 class _Line(_Skill):

@@ -50,7 +50,7 @@ class Site:
         x = rng.uniform(1.6, 2.6)
         debris_first = bool(rng.random() < 0.5)
         depth = rng.uniform(0.8, 1.5)
-        gap = rng.uniform(1.8, 2.8)
+        gap = rng.uniform(2.4, 3.2)
         if debris_first:
             d0, d1 = x, x + depth
             sx = d1 + gap
@@ -63,8 +63,8 @@ class Site:
         start_yaw = rng.uniform(-0.35, 0.35)
         # open stretches where rocks may lie: between the features and after the last one
         mid = (min(d1, sx), max(d0, sx))  # the gap between the two features
-        # keep rocks off the stand-off spot in front of the second feature
-        stretches = [(mid[0] + 0.55, mid[1] - 0.95), (end + 0.6, victim[0] + 0.5)]
+        # rocks keep clear of where the robot leaves one feature and stands off before the next
+        stretches = [(mid[0] + 1.15, mid[1] - 0.95), (end + 1.15, victim[0] + 0.5)]
         rocks: list[tuple[float, float, float]] = []
         tries = 0
         while len(rocks) < NUM_OBSTACLES:
@@ -74,7 +74,7 @@ class Site:
             px, py = rng.uniform(lo, hi), rng.uniform(-1.8, 1.8)
             if math.hypot(px - victim[0], py - victim[1]) < REACH_M + r + 0.5:
                 continue
-            if any(math.hypot(px - q[0], py - q[1]) < r + q[2] + 2 * ROBOT_R + 0.15 for q in rocks):
+            if any(math.hypot(px - q[0], py - q[1]) < r + q[2] + 2 * ROBOT_R + 0.5 for q in rocks):
                 continue
             rocks.append((px, py, r))
         return cls(float(d0), float(d1), float(sx), np.array(rocks), (float(victim[0]), float(victim[1])),

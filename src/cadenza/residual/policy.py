@@ -35,7 +35,7 @@ def load_policy(path: str | Path, device: str = "cpu") -> tuple[ResidualActor, d
         raise ArtefactError(f"{path}: no such residual policy file")
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- any unpickling failure means a bad file
+    except Exception as e:
         raise ArtefactError(f"{path}: not a loadable residual policy ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ArtefactError(f"{path}: not a cadenza residual policy (expected format {FORMAT})")
@@ -43,7 +43,7 @@ def load_policy(path: str | Path, device: str = "cpu") -> tuple[ResidualActor, d
         arch = ResidualArch(**payload["arch"])
         actor = ResidualActor(arch)
         actor.load_state_dict(payload["actor"])
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ArtefactError(f"{path}: residual policy does not match its architecture: {str(e)[:160]}") from None
     return actor.to(device).eval(), payload.get("meta", {})
 

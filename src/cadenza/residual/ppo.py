@@ -232,7 +232,7 @@ class PPO:
         stats.value_loss = float(np.mean(vls))
         stats.policy_loss = float(np.mean(pls))
         stats.entropy = float(np.mean(ents))
-        stats.std = float(self.actor.log_std.exp().mean())
+        stats.std = float(self.actor.log_std.detach().exp().mean())
         stats.epochs_run = epochs_run
         return stats
 

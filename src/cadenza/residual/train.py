@@ -51,7 +51,7 @@ def _load_checkpoint(path: Path) -> dict[str, Any] | None:
         return None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ArtefactError(f"{path}: unreadable checkpoint ({type(e).__name__}); re-run with --fresh") from None
 
 

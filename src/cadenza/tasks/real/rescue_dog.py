@@ -1,11 +1,12 @@
 """``builtin:rescue-dog``: a MuJoCo quadruped (Gymnasium's ``Ant-v5`` body) walking to a goal.
 
 The robot is Gymnasium's Ant (a torso on four two-joint legs, 8 torque motors) controlled at 50 Hz
-(``frame_skip=2`` on the model's 10 ms step). Each episode starts it at a random heading and puts
-a goal 2.0-2.5 m away, at a bearing within +/-60 degrees of where it faces. The episode succeeds
-when the torso centre comes within 0.4 m of the goal (in the plane) without having fallen, and ends
-there; it fails by falling (torso centre below 0.26 m, or tilted more than 60 degrees: reported as
-``collision``) or by running out of time (12 s, 600 steps).
+(``frame_skip=2`` on the model's 10 ms step), with its motors cut from Ant's 150 N m to 25 N m per
+unit command so that the robot, like a real dog carrying kit, has little torque to spare. Each
+episode starts it at a random heading and puts a goal 2.0-2.5 m away at a bearing within +/-60
+degrees of where it faces. Success: the torso centre comes within 0.4 m of the goal (in the plane)
+without a fall; the episode ends there. Failure: a fall (torso centre below 0.26 m or tilted more
+than 60 degrees; reported as ``collision``, the episode ends) or the time limit (5.6 s, 280 steps).
 
 Body frame: x forward (between the two front legs), y left, z up. The 8 joints are listed in the
 motors' order: front-right hip, ankle, front-left hip, ankle, back-left hip, ankle, back-right hip,
@@ -40,7 +41,7 @@ from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from cadenza.project.config import PerturbationSpec
 
 FRAME_SKIP = 2  # 2 x 10 ms: 50 Hz control
-HORIZON = 600  # steps (12 s)
+HORIZON = 280  # steps (5.6 s)
 GAIT_HZ = 2.0  # the clock the gait base keys its trot to
 GOAL_RADIUS = 0.4  # m
 GOAL_DIST = (2.0, 2.5)  # m
@@ -48,11 +49,12 @@ GOAL_BEARING = np.radians(60.0)
 FALL_HEIGHT = 0.26  # m: the torso (radius 0.25) is on the ground
 FALL_TILT_COS = 0.5  # body z-axis more than 60 degrees from vertical
 OBS_DIM = 31
+GEAR = 25.0  # N m per unit command (Ant-v5 has 150: a far stronger robot than any dog)
 
 # Magnitudes at level 1.0 (each episode draws level * U(0.5, 1) * scale). The nominal torso weighs
 # 0.33 kg and the whole robot 0.89 kg.
 PERTURBATIONS: tuple[PerturbationSpec, ...] = (
-    PerturbationSpec(kind="mass", target="torso", scale=1.5),  # payload: up to +150 % torso mass
+    PerturbationSpec(kind="mass", target="torso", scale=2.0),  # payload: up to +200 % torso mass
     PerturbationSpec(kind="friction", scale=0.6),  # slippery ground: up to 60 % friction lost
     PerturbationSpec(kind="actuator_gain", target="hip_1,ankle_1,hip_2,ankle_2", scale=0.5),  # weak left legs
     PerturbationSpec(kind="push", target="torso", scale=4.0),  # N, 0.1 s shoves about once a second
@@ -62,13 +64,14 @@ PERTURBATIONS: tuple[PerturbationSpec, ...] = (
 class RescueDogMujoco(AntEnv):
     """Ant-v5's body with a goal-reaching episode and cadenza's observation (see module docstring)."""
 
-    def __init__(self, horizon: int = HORIZON, **kwargs: Any) -> None:
+    def __init__(self, horizon: int = HORIZON, gear: float = GEAR, **kwargs: Any) -> None:
         kwargs.setdefault("frame_skip", FRAME_SKIP)
         kwargs.setdefault("reset_noise_scale", 0.05)
         super().__init__(include_cfrc_ext_in_observation=False, terminate_when_unhealthy=False, **kwargs)
         self.horizon = int(horizon)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float64)
         m = self.model
+        m.actuator_gear[:, 0] = gear
         jnt = m.actuator_trnid[:, 0]
         self._qadr = m.jnt_qposadr[jnt].copy()
         self._vadr = m.jnt_dofadr[jnt].copy()

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The cadenza demo: the whole loop on a copy of examples/rescue-dog (the proxy task), CPU only.
+#
+#   make demo            (creates .venv first)
+#   bash scripts/demo.sh (with cadenza on PATH, or .venv/bin/cadenza present)
+#
+# The example project is copied to build/demo/rescue-dog (or $CADENZA_DEMO_DIR) so that
+# examples/rescue-dog stays clean. Steps that later issues build are kept below as comments;
+# enable each one when its command lands.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if command -v cadenza >/dev/null 2>&1; then
+  CADENZA=(cadenza)
+elif [[ -x .venv/bin/cadenza ]]; then
+  CADENZA=(.venv/bin/cadenza)
+else
+  echo "demo: cadenza is not installed; run 'make demo' (it creates .venv)" >&2
+  exit 1
+fi
+
+DEMO_ROOT="${CADENZA_DEMO_DIR:-build/demo}"
+PROJECT="$DEMO_ROOT/rescue-dog"
+STEP=0
+TOTAL=7
+START=$SECONDS
+
+header() {
+  STEP=$((STEP + 1))
+  printf '\n=== [%d/%d] %s\n' "$STEP" "$TOTAL" "$*"
+}
+
+# Run a command that ends in a verdict: exit 0 = DEPLOY, 3 = BLOCK, 4 = NEEDS_DATA. The demo goes
+# on after BLOCK or NEEDS_DATA (they are answers, not failures) and stops on any other error.
+judged() {
+  local rc=0
+  "$@" || rc=$?
+  case "$rc" in
+    0) echo "verdict: DEPLOY" ;;
+    3) echo "verdict: BLOCK (exit 3)" ;;
+    4) echo "verdict: NEEDS_DATA (exit 4)" ;;
+    *) echo "demo: '$*' failed with exit code $rc" >&2; exit "$rc" ;;
+  esac
+}
+
+printf '=== cadenza demo on a copy of examples/rescue-dog: %s (task: proxy)\n' "$PROJECT"
+rm -rf "$PROJECT"
+mkdir -p "$DEMO_ROOT"
+cp -R examples/rescue-dog "$PROJECT"
+
+header "residual init: build the residual head and profile it (no training)"
+"${CADENZA[@]}" env residual init "$PROJECT" --alpha 0.15
+
+header "residual train: governed PPO on the frozen base (issue 3; not enabled yet)"
+# judged "${CADENZA[@]}" env residual train "$PROJECT"
+
+header "residual eval: scorecard and verdict of the promoted residual (issue 3; not enabled yet)"
+# judged "${CADENZA[@]}" env residual eval "$PROJECT"
+
+header "residual bench: residual RL against full RL from scratch (issue 4; not enabled yet)"
+# judged "${CADENZA[@]}" env residual bench "$PROJECT"
+
+header "distill --quantize: base+residual into an int8 ONNX student (issue 5; not enabled yet)"
+# "${CADENZA[@]}" env distill "$PROJECT" --quantize
+
+header "distill eval: scorecard and verdict of the student (issue 5; not enabled yet)"
+# judged "${CADENZA[@]}" env distill eval "$PROJECT"
+
+header "run --headless: missions with the promoted controller, logged (issue 7; not enabled yet)"
+# "${CADENZA[@]}" env run "$PROJECT" --headless
+
+printf '\n=== demo finished in %ds; outputs are in %s\n' "$((SECONDS - START))" "$PROJECT"

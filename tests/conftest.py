@@ -1,0 +1,40 @@
+"""Shared fixtures: small real projects made with the real scaffold."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cadenza.project.scaffold import init_project
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_project(path: Path, **overrides: str) -> Path:
+    """``cadenza init`` into ``path``, then set ``section.key = value`` lines (TOML literals)."""
+    init_project(path, name=path.name.replace("_", "-"))
+    cfg = path / "cadenza.toml"
+    lines = cfg.read_text().splitlines()
+    for dotted, value in overrides.items():
+        section, key = dotted.rsplit(".", 1)
+        head = lines.index(f"[{section}]")
+        end = next((i for i in range(head + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+        hit = next((i for i in range(head + 1, end) if re.match(rf"{re.escape(key)}\s*=", lines[i])), None)
+        if hit is None:
+            lines.insert(head + 1, f"{key} = {value}")
+        else:
+            lines[hit] = f"{key} = {value}"
+    text = "\n".join(lines) + "\n"
+    cfg.write_text(text)
+    return path
+
+
+@pytest.fixture
+def small_project(tmp_path: Path) -> Path:
+    """A rescue-dog project with a tiny budget and evaluation, for fast end-to-end tests."""
+    return make_project(tmp_path / "dog", **{
+        "task.num_envs": "16", "residual.steps": "8192", "residual.hidden_dim": "32",
+        "governance.eval_episodes": "60", "governance.min_episodes": "50",
+    })

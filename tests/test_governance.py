@@ -1,0 +1,137 @@
+"""Verdict logic on crafted numbers: every branch of the scorecard and the governor's review."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cadenza.governance.governor import LocalGovernor, TaskProfile
+from cadenza.governance.scorecard import decide, rate_at_least, rate_at_most, residual_checks
+from cadenza.governance.stats import diff_interval, episodes_needed, wilson
+from cadenza.project.config import GovernanceSection
+
+G = GovernanceSection()
+
+
+def test_wilson_matches_known_values() -> None:
+    lo, hi = wilson(45, 50)
+    assert lo == pytest.approx(0.7864, abs=1e-3) and hi == pytest.approx(0.9565, abs=1e-3)
+    assert wilson(0, 0) == (0.0, 1.0)
+    lo, hi = wilson(0, 20)
+    assert lo == 0.0 and 0.1 < hi < 0.2
+
+
+def test_diff_interval_contains_difference_and_shrinks_with_n() -> None:
+    lo, hi = diff_interval(90, 100, 70, 100)
+    assert lo < 0.2 < hi
+    lo2, hi2 = diff_interval(900, 1000, 700, 1000)
+    assert hi2 - lo2 < hi - lo
+
+
+def test_episodes_needed_grows_as_gap_shrinks() -> None:
+    assert episodes_needed(0.9, 0.85) < episodes_needed(0.87, 0.85)
+    assert episodes_needed(0.85, 0.85) is None
+
+
+def _checks(succ: int, coll: int, n: int = 500, base=(500, 300, 80), baseline=None, delta=0.1, clamp=0.01, nan=0):
+    return residual_checks(episodes=n, successes=succ, collisions=coll, base=base, baseline=baseline,
+                           mean_abs_delta=delta, clamp_share=clamp, non_finite=nan, g=G)
+
+
+def test_deploy_when_every_interval_is_on_the_right_side() -> None:
+    verdict, reasons = decide(_checks(succ=470, coll=5))
+    assert verdict == "DEPLOY"
+    assert len(reasons) == len(_checks(succ=470, coll=5))
+    assert all(r.startswith("PASS") for r in reasons)
+
+
+def test_block_on_safety() -> None:
+    verdict, reasons = decide(_checks(succ=470, coll=60))
+    assert verdict == "BLOCK"
+    assert any(r.startswith("FAIL") and "collision" in r for r in reasons)
+
+
+def test_block_on_regression_against_base() -> None:
+    verdict, reasons = decide(_checks(succ=200, coll=5, base=(500, 320, 5)))
+    assert verdict == "BLOCK"
+    assert any("regression vs base alone" in r and r.startswith("FAIL") for r in reasons)
+
+
+def test_block_on_regression_against_baseline() -> None:
+    verdict, reasons = decide(_checks(succ=440, coll=5, baseline=(500, 490, 2)))
+    assert verdict == "BLOCK"
+    assert any("current baseline" in r and r.startswith("FAIL") for r in reasons)
+
+
+def test_block_on_non_finite_and_clamp() -> None:
+    assert decide(_checks(succ=470, coll=5, nan=3))[0] == "BLOCK"
+    assert decide(_checks(succ=470, coll=5, clamp=0.9))[0] == "BLOCK"
+
+
+def test_needs_data_when_interval_straddles_threshold() -> None:
+    verdict, reasons = decide(_checks(succ=43, coll=0, n=50, base=(50, 30, 0)))  # 86% +- 10 around 85%
+    assert verdict == "NEEDS_DATA"
+    line = next(r for r in reasons if r.startswith("UNDECIDED") and "success" in r)
+    assert "more episodes" in line
+
+
+def test_needs_data_when_too_few_episodes() -> None:
+    verdict, reasons = decide(_checks(succ=20, coll=0, n=20, base=(20, 12, 0)))
+    assert verdict == "NEEDS_DATA"
+    assert any("only 20 episodes" in r for r in reasons)
+
+
+def test_saturation_is_a_warning_not_a_block() -> None:
+    verdict, reasons = decide(_checks(succ=470, coll=5, delta=0.8))
+    assert verdict == "DEPLOY"
+    assert any(r.startswith("WARN") and "base may be too weak" in r for r in reasons)
+
+
+def test_rate_checks_fail_when_interval_wholly_wrong() -> None:
+    assert rate_at_least("s", 10, 100, 0.85, 0.95).status == "FAIL"
+    assert rate_at_most("c", 50, 100, 0.05, 0.95).status == "FAIL"
+
+
+def _profile(budget: int = 100_000) -> TaskProfile:
+    return TaskProfile(obs_dim=18, act_dim=3, horizon=350, num_envs=64, device="cpu", budget_steps=budget,
+                       target_level=1.0)
+
+
+def _row(i: int, steps: int, succ: int = 0, eps: int = 0, level: float = 1.0, **kw) -> dict:
+    return {"round": i, "env_steps_total": steps, "episodes": eps, "successes": succ, "level": level,
+            "approx_kl": 0.01, "value_loss": 0.1, "policy_loss": 0.0, "std": 0.5, "mean_abs_delta": 0.1, **kw}
+
+
+def test_governor_plan_and_curriculum() -> None:
+    plan = LocalGovernor().plan(_profile())
+    assert plan.hyperparameters["num_envs"] == 64
+    assert plan.level_at(0) == pytest.approx(0.5)
+    assert plan.level_at(plan.budget_steps) == pytest.approx(1.0)
+    levels = [plan.level_at(s) for s in range(0, plan.budget_steps, 1000)]
+    assert levels == sorted(levels)
+
+
+def test_governor_stops_on_budget_nan_kl_and_plateau() -> None:
+    gov = LocalGovernor()
+    plan = gov.plan(_profile(100_000))
+    assert gov.review([_row(0, 8192)], plan).action == "continue"
+    assert "budget" in gov.review([_row(0, 100_000)], plan).reason
+    assert "NaN" in gov.review([_row(0, 8192, value_loss=math.nan)], plan).reason
+    assert "KL" in gov.review([_row(0, 8192, approx_kl=5.0)], plan).reason
+    hist = [_row(i, 8192 * (i + 1), succ=97, eps=100) for i in range(10)]
+    d = gov.review(hist, plan)
+    assert d.action == "stop" and "plateau" in d.reason
+    warn = gov.review([_row(0, 8192, mean_abs_delta=0.7)], plan)
+    assert warn.action == "continue" and "saturation" in warn.warnings[0]
+
+
+def test_safety_failure_blocks_even_on_few_episodes() -> None:
+    verdict, _ = decide(_checks(succ=20, coll=0, n=20, base=(20, 12, 0), nan=2))
+    assert verdict == "BLOCK"
+
+
+def test_episodes_needed_decides_at_zero_rate() -> None:
+    n = episodes_needed(0.0, 0.05)
+    lo, hi = wilson(0, n)
+    assert hi <= 0.05 and wilson(0, n - 1)[1] > 0.05

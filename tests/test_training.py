@@ -1,0 +1,143 @@
+"""Governed training end to end on the real proxy, with small budgets."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tests.conftest import make_project
+
+from cadenza.governance.registry import Registry
+from cadenza.project.config import load_project
+from cadenza.residual.network import ResidualActor, ResidualArch
+from cadenza.residual.policy import load_policy, load_promoted_residual, save_policy
+from cadenza.residual.train import train_residual
+
+CLI = [sys.executable, "-m", "cadenza.cli.main"]
+
+
+def _weights_hash(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for t in module.state_dict().values():
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.slow
+def test_training_never_touches_the_base(tmp_path: Path) -> None:
+    from tests.fixtures import torch_base
+
+    proj_dir = make_project(tmp_path / "dog", **{
+        "base.source": '"tests.fixtures.torch_base:policy"', "task.num_envs": "16", "residual.hidden_dim": "32",
+        "governance.eval_episodes": "40", "governance.min_episodes": "20",
+    })
+    before = _weights_hash(torch_base.NET)
+    res = train_residual(load_project(proj_dir), steps=8192, seed=3)
+    assert res.env_steps >= 8192
+    assert _weights_hash(torch_base.NET) == before
+    assert all(p.grad is None for p in torch_base.NET.parameters())
+    report = res.report_path.read_text()
+    assert '"task": "proxy"' in report and res.curve_path.stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_resume_after_interruption(small_project: Path) -> None:
+    proj = load_project(small_project)
+    calls = []
+
+    def stop_after_two(row: dict, plan: object) -> None:
+        calls.append(row["round"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_residual(proj, steps=16384, on_round=stop_after_two)
+    assert (small_project / "residual" / "run" / "checkpoint.pt").is_file()
+    res = train_residual(proj, steps=16384)
+    assert res.resumed_from == 2
+    assert res.env_steps >= 16384
+    assert Registry(small_project).latest("residual") == "v0001"
+
+
+def _harmful_policy(path: Path) -> None:
+    """A residual that always pushes against the forward command at full strength."""
+    arch = ResidualArch(obs_dim=18, act_dim=3, hidden_dim=16, gate=False, alpha=0.6)
+    actor = ResidualActor(arch)
+    with torch.no_grad():
+        for p in actor.net.parameters():
+            p.zero_()
+        actor.net[-1].bias[:] = torch.tensor([-1.0, 1.0, 1.0])
+    save_policy(actor, path)
+
+
+@pytest.mark.slow
+def test_harmful_residual_is_blocked_and_baseline_stays(small_project: Path, tmp_path: Path) -> None:
+    proj = load_project(small_project)
+    reg = Registry(small_project)
+    good = tmp_path / "zero.pt"
+    save_policy(ResidualActor(ResidualArch(obs_dim=18, act_dim=3, hidden_dim=16)), good)
+    v_good = reg.register("residual", {"policy.pt": good})
+    reg.promote("residual", v_good)
+    bad = tmp_path / "harmful.pt"
+    _harmful_policy(bad)
+    out = subprocess.run([*CLI, "env", "residual", "eval", str(small_project), "--policy", str(bad), "--promote",
+                          "--episodes", "100"], capture_output=True, text=True)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "BLOCK" in out.stdout and "FAIL" in out.stdout
+    assert reg.baseline("residual") == v_good
+    assert load_promoted_residual(proj).version == v_good
+    assert (small_project / "residual" / "residual_policy.pt").read_bytes() == good.read_bytes()
+
+
+@pytest.mark.slow
+def test_too_few_episodes_gives_needs_data(small_project: Path, tmp_path: Path) -> None:
+    p = tmp_path / "zero.pt"
+    save_policy(ResidualActor(ResidualArch(obs_dim=18, act_dim=3, hidden_dim=16)), p)
+    out = subprocess.run([*CLI, "env", "residual", "eval", str(small_project), "--policy", str(p), "--episodes", "10"],
+                         capture_output=True, text=True)
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert "NEEDS_DATA" in out.stdout and "only 10 episodes" in out.stdout
+
+
+def test_corrupt_policy_file_is_refused(small_project: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x80\x04not a pickle")
+    out = subprocess.run([*CLI, "env", "residual", "eval", str(small_project), "--policy", str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "not a loadable residual policy" in out.stderr and "Traceback" not in out.stderr
+    assert Registry(small_project).latest("residual") is None
+
+
+def test_eval_without_training_is_a_clear_error(small_project: Path) -> None:
+    out = subprocess.run([*CLI, "env", "residual", "eval", str(small_project)], capture_output=True, text=True)
+    assert out.returncode == 1 and "no residual trained yet" in out.stderr
+
+
+def test_policy_file_round_trip_and_weights_only(tmp_path: Path) -> None:
+    arch = ResidualArch(obs_dim=18, act_dim=3, hidden_dim=8)
+    actor = ResidualActor(arch)
+    actor.norm.update(np.random.default_rng(0).normal(size=(100, 18)))
+    p = tmp_path / "p.pt"
+    save_policy(actor, p, {"k": 1})
+    loaded, meta = load_policy(p)
+    assert meta == {"k": 1}
+    x = torch.randn(4, 18)
+    b = torch.zeros(4, 3)
+    assert torch.equal(actor(x, b), loaded(x, b))
+    assert torch.equal(actor.norm.mean, loaded.norm.mean)  # the normaliser travels with the policy
+
+
+@pytest.mark.slow
+def test_train_cli_end_to_end(small_project: Path) -> None:
+    out = subprocess.run([*CLI, "env", "residual", "train", str(small_project), "--steps", "8192"],
+                         capture_output=True, text=True)
+    assert out.returncode in (0, 3, 4), out.stderr
+    assert "verdict:" in out.stdout and "[proxy]" in out.stdout
+    hist = subprocess.run([*CLI, "env", "history", str(small_project)], capture_output=True, text=True)
+    assert hist.returncode == 0 and "v0001" in hist.stdout and "verdict" in hist.stdout
