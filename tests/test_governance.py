@@ -133,5 +133,5 @@ def test_safety_failure_blocks_even_on_few_episodes() -> None:
 
 def test_episodes_needed_decides_at_zero_rate() -> None:
     n = episodes_needed(0.0, 0.05)
-    lo, hi = wilson(0, n)
+    _, hi = wilson(0, n)
     assert hi <= 0.05 and wilson(0, n - 1)[1] > 0.05

@@ -87,6 +87,18 @@ def test_printed_table_names_the_task_label(project: Path, capsys: pytest.Captur
     assert "proxy" in out, "every printed number says which task it comes from"
 
 
+@pytest.mark.xfail(strict=True, reason="typer's default rich markup mode eats '[default: 256, from cadenza.toml]' "
+                   "from flag help; pass rich_markup_mode='markdown' (or escape the brackets) in every typer.Typer(...) "
+                   "and remove this marker")
+def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run_cli(["env", "residual", "init", "--help"], capsys, monkeypatch)
+    assert code == 0
+    for flag, default in (("--hidden-dim", "256"), ("--alpha", "0.15"), ("--rate-limit", "0.5")):
+        line = next(ln for ln in out.splitlines() if flag in ln)
+        assert f"default: {default}" in line, line
+
+
 def test_flags_override_the_config(project: Path, capsys: pytest.CaptureFixture[str],
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     code, _, err = run_cli(["env", "residual", "init", project, "--hidden-dim", "32", "--alpha", "0.3",

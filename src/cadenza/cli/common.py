@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -47,17 +46,17 @@ class DefaultCommandGroup(TyperGroup):
 
     default_command = "build"
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         super().format_help(ctx, formatter)
         cmd = self.commands.get(self.default_command)
         if cmd is None:
             return
-        with click.Context(cmd, info_name=ctx.info_name, parent=ctx.parent) as sub:
+        with type(ctx)(cmd, info_name=ctx.info_name, parent=ctx.parent) as sub:  # typer may vendor click
             formatter.write_paragraph()
             formatter.write_text(f"Running `{ctx.command_path} PROJECT [OPTIONS]` (no sub-command):")
             cmd.format_help_text(sub, formatter)

@@ -8,7 +8,7 @@ import typer
 
 from cadenza.cli.common import DefaultCommandGroup, DeviceOpt, ProjectArg, RealOpt, not_built
 
-app = typer.Typer(cls=DefaultCommandGroup, no_args_is_help=True,
+app = typer.Typer(rich_markup_mode="markdown", cls=DefaultCommandGroup, no_args_is_help=True,
                   help="Distill base+residual into a compact base-free student (fp32 / int8 ONNX), and govern it.")
 
 

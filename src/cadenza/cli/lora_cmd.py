@@ -9,7 +9,7 @@ import typer
 
 from cadenza.cli.common import ProjectArg, not_built
 
-app = typer.Typer(help="The LoRA action head: examples, fine-tuning, governance, decoding.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="The LoRA action head: examples, fine-tuning, governance, decoding.", no_args_is_help=True)
 
 
 @app.command("add")

@@ -10,7 +10,7 @@ from cadenza import __version__
 from cadenza.cli import distill_cmd, init_cmd, lora_cmd, mission_cmd, registry_cmd, residual_cmd
 from cadenza.cli.common import err_console
 
-app = typer.Typer(
+app = typer.Typer(rich_markup_mode="markdown",
     name="cadenza",
     help="Learn a small bounded residual on a frozen base policy, govern it, prove it against full RL, "
     "distill it into an onboard student, and improve the mission layer after runs.",
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-env_app = typer.Typer(help="Work on a project: residual, distill, run, finetune, train, lora, history.",
+env_app = typer.Typer(rich_markup_mode="markdown", help="Work on a project: residual, distill, run, finetune, train, lora, history.",
                       no_args_is_help=True)
 
 app.command("init", help=init_cmd.init.__doc__)(init_cmd.init)

@@ -7,32 +7,79 @@ from typing import Annotated
 
 import typer
 
-from cadenza.cli.common import ProjectArg, not_built
+from cadenza.cli.common import ProjectArg, console, err_console, not_built
 
 
 def run(
     project: ProjectArg,
-    headless: Annotated[bool, typer.Option("--headless", help="Do not write the replay page.")] = False,
+    headless: Annotated[bool, typer.Option("--headless", help="Do not draw the replay image (the log is always written).")] = False,
     policy: Annotated[str, typer.Option("--policy", help="Planner: scripted (offline, rule based), lora or llm.")] = "scripted",
-    goal: Annotated[str | None, typer.Option("--goal", help="Goal text. [default: the project's goals in turn]", show_default=False)] = None,
-    episodes: Annotated[int, typer.Option("--episodes", help="Number of missions to run.")] = 1,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed of the first mission.")] = 0,
-    perturb: Annotated[float, typer.Option("--perturb", help="Perturbation level in [0, 1].")] = 0.0,
+    goal: Annotated[str | None, typer.Option("--goal", help="Goal text for every mission. [default: the project's mission.goals in turn]", show_default=False)] = None,
+    episodes: Annotated[int, typer.Option("--episodes", min=1, help="Number of missions to run.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the first mission (mission i uses seed + i).")] = 0,
+    perturb: Annotated[float, typer.Option("--perturb", min=0.0, max=1.0, help="Perturbation level of the robot's dynamics in [0, 1].")] = 0.0,
     controller: Annotated[str, typer.Option("--controller", help="Low-level controller: residual (base + promoted residual, or base alone) or student.")] = "residual",
 ) -> None:
     """Run missions and log every step to PROJECT/.cadenza-env/<run-id>.log.jsonl."""
-    not_built("cadenza env run", 7)
+    from rich.markup import escape
+    from rich.table import Table
+
+    from cadenza.mission.runner import EpisodeResult, RunOptions, run_missions, success_interval
+    from cadenza.project.config import load_project
+
+    proj = load_project(project)
+    opts = RunOptions(policy=policy, goal=goal, episodes=episodes, seed=seed, perturb=perturb, controller=controller)
+
+    def progress(ep: EpisodeResult) -> None:
+        if episodes > 1:
+            err_console.print(f"  mission {ep.episode + 1}/{episodes}: {'success' if ep.success else ep.reason}",
+                              markup=False)
+
+    result = run_missions(proj, opts, on_episode=progress)
+    for note in result.notes:
+        err_console.print(f"note: {note}", markup=False)
+    h = result.header
+    ctrl = h["controller"]
+    ctrl_label = ctrl["kind"] + (f" {ctrl['version']}" if ctrl.get("version") else "")
+    table = Table(title=f"env run {result.run_id}  \\[{h['task']}]  policy {h['policy']}, controller {ctrl_label}, "
+                        f"perturb {perturb}", title_justify="left")
+    for col, just in (("mission", "right"), ("seed", "right"), ("goal", "left"), ("steps", "right"),
+                      ("return", "right"), ("result", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for ep in result.episodes:
+        table.add_row(str(ep.episode), str(ep.seed), escape(ep.goal), str(ep.steps), f"{ep.ret:+.2f}",
+                      "[green]success[/green]" if ep.success else f"[red]{escape(ep.reason)}[/red]")
+    console.print(table)
+    k, n = result.successes, len(result.episodes)
+    lo, hi = success_interval(k, n)
+    console.print(f"success {k}/{n} = {100 * k / n:.0f}%  (95% Wilson CI {100 * lo:.0f}-{100 * hi:.0f}%)  "
+                  f"\\[{h['task']}, perturb {perturb}, controller {ctrl_label}]")
+    console.print(f"log: {result.log_path}", markup=False)
+    if not headless:
+        from cadenza.mission.replay import render_replay
+
+        out = render_replay(result.log_path, result.log_path.with_name(f"{result.run_id}.replay.png"))
+        console.print(f"replay: {out}", markup=False)
 
 
 def finetune(
     project: ProjectArg,
     logs: Annotated[list[Path], typer.Argument(help="One or more .log.jsonl files written by env run.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output file (jsonl) or directory (lerobot).", show_default=False)],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl (prompt, action, reward records) or lerobot.")] = "jsonl",
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (prompt, action, reward records) or lerobot (LeRobot-style dataset directory).")] = "jsonl",
     skip_bad_lines: Annotated[bool, typer.Option("--skip-bad-lines", help="Skip and count malformed log lines instead of failing.")] = False,
 ) -> None:
     """Export run logs as (prompt, action, reward) records for VLA fine-tuning."""
-    not_built("cadenza env finetune", 7)
+    from cadenza.mission.finetune import export
+    from cadenza.project.config import load_project
+
+    proj = load_project(project)
+    res = export(proj, list(logs), output, fmt=fmt, skip_bad_lines=skip_bad_lines)
+    console.print(f"wrote {res.records} records ({res.episodes} missions from {res.logs} log(s)) to {res.output}",
+                  markup=False)
+    if res.skipped:
+        where = ", ".join(f"{p}:{n}" for p, lines in res.bad_lines.items() for n in lines[:5])
+        console.print(f"skipped {res.skipped} bad line(s): {where}{' ...' if res.skipped > 5 else ''}", markup=False)
 
 
 def train(

@@ -9,7 +9,7 @@ import typer
 
 from cadenza.cli.common import DeviceOpt, ProjectArg, RealOpt, console, kv_table, not_built
 
-app = typer.Typer(help="The residual stack: scaffold and profile, governed training, governance, bench.",
+app = typer.Typer(rich_markup_mode="markdown", help="The residual stack: scaffold and profile, governed training, governance, bench.",
                   no_args_is_help=True)
 
 
@@ -32,7 +32,7 @@ def init(
     spec = init_residual(proj, hidden_dim=hidden_dim, alpha=alpha, obs_dim=obs_dim, rate_limit=rate_limit,
                          gate=False if no_gate else None, device=device, real=real)
     a, p = spec["architecture"], spec["profile"]
-    console.print(kv_table(f"residual head  [{spec['task']}]", [
+    console.print(kv_table(f"residual head  \\[{spec['task']}]", [
         ("input", f"obs {a['obs_dim']} + base action {a['act_dim']} = {a['obs_dim'] + a['act_dim']}"),
         ("hidden", f"{a['layers']} x {a['hidden_dim']} (tanh)"),
         ("output", f"delta {a['act_dim']}" + (" + gate 1" if a["gate"] else " (no gate)")),
@@ -50,7 +50,7 @@ def print_scorecard(card, action: str | None = None) -> None:
     """The scorecard table and the verdict with its reasons, one line each."""
     from rich.table import Table
 
-    t = Table(title=f"scorecard [{card.task}], {card.episodes} episodes per policy", title_justify="left")
+    t = Table(title=f"scorecard \\[{card.task}], {card.episodes} episodes per policy", title_justify="left")
     for col in ("policy", "success", "95% interval", "collision", "return", "mean |delta|", "clamped"):
         t.add_column(col, justify="right" if col != "policy" else "left")
     from cadenza.governance.stats import wilson

@@ -3,7 +3,8 @@
 This is the only module that touches the proxy's internals. It reuses
 :class:`cadenza.tasks.proxy.rescue_dog.RescueDogProxy` unchanged: ``reset(seed)`` draws this
 episode's robot (payload, slip, weak legs, wind, slope, latency, sensor noise at the chosen
-perturbation level) and ``step`` integrates the physics at 50 Hz. The mission layer then places the
+perturbation level), its physics step integrates the dynamics at 50 Hz and its observation function
+builds the 18-dim observation. The mission layer then places the
 body on the site, puts the site's rocks where the proxy keeps its obstacles, and sets the proxy's goal
 to the current *carrot*: the point the action step wants the base to head for. The 18-dim observation
 is the proxy's own, so the frozen base, the residual and the student see exactly the inputs they were
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cadenza.tasks.proxy.rescue_dog import DT, HORIZON, RescueDogProxy
+from cadenza.tasks.proxy.rescue_dog import ACT_DIM, DT, HORIZON, RescueDogProxy
 
 
 class ProxyBody:
@@ -72,7 +73,11 @@ class ProxyBody:
         return self.env._observe()
 
     def step(self, action: np.ndarray) -> None:
-        """Apply one 20 ms command (shape (1, 3), clipped to [-1, 1] by the proxy)."""
-        if self.env.t[0] >= HORIZON - 1:  # keep obs[17] in [0, 1] on long steps
-            self.env.t[0] = HORIZON - 1
-        self.env.step(action)
+        """Apply one 20 ms command (shape (1, 3), clipped to [-1, 1] as the proxy does).
+
+        Calls the proxy's physics directly: ``RescueDogProxy.step`` would also compute its own goal,
+        obstacle and reward bookkeeping and an observation that the mission layer recomputes anyway.
+        """
+        a = np.clip(np.asarray(action, dtype=np.float64).reshape(1, ACT_DIM), -1.0, 1.0)
+        self.env._physics(a)
+        self.env.t[0] = min(int(self.env.t[0]) + 1, HORIZON - 1)  # keep obs[17] in [0, 1] on long steps

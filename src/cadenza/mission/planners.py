@@ -183,7 +183,7 @@ class ScriptedPlanner:
             if abs(debris["normal_deg"]) > r.at_edge_deg:
                 return self._turn(debris["normal_deg"])
             cos = math.cos(math.radians(debris["normal_deg"]))
-            return self._move("crawl_forward", debris["exit_m"] / cos + 0.1)
+            return self._move("crawl_forward", max(debris["exit_m"] / cos + 0.1, 0.3))
         if self._pass_rock is not None:  # finish a side-step: walk past the rock
             d, self._pass_rock = min(self._pass_rock, self._feature_limit(obs)), None
             if d >= r.min_walk_m:

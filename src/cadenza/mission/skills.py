@@ -111,11 +111,11 @@ class _Line(_Skill):
         return (body.x - self.x0) * self.hx + (body.y - self.y0) * self.hy
 
     def carrot(self, body: ProxyBody) -> tuple[float, float]:
-        s = min(self.d, max(self.along(body), 0.0) + self.lead)
+        s = max(self.along(body), 0.0) + self.lead  # keeps leading past the end: the pace stays even
         return self.x0 + s * self.hx, self.y0 + s * self.hy
 
     def done(self, body: ProxyBody) -> bool:
-        return self.along(body) >= self.d - 0.08
+        return self.along(body) >= self.d
 
 
 class _Crawl(_Line):
@@ -128,7 +128,7 @@ class _Climb(_Line):
 
     def __init__(self, body: ProxyBody, step_x: float) -> None:
         travel = (step_x + ROBOT_R + 0.05 - body.x) / max(math.cos(body.yaw), 0.5)
-        super().__init__(body, travel + 0.2)
+        super().__init__(body, travel)
         self.step_x = step_x
         self.max_ticks = int(4.0 / body.dt)
 

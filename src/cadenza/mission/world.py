@@ -61,21 +61,27 @@ class Site:
             end = d1
         victim = (end + rng.uniform(1.6, 2.8), float(rng.choice([-1.0, 1.0]) * rng.uniform(0.8, 2.0)))
         start_yaw = rng.uniform(-0.35, 0.35)
+        ymax_route = abs(victim[1]) + 1.0
         # open stretches where rocks may lie: between the features and after the last one
         mid = (min(d1, sx), max(d0, sx))  # the gap between the two features
         # rocks keep clear of where the robot leaves one feature and stands off before the next
         stretches = [(mid[0] + 1.15, mid[1] - 0.95), (end + 1.15, victim[0] + 0.5)]
         rocks: list[tuple[float, float, float]] = []
-        tries = 0
-        while len(rocks) < NUM_OBSTACLES:
-            tries += 1
-            lo, hi = stretches[len(rocks) % 2] if tries < 2000 else stretches[1]
-            r = rng.uniform(0.15, 0.3)
-            px, py = rng.uniform(lo, hi), rng.uniform(-1.8, 1.8)
+
+        def fits(px: float, py: float, r: float) -> bool:
             if math.hypot(px - victim[0], py - victim[1]) < REACH_M + r + 0.5:
-                continue
-            if any(math.hypot(px - q[0], py - q[1]) < r + q[2] + 2 * ROBOT_R + 0.5 for q in rocks):
-                continue
+                return False
+            return all(math.hypot(px - q[0], py - q[1]) >= r + q[2] + 2 * ROBOT_R + 0.5 for q in rocks)
+
+        for i in range(NUM_OBSTACLES):
+            r = rng.uniform(0.15, 0.3)
+            for attempt in range(400):
+                lo, hi = stretches[(i + attempt // 200) % 2]
+                px, py = rng.uniform(lo, hi), rng.uniform(-1.8, 1.8)
+                if fits(px, py, r):
+                    break
+            else:  # no room on the route: put it out of the way, beside the site
+                px, py = end + 0.5 * i, (1.0 if i % 2 else -1.0) * (ymax_route + 1.0)
             rocks.append((px, py, r))
         return cls(float(d0), float(d1), float(sx), np.array(rocks), (float(victim[0]), float(victim[1])),
                    float(start_yaw))

@@ -12,7 +12,10 @@ What differs from textbook PPO, and why:
 * the observation normaliser lives inside the actor and is updated between rounds from the raw
   observations of the last rollout (the buffer stores the features as the policy saw them, so the
   ratio in the update is exact);
-* truncated episodes are bootstrapped with the value of their final observation.
+* truncated episodes are bootstrapped with the value of their final observation;
+* optionally (``noise_hold > 1``) each env keeps its exploration noise for several control steps, so
+  an exploratory correction lasts long enough to change the outcome of an episode; each step's
+  action is still a sample of the current Gaussian, so the likelihood ratio stays per step.
 
 With ``arch.use_base == False`` the same code trains a full policy from scratch (the bench's
 "full RL" arm): no base input, ``a = clip(u)``.
@@ -49,6 +52,7 @@ class PPOConfig:
     target_kl: float | None = 0.03
     init_log_std: float = -0.5
     critic_warmup_epochs: int = 10
+    noise_hold: int = 1  # keep each env's exploration noise for this many steps (temporally correlated)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +101,7 @@ class PPO:
         self.rate_limit = arch.rate_limit if arch.use_base else None
         self.alpha = arch.alpha if arch.use_base else 1.0
         self.rounds_done = 0
+        self._noise: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ acting
     def _base(self, obs: np.ndarray) -> np.ndarray:
@@ -131,7 +136,9 @@ class PPO:
             a_base = self._base(self.obs)
             x = self._features(self.obs, a_base)
             mean = self.actor.net(x)
-            noise = torch.randn(mean.shape, generator=self.rng).to(self.device)
+            if t % cfg.noise_hold == 0 or self._noise is None or self._noise.shape != mean.shape:
+                self._noise = torch.randn(mean.shape, generator=self.rng).to(self.device)
+            noise = self._noise
             u = mean + std * noise
             logp = torch.distributions.Normal(mean, std).log_prob(u).sum(-1)
             v = self.critic(x)

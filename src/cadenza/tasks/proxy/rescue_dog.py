@@ -7,7 +7,7 @@ of round debris obstacles, inside a time limit. Touching debris ends the episode
 
 The perturbation level L in [0, 1] scales how far the simulated robot is from the nominal one the
 built-in base controller was tuned for (see ``Perturbation``): payload mass, slippery ground, weaker
-legs on the left side, a steady push (wind), a slope, one or two steps of actuation latency and
+legs on the left side, a steady push (wind), a slope, up to one step of actuation latency and
 sensor noise. Every magnitude is ``L * jitter`` with a per-episode jitter in [0.5, 1].
 
 Observation (18 floats, body frame, as a robot's sensors and state estimator would give them):
