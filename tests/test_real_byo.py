@@ -136,3 +136,15 @@ def test_missing_mujoco_says_install_the_sim_extra(monkeypatch: pytest.MonkeyPat
         make_task(load_project(ROOT / "examples" / "reacher"), num_envs=1, real=True)
     text = str(err.value)
     assert "pip install -e '.[sim]'" in text and "\n" not in text
+
+
+def test_builtin_real_bases_are_plain_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bases load (and run) without MuJoCo: only the tasks need the sim extra."""
+    monkeypatch.setitem(sys.modules, "mujoco", None)
+    for mod in ("cadenza.base.quadruped_gait", "cadenza.base.reacher_pd", "cadenza.tasks.real.quadruped_layout"):
+        monkeypatch.delitem(sys.modules, mod, raising=False)
+    for source, obs_dim, act_dim in (("builtin:reacher-pd", 10, 2), ("builtin:rescue-dog-gait", 31, 8)):
+        obs = np.zeros((3, obs_dim), dtype=np.float32)
+        obs[:, 0] = 1.0
+        a = load_base(source, act_dim=act_dim)(obs)
+        assert a.shape == (3, act_dim) and np.all(np.abs(a) <= 1.0)

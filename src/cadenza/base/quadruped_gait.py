@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cadenza.tasks.real.rescue_dog import STAND_POSE
+from cadenza.tasks.real.quadruped_layout import STAND_POSE
 
 # motor order: FR, FL, BL, BR legs (hip, ankle each)
 HIP_FORWARD = np.array([1.0, -1.0, -1.0, 1.0])  # hip sweep sign that pushes the body forward in stance

@@ -53,13 +53,13 @@ def run(
     k, n = result.successes, len(result.episodes)
     lo, hi = success_interval(k, n)
     console.print(f"success {k}/{n} = {100 * k / n:.0f}%  (95% Wilson CI {100 * lo:.0f}-{100 * hi:.0f}%)  "
-                  f"\\[{h['task']}, perturb {perturb}, controller {ctrl_label}]")
-    console.print(f"log: {result.log_path}", markup=False)
+                  f"\\[{h['task']}, perturb {perturb}, controller {ctrl_label}]", soft_wrap=True)
+    console.print(f"log: {result.log_path}", markup=False, soft_wrap=True)
     if not headless:
         from cadenza.mission.replay import render_replay
 
         out = render_replay(result.log_path, result.log_path.with_name(f"{result.run_id}.replay.png"))
-        console.print(f"replay: {out}", markup=False)
+        console.print(f"replay: {out}", markup=False, soft_wrap=True)
 
 
 def finetune(
@@ -76,10 +76,11 @@ def finetune(
     proj = load_project(project)
     res = export(proj, list(logs), output, fmt=fmt, skip_bad_lines=skip_bad_lines)
     console.print(f"wrote {res.records} records ({res.episodes} missions from {res.logs} log(s)) to {res.output}",
-                  markup=False)
+                  markup=False, soft_wrap=True)
     if res.skipped:
         where = ", ".join(f"{p}:{n}" for p, lines in res.bad_lines.items() for n in lines[:5])
-        console.print(f"skipped {res.skipped} bad line(s): {where}{' ...' if res.skipped > 5 else ''}", markup=False)
+        console.print(f"skipped {res.skipped} bad line(s): {where}{' ...' if res.skipped > 5 else ''}", markup=False,
+                      soft_wrap=True)
 
 
 def train(

@@ -23,6 +23,7 @@ class TaskProfile:
     target_level: float
     use_base: bool = True
     label: str = "proxy"
+    control_hz: float = 50.0
 
 
 @dataclass
@@ -81,6 +82,9 @@ class LocalGovernor:
             # a residual explores gently around the base; a policy from scratch needs broad noise
             "init_log_std": -0.5 if p.use_base else 0.0,
             "critic_warmup_epochs": 10 if p.use_base else 0,
+            # hold exploration noise for 0.2 s at 50 Hz: at 20 ms an independent nudge is undone by the
+            # base's feedback before it can change the episode's outcome (measured: docs/governance.md)
+            "noise_hold": max(1, round(0.2 * p.control_hz)),
         }
         rounds = max(1, math.ceil(p.budget_steps / batch))
         ramp_end = int(0.3 * p.budget_steps)

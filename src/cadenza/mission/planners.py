@@ -86,15 +86,19 @@ class ScriptedRules:
     square_deg: float = 10.0  # away from features, turn square to the next one when further off than this
     at_edge_deg: float = 25.0  # at a feature's edge, crawl or climb at up to this angle rather than turn there
     aim_deg: float = 8.0  # turn toward the victim when further off than this
-    rock_margin_m: float = 0.2  # keep a waypoint this far from any rock's edge (beyond the body radius)
-    rock_close_m: float = 0.45  # a rock ahead with less clearance than this: turn away first
-    min_walk_m: float = 0.3  # shorter walks (forced by a rock) become a side-step
+    rock_margin_m: float = 0.15  # a straight walk keeps this far from any rock's edge (beyond the body radius)
+    detour_margin_m: float = 0.2  # a detour heading keeps this far from every rock's edge
+    detour_max_deg: float = 60.0  # largest turn away from the way ahead to get round a rock
+    min_walk_m: float = 0.3  # walks shorter than this (forced by a rock) become a detour
 
 
 class ScriptedPlanner:
     """Rule-based planner: square up to each feature, stop short, crawl or climb, then go to the victim.
 
     It reads only the observation summary (never the goal text): every goal runs the full search.
+    Rocks: a walk goes straight only if the straight segment keeps clear of every reported rock;
+    otherwise the planner turns to the nearest heading (at most ``detour_max_deg`` off the way ahead)
+    whose segment is clear, and walks past the rock on the next decision.
     """
 
     name = "scripted"
@@ -106,10 +110,10 @@ class ScriptedPlanner:
             raise CadenzaError(f"the scripted planner needs these actions in [mission.actions]: {', '.join(missing)}")
         self.vocab = vocabulary
         self.r = rules or ScriptedRules()
-        self._pass_rock: float | None = None  # after a side-step turn: walk this far to get past the rock
+        self._detour: float | None = None  # after a detour turn: walk this far to get past the rock
 
     def reset(self, goal: str, seed: int) -> None:
-        self._pass_rock = None
+        self._detour = None
 
     # ------------------------------------------------------------------ helpers
     def _range(self, action: str, param: str) -> tuple[float, float]:
@@ -124,22 +128,17 @@ class ScriptedPlanner:
         lo, hi = self._range(action, "distance_m")
         return ActionStep(action, {"distance_m": round(min(max(d, lo), hi), 2)})
 
-    @staticmethod
-    def _rock_xy(rock: dict[str, Any]) -> tuple[float, float]:
-        b = math.radians(rock["bearing_deg"])
-        return rock["distance_m"] * math.cos(b), rock["distance_m"] * math.sin(b)
-
-    def _clear_of_rocks(self, obs: dict[str, Any], d: float) -> float:
-        """Shorten a straight move of ``d`` metres so its end point keeps clear of every reported rock."""
+    def _clear_length(self, obs: dict[str, Any], heading_deg: float, length: float, margin: float) -> float:
+        """How far a straight walk on ``heading_deg`` (relative) can go, up to ``length``, keeping ``margin``
+        between the body and every rock it heads toward."""
         for rock in obs["rocks"]:
-            rx, ry = self._rock_xy(rock)
-            keep = rock["radius_m"] + ROBOT_R + self.r.rock_margin_m
-            if rx <= 0.0 or abs(ry) >= keep:
+            b = math.radians(rock["bearing_deg"] - heading_deg)
+            along, across = rock["distance_m"] * math.cos(b), rock["distance_m"] * math.sin(b)
+            keep = rock["radius_m"] + ROBOT_R + margin
+            if abs(across) >= keep or along <= 0.0:  # passes wide of it, or moves away from it
                 continue
-            half = math.sqrt(keep**2 - ry**2)  # the end point (d, 0) must stay outside this circle
-            if rx - half < d < rx + half:
-                d = rx - half
-        return d
+            length = min(length, along - math.sqrt(keep**2 - across**2))
+        return max(length, 0.0)
 
     def _feature_limit(self, obs: dict[str, Any]) -> float:
         """How far the robot may walk straight on before it comes within the stand-off of a feature."""
@@ -151,29 +150,28 @@ class ScriptedPlanner:
                     limit = min(limit, (f["edge_m"] - self.r.standoff_m) / cos)
         return limit
 
-    def _close_rock(self, obs: dict[str, Any]) -> dict[str, Any] | None:
-        for rock in obs["rocks"]:
-            clear = rock["distance_m"] - rock["radius_m"] - ROBOT_R
-            if clear < self.r.rock_close_m and abs(rock["bearing_deg"]) < 70:
-                return rock
-        return None
+    def _walk(self, obs: dict[str, Any], d: float, way_deg: float) -> ActionStep:
+        """Walk ``d`` metres straight on; if a rock is in the way, detour round it.
 
-    def _sidestep(self, obs: dict[str, Any], rock: dict[str, Any], prefer_deg: float = 0.0) -> ActionStep:
-        """Turn so that a straight walk passes ``rock`` with room to spare; the next decision walks past it."""
-        dist, b = rock["distance_m"], rock["bearing_deg"]
-        need = math.degrees(math.asin(min(1.0, (rock["radius_m"] + ROBOT_R + 0.25) / max(dist, 1e-3))))
-        side = -1.0 if b > 0 or (b == 0 and prefer_deg < 0) else 1.0  # turn away from the rock
-        turn = side * min(max(need - abs(b) + 5.0, 15.0), 90.0)
-        self._pass_rock = dist + 0.3
-        return self._turn(turn)
-
-    def _walk(self, obs: dict[str, Any], d: float, prefer_deg: float) -> ActionStep:
-        """Walk ``d`` metres, stopping short of a rock; a rock in the way makes a side-step instead."""
-        clear = self._clear_of_rocks(obs, d)
-        if clear < d and clear < self.r.min_walk_m:
-            blocking = [k for k in obs["rocks"] if self._rock_xy(k)[0] > 0] or obs["rocks"]
-            return self._sidestep(obs, min(blocking, key=lambda k: k["distance_m"]), prefer_deg)
-        return self._move("walk_forward", clear)
+        ``way_deg`` is the bearing of the way ahead (the next feature's normal, or the victim).
+        """
+        clear = self._clear_length(obs, 0.0, d, self.r.rock_margin_m)
+        if clear >= d:
+            return self._move("walk_forward", d)
+        # the rock in the way; headings to try: nearest to the way ahead first
+        near = min(obs["rocks"], key=lambda k: self._clear_length({"rocks": [k]}, 0.0, d, self.r.rock_margin_m))
+        need = near["distance_m"] + near["radius_m"] + ROBOT_R + 0.1  # far enough to be past it
+        options = sorted(range(-90, 91, 5), key=lambda o: (abs(o - way_deg), abs(o)))
+        for limit in (self.r.detour_max_deg, 90.0):
+            for off in options:
+                if off == 0 or abs(off - way_deg) > limit:
+                    continue
+                if self._clear_length(obs, float(off), need, self.r.detour_margin_m) >= need:
+                    self._detour = need
+                    return self._turn(float(off))
+        if clear >= self._range("walk_forward", "distance_m")[0] + 0.05:
+            return self._move("walk_forward", clear)
+        return self._turn(-45.0 if near["bearing_deg"] >= 0 else 45.0)  # boxed in: turn away from the nearest rock
 
     # ------------------------------------------------------------------ the rules
     def plan(self, inp: PlannerInput) -> ActionStep:
@@ -184,13 +182,11 @@ class ScriptedPlanner:
                 return self._turn(debris["normal_deg"])
             cos = math.cos(math.radians(debris["normal_deg"]))
             return self._move("crawl_forward", max(debris["exit_m"] / cos + 0.1, 0.3))
-        if self._pass_rock is not None:  # finish a side-step: walk past the rock
-            d, self._pass_rock = min(self._pass_rock, self._feature_limit(obs)), None
+        if self._detour is not None:  # finish a detour: walk past the rock
+            d, self._detour = min(self._detour, self._feature_limit(obs)), None
+            d = self._clear_length(obs, 0.0, d, 0.05)
             if d >= r.min_walk_m:
-                return self._walk(obs, d, victim["bearing_deg"])
-        rock = self._close_rock(obs)
-        if rock is not None:
-            return self._sidestep(obs, rock, victim["bearing_deg"])
+                return self._move("walk_forward", d)
         ahead = [(f["edge_m"], kind, f) for kind, f in (("debris", debris), ("step", step)) if f["state"] == "ahead"]
         if ahead:
             edge, kind, f = min(ahead, key=lambda t: t[0])
@@ -209,7 +205,7 @@ class ScriptedPlanner:
             return self._walk(obs, d, normal)
         if abs(victim["bearing_deg"]) > r.aim_deg:
             return self._turn(victim["bearing_deg"])
-        return self._walk(obs, victim["distance_m"] - 0.3, 0.0)
+        return self._walk(obs, victim["distance_m"] - 0.3, victim["bearing_deg"])
 
 
 def _scripted(project: Project, vocabulary: Vocabulary) -> Planner:

@@ -204,11 +204,13 @@ class MissionRunner:
             reward = _reward(out)
             ret += reward
             seconds += out.ticks * body.dt
-            done = out.reached or out.collision is not None or k == self.max_steps
+            done = out.reached or out.ends_mission or out.collision is not None or k == self.max_steps
             if out.reached:
                 success, reason = True, "victim reached"
             elif out.collision:
                 kind, reason = out.collision, f"collision: {COLLISION_TEXT[out.collision]}"
+            elif out.ends_mission:
+                reason = out.note or "mission ended"
             log.write({
                 "type": "step", "episode": i, "step": k, "goal": goal, "prompt": prompt, "history": hist,
                 "observation": obs, "observation_text": text,

@@ -3,14 +3,16 @@
 Every skill steers the base through the *carrot* it puts in the proxy's goal slot:
 
 * ``walk_forward d``: a fixed waypoint ``d`` metres along the heading at the start; the base walks
-  there at its own pace (up to 1.2 m/s) and slows down on arrival.
+  there at its own pace (up to 1.2 m/s); the step ends once the body is near it and slow.
 * ``crawl_forward d``: crawl posture; the carrot runs 0.35 m ahead on the line of travel, so the base
   moves at about 0.5 m/s (crawling is a lower speed command) and holds the line.
 * ``turn_left a`` / ``turn_right a``: the carrot sits 0.12 m away in the target heading, so the base
   turns to face it while barely moving.
 * ``climb_step``: needs the step face within 0.6 m ahead and the robot within 30 degrees of square to
   it; then the body is carried slowly over the edge onto the ledge.
-* ``sit`` / ``stand``: posture changes; the base holds the heading for half a second.
+* ``sit`` / ``stand``: posture changes; the base holds the heading for half a second. ``sit`` is the
+  signal that ends the search: within ``SIGNAL_M`` of the victim it counts as reaching it; anywhere
+  else the mission ends without success.
 
 A step ends when its target is met, on a collision, when the victim is reached, or at its time limit.
 """
@@ -24,7 +26,7 @@ from typing import Any
 from cadenza.mission.actions import ActionStep
 from cadenza.mission.body import ProxyBody
 from cadenza.mission.controller import LowLevelController
-from cadenza.mission.world import REACH_M, ROBOT_R, BodyState, Site, collision_kind
+from cadenza.mission.world import REACH_M, ROBOT_R, SIGNAL_M, BodyState, Site, collision_kind
 
 # The parameters each skill reads; [mission.actions] must match these.
 SKILL_PARAMS: dict[str, tuple[str, ...]] = {
@@ -37,7 +39,7 @@ SKILL_PARAMS: dict[str, tuple[str, ...]] = {
     "stand": (),
 }
 CRAWL_LEAD_M = 0.35
-TURN_LEAD_M = 0.12
+TURN_LEAD_M = 0.08
 HOLD_LEAD_M = 0.1
 CLIMB_REACH_M = 0.6
 CLIMB_MAX_DEG = 30.0
@@ -52,13 +54,14 @@ class StepOutcome:
     progress_m: float = 0.0  # decrease of the distance to the victim
     collision: str | None = None  # "rock" | "debris" | "step" | "ledge"
     reached: bool = False  # the victim was reached during this step
+    ends_mission: bool = False  # the step ends the mission whatever else happened (``sit``)
     note: str | None = None  # why the step did nothing, or how it ended early
     trace: list[list[float]] = field(default_factory=list)  # [x, y] at 10 Hz, first and last included
 
     def as_dict(self) -> dict[str, Any]:
         return {"ticks": self.ticks, "seconds": round(self.ticks * ProxyBody.dt, 2),
                 "progress_m": round(self.progress_m, 3), "collision_kind": self.collision,
-                "reached": self.reached, "note": self.note}
+                "reached": self.reached, "ends_mission": self.ends_mission, "note": self.note}
 
 
 def _wrap(a: float) -> float:
@@ -87,14 +90,14 @@ class _Walk(_Skill):
     def __init__(self, body: ProxyBody, d: float) -> None:
         super().__init__(body)
         self.tx, self.ty = self.x0 + d * self.hx, self.y0 + d * self.hy
-        self.tol = min(0.15, 0.4 * d)
+        self.tol = min(0.12, 0.4 * d)
         self.max_ticks = int((2.0 + d / 0.8) / body.dt)
 
     def carrot(self, body: ProxyBody) -> tuple[float, float]:
         return self.tx, self.ty
 
     def done(self, body: ProxyBody) -> bool:
-        return math.hypot(self.tx - body.x, self.ty - body.y) < self.tol
+        return math.hypot(self.tx - body.x, self.ty - body.y) < self.tol and body.speed < 0.25
 
 
 class _Line(_Skill):
@@ -111,11 +114,12 @@ class _Line(_Skill):
         return (body.x - self.x0) * self.hx + (body.y - self.y0) * self.hy
 
     def carrot(self, body: ProxyBody) -> tuple[float, float]:
-        s = max(self.along(body), 0.0) + self.lead  # keeps leading past the end: the pace stays even
+        # the carrot stops a little past the end, so the body slows down but is always drawn on
+        s = min(max(self.along(body), 0.0) + self.lead, self.d + 0.1)
         return self.x0 + s * self.hx, self.y0 + s * self.hy
 
     def done(self, body: ProxyBody) -> bool:
-        return self.along(body) >= self.d
+        return self.along(body) >= self.d - 0.03
 
 
 class _Crawl(_Line):
@@ -146,7 +150,7 @@ class _Turn(_Skill):
         return body.x + TURN_LEAD_M * math.cos(self.target), body.y + TURN_LEAD_M * math.sin(self.target)
 
     def done(self, body: ProxyBody) -> bool:
-        return abs(_wrap(self.target - body.yaw)) < math.radians(4.0) and abs(body.yaw_rate) < 0.6
+        return abs(_wrap(self.target - body.yaw)) < math.radians(3.0) and abs(body.yaw_rate) < 0.5
 
 
 class _Posture(_Skill):
@@ -222,6 +226,11 @@ def execute(step: ActionStep, site: Site, state: BodyState, body: ProxyBody,
         if skill.climbing:  # stopped part-way: the body is wherever its centre is
             state.on_ledge = body.x > site.step_x
             out.collision = collision_kind(site, state, False)
+    if step.name == "sit" and out.collision is None and not out.reached:
+        out.ends_mission = True
+        dist = site.victim_distance(body.x, body.y)
+        out.reached = dist <= SIGNAL_M
+        out.note = "signalled beside the victim" if out.reached else f"sat down {dist:.1f} m from the victim"
     if out.trace[-1] != [round(body.x, 3), round(body.y, 3)]:
         out.trace.append([round(body.x, 3), round(body.y, 3)])
     out.progress_m = d0 - site.victim_distance(body.x, body.y)

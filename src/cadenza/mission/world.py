@@ -11,7 +11,7 @@ Two features cross the whole strip, in an order drawn per seed:
 Open ground lies before, between and after them, with four round rocks (collisions whatever the
 posture) that the low-level controller has to steer around. The victim lies beyond the last feature,
 off to one side, so the route turns. The mission succeeds when the body comes within ``REACH_M`` of
-the victim without a collision.
+the victim, or sits (the signal that ends a search) within ``SIGNAL_M`` of it, without a collision.
 
 Distances in the observation summary are in metres, bearings in degrees relative to the robot's
 heading, positive to the left.
@@ -29,7 +29,9 @@ from cadenza.tasks.proxy.rescue_dog import NOMINAL, NUM_OBSTACLES
 
 ROBOT_R = NOMINAL.robot_radius  # body radius (m)
 REACH_M = 0.6  # the victim is reached within this distance of its centre
-ROCK_REPORT_M = 2.5  # rocks whose clearance is below this appear in the summary
+SIGNAL_M = 1.0  # sitting (the signal that ends a search) this close to the victim also counts as reaching it
+ROCK_REPORT_M = 3.0  # rocks whose clearance is below this appear in the summary
+ROCKS_REPORTED = 3  # at most this many, nearest first
 POSTURES = ("standing", "crawling", "sitting")
 
 
@@ -50,7 +52,7 @@ class Site:
         x = rng.uniform(1.6, 2.6)
         debris_first = bool(rng.random() < 0.5)
         depth = rng.uniform(0.8, 1.5)
-        gap = rng.uniform(2.4, 3.2)
+        gap = rng.uniform(2.5, 3.3)
         if debris_first:
             d0, d1 = x, x + depth
             sx = d1 + gap
@@ -65,7 +67,7 @@ class Site:
         # open stretches where rocks may lie: between the features and after the last one
         mid = (min(d1, sx), max(d0, sx))  # the gap between the two features
         # rocks keep clear of where the robot leaves one feature and stands off before the next
-        stretches = [(mid[0] + 1.15, mid[1] - 0.95), (end + 1.15, victim[0] + 0.5)]
+        stretches = [(mid[0] + 1.3, mid[1] - 0.95), (end + 1.3, victim[0] + 0.5)]
         rocks: list[tuple[float, float, float]] = []
 
         def fits(px: float, py: float, r: float) -> bool:
@@ -96,6 +98,7 @@ class Site:
             "start": [0.0, 0.0, round(math.degrees(self.start_yaw), 2)],
             "robot_radius": ROBOT_R,
             "reach_m": REACH_M,
+            "signal_m": SIGNAL_M,
         }
 
     @classmethod
@@ -185,7 +188,7 @@ def observe(site: Site, s: BodyState) -> dict[str, Any]:
         step = {"state": "ahead", "edge_m": round(site.step_x - s.x - ROBOT_R, 2), "normal_deg": normal}
     rocks = []
     clear = np.hypot(site.rocks[:, 0] - s.x, site.rocks[:, 1] - s.y) - site.rocks[:, 2] - ROBOT_R
-    for i in np.argsort(clear)[:2]:
+    for i in np.argsort(clear)[:ROCKS_REPORTED]:
         if clear[i] > ROCK_REPORT_M:
             break
         rx, ry, rr = site.rocks[i]
@@ -241,8 +244,7 @@ STATE_NAMES: tuple[str, ...] = (
     "posture.standing", "posture.crawling", "posture.sitting", "on_ledge",
     "debris.ahead", "debris.inside", "debris.passed", "debris.edge_m", "debris.exit_m", "debris.depth_m",
     "step.ahead", "step.edge_m", "feature.normal_sin", "feature.normal_cos",
-    "rock0.distance_m", "rock0.bearing_sin", "rock0.bearing_cos", "rock0.radius_m",
-    "rock1.distance_m", "rock1.bearing_sin", "rock1.bearing_cos", "rock1.radius_m",
+    *(f"rock{i}.{k}" for i in range(ROCKS_REPORTED) for k in ("distance_m", "bearing_sin", "bearing_cos", "radius_m")),
 )
 
 
@@ -261,7 +263,7 @@ def state_vector(obs: dict[str, Any]) -> list[float]:
     out += [float(st["state"] == "ahead"), float(st.get("edge_m", 0.0))]
     normal = d.get("normal_deg", st.get("normal_deg"))
     out += list(sc(normal)) if normal is not None else [0.0, 0.0]
-    for i in range(2):
+    for i in range(ROCKS_REPORTED):
         if i < len(obs["rocks"]):
             r = obs["rocks"][i]
             out += [float(r["distance_m"]), *sc(r["bearing_deg"]), float(r["radius_m"])]

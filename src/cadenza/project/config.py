@@ -117,7 +117,7 @@ class ResidualSection(_Section):
 
 class GovernanceSection(_Section):
     success_threshold: Unit = 0.85  # the success interval must sit at or above this
-    max_collision_rate: Unit = 0.05  # the collision interval must sit at or below this
+    max_collision_rate: Unit = 0.10  # the collision interval must sit at or below this
     regression_margin: Unit = 0.05  # allowed drop vs the baseline / base alone (non-inferiority)
     min_episodes: int = Field(200, ge=1)
     eval_episodes: int = Field(500, ge=1)

@@ -69,7 +69,8 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     profile_task = make_task(project, num_envs=1, real=real)
     profile = TaskProfile(obs_dim=arch.obs_dim, act_dim=arch.act_dim, horizon=profile_task.spec.horizon,
                           num_envs=project.config.task.num_envs, device=accel.device, budget_steps=budget,
-                          target_level=project.config.task.level, use_base=True, label=profile_task.spec.label)
+                          target_level=project.config.task.level, use_base=True, label=profile_task.spec.label,
+                          control_hz=profile_task.spec.control_hz)
     profile_task.close()
     plan: Plan = governor.plan(profile)
     cfg = PPOConfig(**plan.hyperparameters)
@@ -157,7 +158,7 @@ def plot_curve(history: list[dict[str, Any]], plan: Plan, threshold: float, path
     x = np.array([h["env_steps_total"] for h in history])
     sr = np.array([h["success_rate"] if h["episodes"] else math.nan for h in history])
     cr = np.array([h["collisions"] / h["episodes"] if h["episodes"] else math.nan for h in history])
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
     ax.plot(x, sr, "o-", label="success (training rollouts)", color="tab:blue")
     ax.plot(x, cr, "s--", label="collision", color="tab:red", alpha=0.7)
     ax.axhline(threshold, color="gray", ls=":", label=f"deploy threshold {threshold:.0%}")
@@ -171,7 +172,8 @@ def plot_curve(history: list[dict[str, Any]], plan: Plan, threshold: float, path
     ax.set_title(f"governed residual training [{label}]")
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower right", fontsize=8)
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=4, fontsize=8, frameon=False)
     fig.tight_layout()
     atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)

@@ -32,6 +32,7 @@ Reward is sparse by default: +1 on reaching the goal, -1 on a collision, 0 other
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
@@ -79,6 +80,82 @@ class Perturbation:
 
 NOMINAL = Nominal()
 PERTURB = Perturbation()
+
+# The five body-frame vectors of the observation (goal, velocity, nearest obstacle, next obstacle,
+# IMU acceleration) sit at columns 3j, 3j+1 and their scale is applied after the rotation; the
+# scalars (distance, yaw rate, the two clearances, ...) sit at columns 3j+2.
+_VEC_SCALE = np.array([0.2, 1.0, 1.0, 1.0, 1.0 / 3.0])[:, None]
+_PAIRS = tuple(combinations(range(NUM_OBSTACLES), 2))  # (i, j), i < j; one bit each in a ranking code
+_PACK_BITS = np.uint64(0x0102040810204080)  # times 8 little-endian 0/1 bytes: the bits in the top byte
+_FORCE = np.array([NOMINAL.force_max, NOMINAL.force_max * NOMINAL.lateral_ratio])  # N at |a| = 1, body x / y
+_REUSE_TRIG_MIN_ENVS = 64  # from this many envs, keeping cos/sin of the yaw beats recomputing them
+
+
+def _two_nearest_table() -> np.ndarray:
+    """Obstacle indices ranked first and second, shape (2, 2**len(_PAIRS)), indexed by a ranking code.
+
+    Bit b of a code is set when, for the pair (i, j) = ``_PAIRS[b]``, obstacle j ranks strictly
+    before obstacle i (``key[j] < key[i]``). Equal keys keep index order, as a stable sort does.
+    Codes that no total order produces map to (0, 0); comparisons of real keys never give them.
+    """
+    table = np.zeros((2, 1 << len(_PAIRS)), dtype=np.intp)
+    for code in range(table.shape[1]):
+        ahead = np.zeros(NUM_OBSTACLES, dtype=np.intp)  # how many obstacles rank before each one
+        for b, (i, j) in enumerate(_PAIRS):
+            ahead[j if not code >> b & 1 else i] += 1
+        if sorted(ahead) == list(range(NUM_OBSTACLES)):
+            table[:, code] = np.argsort(ahead)[:2]
+    return table
+
+
+_TWO_NEAREST = _two_nearest_table()
+assert len(_PAIRS) <= 8, "the ranking code packs one byte per obstacle pair"
+
+
+def _obstacle_offsets(obst: np.ndarray, obst_r: np.ndarray, pos: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World-frame offset (dx, dy) of every obstacle from the body, and its clearance (m).
+
+    Each result has shape (NUM_OBSTACLES, k), obstacle-major, so that one obstacle's row is contiguous.
+    """
+    dx = obst[..., 0].T - pos[:, 0]
+    dy = obst[..., 1].T - pos[:, 1]
+    return dx, dy, _clearance_of(dx, dy, obst_r)
+
+
+def _clearance_of(dx: np.ndarray, dy: np.ndarray, obst_r: np.ndarray) -> np.ndarray:
+    """Clearance (m) between the body and obstacles at offsets (dx, dy) (NUM_OBSTACLES, k) of radius obst_r (k, N)."""
+    clear = dx * dx
+    clear += dy * dy
+    np.sqrt(clear, out=clear)
+    clear -= obst_r.T
+    clear -= NOMINAL.robot_radius
+    return clear
+
+
+def _two_nearest(dx: np.ndarray, dy: np.ndarray, clear: np.ndarray, gx: np.ndarray, gy: np.ndarray
+                 ) -> np.ndarray:
+    """Flat indices into the (NUM_OBSTACLES, k) arrays of the two most relevant obstacles, shape (2, k).
+
+    The most relevant is the nearest by clearance, those already passed (behind the body as seen from
+    the goal direction) ranked ``BEHIND_PENALTY`` metres further; ties keep obstacle order.
+    """
+    k = dx.shape[1]
+    behind = dx * gx
+    behind += dy * gy
+    key = clear + BEHIND_PENALTY * (behind < 0.0)
+    # beats[:, b]: for _PAIRS[b] = (i, j), key[j] < key[i]; the 8 bytes of a row pack into the ranking code
+    beats = np.zeros((k, 8), dtype=bool)
+    b = 0
+    for i in range(NUM_OBSTACLES - 1):
+        np.less(key[i + 1:], key[i], out=beats[:, b:b + NUM_OBSTACLES - 1 - i].T)
+        b += NUM_OBSTACLES - 1 - i
+    code = beats.view(np.uint64)[:, 0] * _PACK_BITS
+    code >>= np.uint64(56)
+    flat = _TWO_NEAREST.take(code, axis=1)
+    flat *= k
+    flat += np.arange(k)
+    return flat
 
 
 class RescueDogProxy(VectorEnv):
@@ -133,6 +210,13 @@ class RescueDogProxy(VectorEnv):
         self.slope = np.zeros((n, 2))  # gravity along the slope per unit mass (m/s^2, world)
         self.latency = np.zeros(n, dtype=np.int64)
         self.noise = np.zeros(n)
+        # scratch, not state: every step rewrites it
+        self._det = np.zeros((n, OBS_DIM))  # the latest observation before sensor noise
+        self._vec = np.zeros((2, 5, n))  # x and y rows of the five observed vectors, world frame
+        # cos and sin of the yaw they were computed for (compared bit for bit before reuse)
+        self._cs_yaw = self.yaw.copy()
+        self._cos = np.cos(self._cs_yaw)
+        self._sin = np.sin(self._cs_yaw)
 
     # ----------------------------------------------------------------- the Task protocol
     @property
@@ -167,71 +251,106 @@ class RescueDogProxy(VectorEnv):
         self._physics(a)
         self.t += 1
 
-        clear = self._clearance()
-        collision = (clear < 0.0).any(axis=1)
-        new_dist = np.hypot(*(self.goal - self.pos).T)
-        success = (new_dist < NOMINAL.goal_radius) & ~collision
-        terminated = success | collision
-        truncated = (self.t >= self.horizon) & ~terminated
-        reward = success.astype(np.float64) - collision.astype(np.float64)
+        vec = self._vec
+        np.subtract(self.goal[:, 0], self.pos[:, 0], out=vec[0, 0])
+        np.subtract(self.goal[:, 1], self.pos[:, 1], out=vec[1, 0])
+        dx, dy, clear = _obstacle_offsets(self.obst, self.obst_r, self.pos)
+        hit = clear < 0.0
+        collision = hit[0] | hit[1]
+        for row in hit[2:]:
+            collision |= row
+        new_dist = np.hypot(vec[0, 0], vec[1, 0])
+        at_goal = new_dist < NOMINAL.goal_radius
+        success = np.greater(at_goal, collision)  # at the goal and no collision
+        terminated = at_goal | collision
+        truncated = np.greater(self.t >= self.horizon, terminated)
+        reward = np.subtract(success, collision, dtype=np.float64)
         if self.reward_mode == "dense":
-            reward = reward + (self.dist - new_dist)
+            reward += self.dist - new_dist
         self.dist = new_dist
         self.ep_return += reward
 
-        obs = self._observe(clear)
+        c, s = self._cos_sin(fresh=True)
+        self._fill_det(self._det, vec, dx, dy, clear, c, s, self.vel, self.yaw_rate, self.acc, self.dist,
+                       self.prev_cmd, self.t)
+        obs = self._with_noise(self._det)
         info: dict[str, Any] = {"success": success, "collision": collision}
         done = terminated | truncated
         if done.any():
-            info["final_obs"] = obs.copy()
+            info["final_obs"] = obs if self.autoreset else obs.copy()
             info["_final_obs"] = done
             info["episode"] = {"r": self.ep_return.copy(), "l": self.t.copy(), "_r": done}
             if self.autoreset:
-                self._reset_envs(done)
-                obs = self._observe()
+                self._refresh_det(*self._reset_envs(done))
+                obs = self._with_noise(self._det)
         return obs, reward.astype(np.float32), terminated, truncated, info
 
     def close(self, **kwargs: Any) -> None:
         pass
 
     # ----------------------------------------------------------------- internals
-    def _reset_envs(self, m: np.ndarray) -> None:
-        k = int(m.sum())
+    def _reset_envs(self, m: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Start a new episode in the envs of mask ``m``.
+
+        Returns what ``_refresh_det`` needs: the env indices and their new yaw, goal, obstacle x and y
+        (k, NUM_OBSTACLES), obstacle radii and goal distance. Everything else restarts at exactly 0.
+        """
+        idx = np.flatnonzero(m)
+        k = idx.size
         if k == 0:
-            return
+            return (idx,)
         rng, lv, p = self._rng, self._level, PERTURB
         ang = rng.uniform(-np.pi, np.pi, k)
         dist = rng.uniform(4.6, 5.6, k)
-        heading = np.stack([np.cos(ang), np.sin(ang)], 1)
-        self.pos[m] = 0.0
-        self.goal[m] = heading * dist[:, None]
-        self.yaw[m] = ang + rng.uniform(-0.6, 0.6, k)
-        self.vel[m] = 0.0
-        self.yaw_rate[m] = 0.0
-        self.acc[m] = 0.0
+        hx, hy = np.cos(ang), np.sin(ang)  # heading from the start to the goal
+        self.pos[idx] = 0.0
+        self.goal[idx, 0] = hx * dist
+        self.goal[idx, 1] = hy * dist
+        yaw = ang + rng.uniform(-0.6, 0.6, k)
+        self.yaw[idx] = yaw
+        self.vel[idx] = 0.0
+        self.yaw_rate[idx] = 0.0
+        self.acc[idx] = 0.0
         # debris along the corridor between start and goal
         # one piece of debris per slot along the corridor, so no two form a wall across the path
         along = SLOT_START + SLOT_SPACING * np.arange(NUM_OBSTACLES) + rng.uniform(-0.1, 0.1, (k, NUM_OBSTACLES))
         across = rng.uniform(-1.4, 1.4, (k, NUM_OBSTACLES))
-        normal = np.stack([-heading[:, 1], heading[:, 0]], 1)
-        self.obst[m] = along[..., None] * heading[:, None, :] + across[..., None] * normal[:, None, :]
-        self.obst_r[m] = rng.uniform(0.12, 0.25, (k, NUM_OBSTACLES))
-        self.t[m] = 0
-        self.prev_cmd[m] = 0.0
-        self.cmd_buf[:, m] = 0.0
-        self.dist[m] = dist
-        self.ep_return[m] = 0.0
+        obst = np.empty((k, NUM_OBSTACLES, 2))
+        ox, oy = obst[..., 0], obst[..., 1]
+        np.add(along * hx[:, None], across * -hy[:, None], out=ox)  # the corridor's normal is (-hy, hx)
+        np.add(along * hy[:, None], across * hx[:, None], out=oy)
+        self.obst[idx] = obst
+        obst_r = rng.uniform(0.12, 0.25, (k, NUM_OBSTACLES))
+        self.obst_r[idx] = obst_r
+        self.t[idx] = 0
+        self.prev_cmd[idx] = 0.0
+        self.cmd_buf[:, idx] = 0.0
+        self.dist[idx] = dist
+        self.ep_return[idx] = 0.0
         # the mismatch between this episode's robot and the nominal one
         j = rng.uniform(0.5, 1.0, (k, 6)) * lv
-        self.mass[m] = 1.0 + p.payload * j[:, 0]
-        self.drag[m] = NOMINAL.drag * (1.0 - p.slip * j[:, 1])
-        self.gain_left[m] = 1.0 - p.weak_left * j[:, 2]
+        self.mass[idx] = 1.0 + p.payload * j[:, 0]
+        self.drag[idx] = NOMINAL.drag * (1.0 - p.slip * j[:, 1])
+        self.gain_left[idx] = 1.0 - p.weak_left * j[:, 2]
         wdir = rng.uniform(-np.pi, np.pi, (k, 2))
-        self.ext_force[m] = (p.wind * j[:, 3])[:, None] * np.stack([np.cos(wdir[:, 0]), np.sin(wdir[:, 0])], 1)
+        wind = p.wind * j[:, 3]
+        self.ext_force[idx, 0] = wind * np.cos(wdir[:, 0])
+        self.ext_force[idx, 1] = wind * np.sin(wdir[:, 0])
         g_slope = 9.81 * np.sin(np.radians(p.slope_deg * j[:, 4]))
-        self.slope[m] = g_slope[:, None] * np.stack([np.cos(wdir[:, 1]), np.sin(wdir[:, 1])], 1)
-        self.latency[m] = np.floor(p.latency_steps * lv * rng.uniform(0.0, 1.0, k) + 0.5).astype(np.int64)
-        self.noise[m] = p.noise * j[:, 5]
+        self.slope[idx, 0] = g_slope * np.cos(wdir[:, 1])
+        self.slope[idx, 1] = g_slope * np.sin(wdir[:, 1])
+        self.latency[idx] = np.floor(p.latency_steps * lv * rng.uniform(0.0, 1.0, k) + 0.5).astype(np.int64)
+        self.noise[idx] = p.noise * j[:, 5]
+        return idx, yaw, hx * dist, hy * dist, ox, oy, obst_r, dist
+
+    def _cos_sin(self, fresh: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """cos and sin of the current yaw, reused while the yaw is unchanged bit for bit (or ``fresh``)."""
+        if (fresh or self.num_envs < _REUSE_TRIG_MIN_ENVS
+                or not (self.yaw.view(np.int64) == self._cs_yaw.view(np.int64)).all()):
+            np.copyto(self._cs_yaw, self.yaw)
+            np.cos(self._cs_yaw, out=self._cos)
+            np.sin(self._cs_yaw, out=self._sin)
+        return self._cos, self._sin
 
     def _physics(self, cmd: np.ndarray) -> None:
         nom = NOMINAL
@@ -243,59 +362,100 @@ class RescueDogProxy(VectorEnv):
         self.prev_cmd = cmd
         gl = self.gain_left
         thrust = 0.5 * (1.0 + gl)  # mean leg strength
-        fx = nom.force_max * applied[:, 0] * thrust
-        fy = nom.force_max * nom.lateral_ratio * applied[:, 1] * thrust
+        force = applied[:, :2] * _FORCE  # body frame (fx, fy)
+        force *= thrust[:, None]
         tau = nom.torque_max * applied[:, 2] * thrust + PERTURB.asym_torque * (1.0 - gl) * applied[:, 0]
-        c, s = np.cos(self.yaw), np.sin(self.yaw)
-        fwx = c * fx - s * fy + self.ext_force[:, 0]
-        fwy = s * fx + c * fy + self.ext_force[:, 1]
+        c, s = self._cos_sin()
+        # world frame: (c fx - s fy, s fx + c fy) plus the wind
+        fw = force * c[:, None]
+        turned = force[:, ::-1] * s[:, None]  # (s fy, s fx)
+        fw[:, 0] -= turned[:, 0]
+        fw[:, 1] += turned[:, 1]
+        fw += self.ext_force
         m = self.mass
-        ax = fwx / m + self.slope[:, 0] - self.drag * self.vel[:, 0]
-        ay = fwy / m + self.slope[:, 1] - self.drag * self.vel[:, 1]
-        self.acc[:, 0] = ax
-        self.acc[:, 1] = ay
-        self.vel[:, 0] += ax * DT
-        self.vel[:, 1] += ay * DT
+        acc = np.divide(fw, m[:, None], out=self.acc)
+        acc += self.slope
+        acc -= self.drag[:, None] * self.vel
+        self.vel += acc * DT
         self.pos += self.vel * DT
         yaw_acc = (tau - nom.yaw_drag * self.yaw_rate) / (nom.inertia * m)
         self.yaw_rate += yaw_acc * DT
         self.yaw += self.yaw_rate * DT
 
     def _clearance(self) -> np.ndarray:
-        d = self.obst - self.pos[:, None, :]
-        return np.sqrt(d[..., 0] ** 2 + d[..., 1] ** 2) - self.obst_r - NOMINAL.robot_radius
+        """Clearance (m) between the body and every obstacle, shape (num_envs, NUM_OBSTACLES)."""
+        return _obstacle_offsets(self.obst, self.obst_r, self.pos)[2].T
 
-    def _observe(self, clear: np.ndarray | None = None) -> np.ndarray:
-        if clear is None:
-            clear = self._clearance()
-        n = self.num_envs
-        c, s = np.cos(self.yaw), np.sin(self.yaw)
-        obs = np.empty((n, OBS_DIM))
+    def _observe(self) -> np.ndarray:
+        """The observation of the current state of every env (draws its sensor noise)."""
+        vec = self._vec
+        np.subtract(self.goal[:, 0], self.pos[:, 0], out=vec[0, 0])
+        np.subtract(self.goal[:, 1], self.pos[:, 1], out=vec[1, 0])
+        dx, dy, clear = _obstacle_offsets(self.obst, self.obst_r, self.pos)
+        c, s = self._cos_sin()
+        self._fill_det(self._det, vec, dx, dy, clear, c, s, self.vel, self.yaw_rate, self.acc, self.dist,
+                       self.prev_cmd, self.t)
+        return self._with_noise(self._det)
 
-        def to_body(vx: np.ndarray, vy: np.ndarray, out: int, scale: float = 1.0) -> None:
-            obs[:, out] = (c * vx + s * vy) * scale
-            obs[:, out + 1] = (-s * vx + c * vy) * scale
+    def _refresh_det(self, idx: np.ndarray, yaw: np.ndarray, gx: np.ndarray, gy: np.ndarray, ox: np.ndarray,
+                     oy: np.ndarray, obst_r: np.ndarray, dist: np.ndarray) -> None:
+        """Recompute the noise-free observation of the envs ``idx`` that ``_reset_envs`` just restarted.
 
-        g = self.goal - self.pos
-        to_body(g[:, 0], g[:, 1], 0, 0.2)
-        obs[:, 2] = self.dist * 0.2
-        to_body(self.vel[:, 0], self.vel[:, 1], 3)
-        obs[:, 5] = self.yaw_rate
+        Takes the new episodes' values from ``_reset_envs``; the body is at the origin (offsets from it
+        are the positions themselves) and the velocities, yaw rate, acceleration, previous command and
+        step count are 0, exactly as in the state.
+        """
+        k = idx.size
+        c, s = np.cos(yaw), np.sin(yaw)
+        self._cs_yaw[idx] = yaw
+        self._cos[idx] = c
+        self._sin[idx] = s
+        vec = np.empty((2, 5, k))
+        vec[0, 0] = gx
+        vec[1, 0] = gy
+        dx, dy = ox.T, oy.T
+        zeros = np.zeros((k, 4))
+        det = np.empty((k, OBS_DIM))
+        self._fill_det(det, vec, dx, dy, _clearance_of(dx, dy, obst_r), c, s, zeros[:, :2], zeros[:, 0],
+                       zeros[:, 2:], dist, zeros[:, 1:], np.zeros(k, dtype=np.int64))
+        self._det[idx] = det
+
+    def _fill_det(self, out: np.ndarray, vec: np.ndarray, dx: np.ndarray, dy: np.ndarray, clear: np.ndarray,
+                  c: np.ndarray, s: np.ndarray, vel: np.ndarray, yaw_rate: np.ndarray, acc: np.ndarray,
+                  dist: np.ndarray, prev_cmd: np.ndarray, t: np.ndarray) -> None:
+        """Write the noise-free observation of k envs into ``out`` (k, OBS_DIM).
+
+        ``vec`` (2, 5, k) holds the goal offset (world frame) in ``vec[:, 0]``; the rest is filled here.
+        """
+        vx, vy = vec[0], vec[1]
         # the two most relevant obstacles: nearest by clearance, those already passed ranked last
-        behind = ((self.obst - self.pos[:, None, :]) * g[:, None, :]).sum(-1) < 0.0
-        order = np.argsort(clear + BEHIND_PENALTY * behind, axis=1)[:, :2]
-        rows = np.arange(n)[:, None]
-        near = self.obst[rows, order] - self.pos[:, None, :]  # (n, 2, 2)
-        near_clear = clear[rows, order]
-        for i in range(2):
-            to_body(near[:, i, 0], near[:, i, 1], 6 + 3 * i)
-            obs[:, 8 + 3 * i] = near_clear[:, i]
-        to_body(self.acc[:, 0], self.acc[:, 1], 12, 1.0 / 3.0)
-        obs[:, 14:17] = self.prev_cmd
-        obs[:, 17] = 1.0 - self.t / self.horizon
+        flat = _two_nearest(dx, dy, clear, vx[0], vy[0])
+        dx.take(flat, out=vx[2:4])
+        dy.take(flat, out=vy[2:4])
+        vx[1] = vel[:, 0]
+        vy[1] = vel[:, 1]
+        vx[4] = acc[:, 0]
+        vy[4] = acc[:, 1]
+        cols = out.reshape(len(out), OBS_DIM // 3, 3)  # a view: cols[:, j, i] is column 3j + i
+        body = c * vx
+        body += s * vy
+        np.multiply(body, _VEC_SCALE, out=cols[:, :5, 0].T)
+        body = c * vy
+        body -= s * vx
+        np.multiply(body, _VEC_SCALE, out=cols[:, :5, 1].T)
+        np.multiply(dist, 0.2, out=out[:, 2])
+        out[:, 5] = yaw_rate
+        cols[:, 2:4, 2] = clear.take(flat).T
+        out[:, 14:17] = prev_cmd
+        out[:, 17] = 1.0 - t / self.horizon
+
+    def _with_noise(self, det: np.ndarray) -> np.ndarray:
+        """``det`` plus this step's sensor noise (one standard normal per entry), as float32."""
         if self._level > 0.0:
-            obs += self.noise[:, None] * self._rng.standard_normal((n, OBS_DIM))
-        return obs.astype(np.float32)
+            noise = self._rng.standard_normal(det.shape)
+            noise *= self.noise[:, None]
+            return np.add(det, noise, out=np.empty(det.shape, np.float32), casting="unsafe")
+        return det.astype(np.float32)
 
 
 class RescueDogEnv(gym.Env):

@@ -39,10 +39,10 @@ import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
 from cadenza.project.config import PerturbationSpec
+from cadenza.tasks.real.quadruped_layout import GAIT_HZ, STAND_POSE
 
 FRAME_SKIP = 2  # 2 x 10 ms: 50 Hz control
 HORIZON = 280  # steps (5.6 s)
-GAIT_HZ = 2.0  # the clock the gait base keys its trot to
 GOAL_RADIUS = 0.4  # m
 GOAL_DIST = (2.0, 2.5)  # m
 GOAL_BEARING = np.radians(60.0)
@@ -139,9 +139,6 @@ class RescueDogMujoco(AntEnv):
         self._dist = self.goal_distance()
         return self._get_obs()
 
-
-# standing pose in motor order (FR hip, ankle, FL hip, ankle, BL hip, ankle, BR hip, ankle)
-STAND_POSE = np.array([0.0, 0.8, 0.0, 0.8, 0.0, -0.8, 0.0, -0.8])
 
 
 def make_env(**kwargs: Any) -> gym.Env:
