@@ -22,7 +22,7 @@ fi
 DEMO_ROOT="${CADENZA_DEMO_DIR:-build/demo}"
 PROJECT="$DEMO_ROOT/rescue-dog"
 STEP=0
-TOTAL=7
+TOTAL=8
 START=$SECONDS
 
 header() {
@@ -51,11 +51,14 @@ cp -R examples/rescue-dog "$PROJECT"
 header "residual init: build the residual head and profile it (no training)"
 "${CADENZA[@]}" env residual init "$PROJECT" --alpha 0.15
 
-header "residual train: governed PPO on the frozen base (issue 3; not enabled yet)"
-# judged "${CADENZA[@]}" env residual train "$PROJECT"
+header "residual train: governed PPO on the frozen base (promoted only on DEPLOY)"
+judged "${CADENZA[@]}" env residual train "$PROJECT"
 
-header "residual eval: scorecard and verdict of the promoted residual (issue 3; not enabled yet)"
-# judged "${CADENZA[@]}" env residual eval "$PROJECT"
+header "residual eval: re-score the newest residual on fresh episodes (--promote if it passes)"
+judged "${CADENZA[@]}" env residual eval "$PROJECT" --promote
+
+header "history: every version, verdict and baseline move"
+"${CADENZA[@]}" env history "$PROJECT"
 
 header "residual bench: residual RL against full RL from scratch (issue 4; not enabled yet)"
 # judged "${CADENZA[@]}" env residual bench "$PROJECT"
