@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.conftest import make_project
 
 from cadenza.governance.registry import Registry
 from cadenza.project.config import load_project
 from cadenza.residual.network import ResidualActor, ResidualArch
 from cadenza.residual.policy import load_policy, load_promoted_residual, save_policy
 from cadenza.residual.train import train_residual
+from tests.conftest import make_project
 
 CLI = [sys.executable, "-m", "cadenza.cli.main"]
 
