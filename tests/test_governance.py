@@ -47,7 +47,7 @@ def test_deploy_when_every_interval_is_on_the_right_side() -> None:
 
 
 def test_block_on_safety() -> None:
-    verdict, reasons = decide(_checks(succ=470, coll=60))
+    verdict, reasons = decide(_checks(succ=470, coll=100))
     assert verdict == "BLOCK"
     assert any(r.startswith("FAIL") and "collision" in r for r in reasons)
 

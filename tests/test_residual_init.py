@@ -78,8 +78,6 @@ def test_init_then_residual_init_writes_the_spec(project: Path, capsys: pytest.C
     assert sorted(p.name for p in path.parent.iterdir()) == ["residual.json"], "no temporary files left"
 
 
-@pytest.mark.xfail(strict=True, reason="residual_cmd.py prints the title 'residual head  [proxy]' as rich markup, "
-                   "which swallows '[proxy]'; escape it (rich.markup.escape) and remove this marker")
 def test_printed_table_names_the_task_label(project: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, err = run_cli(["env", "residual", "init", project, "--hidden-dim", "8"], capsys, monkeypatch)
@@ -87,9 +85,6 @@ def test_printed_table_names_the_task_label(project: Path, capsys: pytest.Captur
     assert "proxy" in out, "every printed number says which task it comes from"
 
 
-@pytest.mark.xfail(strict=True, reason="typer's default rich markup mode eats '[default: 256, from cadenza.toml]' "
-                   "from flag help; pass rich_markup_mode='markdown' (or escape the brackets) in every typer.Typer(...) "
-                   "and remove this marker")
 def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     code, out, _ = run_cli(["env", "residual", "init", "--help"], capsys, monkeypatch)

@@ -20,7 +20,7 @@ def run(
     perturb: Annotated[float, typer.Option("--perturb", min=0.0, max=1.0, help="Perturbation level of the robot's dynamics in [0, 1].")] = 0.0,
     controller: Annotated[str, typer.Option("--controller", help="Low-level controller: residual (base + promoted residual, or base alone) or student.")] = "residual",
 ) -> None:
-    """Run missions and log every step to PROJECT/.cadenza-env/<run-id>.log.jsonl."""
+    """Run missions and log every step to PROJECT/.cadenza-env/RUN-ID.log.jsonl (a replay image too, unless --headless)."""
     from rich.markup import escape
     from rich.table import Table
 

@@ -89,7 +89,7 @@ class ScriptedRules:
     rock_margin_m: float = 0.15  # a straight walk keeps this far from any rock's edge (beyond the body radius)
     detour_margin_m: float = 0.2  # a detour heading keeps this far from every rock's edge
     detour_max_deg: float = 60.0  # largest turn away from the way ahead to get round a rock
-    min_walk_m: float = 0.3  # walks shorter than this (forced by a rock) become a detour
+    min_walk_m: float = 0.3  # a walk past a rock after a detour turn is skipped when shorter than this
 
 
 class ScriptedPlanner:
@@ -120,9 +120,9 @@ class ScriptedPlanner:
         return self.vocab.actions[action][param]
 
     def _turn(self, deg: float) -> ActionStep:
-        lo, hi = self._range("turn_left", "degrees")
-        mag = min(max(abs(deg), lo), hi)
-        return ActionStep("turn_left" if deg > 0 else "turn_right", {"degrees": round(mag, 1)})
+        name = "turn_left" if deg > 0 else "turn_right"
+        lo, hi = self._range(name, "degrees")
+        return ActionStep(name, {"degrees": round(min(max(abs(deg), lo), hi), 1)})
 
     def _move(self, action: str, d: float) -> ActionStep:
         lo, hi = self._range(action, "distance_m")

@@ -176,7 +176,7 @@ def read_log(path: str | Path, skip_bad_lines: bool = False) -> RunLog:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 why = "truncated line" if not line.endswith("\n") else "malformed JSON"
-                problem: str | None = f"{where}: {why} ({e.msg} at column {e.colno})"
+                problem: str | None = f"{where}: {why} ({e.msg}, column {e.colno})"
             else:
                 problem = _check(rec, where)
                 if problem is None and rec["type"] == "header":

@@ -230,8 +230,12 @@ class MissionRunner:
         return ep
 
 
-def run_missions(project: Project, opts: RunOptions, **kwargs: Any) -> RunResult:
-    """Run ``opts.episodes`` missions and log them; returns the per-mission results and the log path."""
-    on_episode = kwargs.pop("on_episode", None)
-    run_id = kwargs.pop("run_id", None)
-    return MissionRunner(project, opts, **kwargs).run(run_id=run_id, on_episode=on_episode)
+def run_missions(project: Project, opts: RunOptions, *, planner: Planner | None = None,
+                 controller: LowLevelController | None = None, run_id: str | None = None,
+                 on_episode: Callable[[EpisodeResult], None] | None = None) -> RunResult:
+    """Run ``opts.episodes`` missions and log them; returns the per-mission results and the log path.
+
+    ``planner`` and ``controller`` replace the ones ``opts`` names (for tests and custom loops).
+    """
+    runner = MissionRunner(project, opts, planner=planner, controller=controller)
+    return runner.run(run_id=run_id, on_episode=on_episode)

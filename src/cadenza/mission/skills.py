@@ -6,7 +6,7 @@ Every skill steers the base through the *carrot* it puts in the proxy's goal slo
   there at its own pace (up to 1.2 m/s); the step ends once the body is near it and slow.
 * ``crawl_forward d``: crawl posture; the carrot runs 0.35 m ahead on the line of travel, so the base
   moves at about 0.5 m/s (crawling is a lower speed command) and holds the line.
-* ``turn_left a`` / ``turn_right a``: the carrot sits 0.12 m away in the target heading, so the base
+* ``turn_left a`` / ``turn_right a``: the carrot sits 0.08 m away in the target heading, so the base
   turns to face it while barely moving.
 * ``climb_step``: needs the step face within 0.6 m ahead and the robot within 30 degrees of square to
   it; then the body is carried slowly over the edge onto the ledge.
