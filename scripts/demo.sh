@@ -69,7 +69,7 @@ header "distill --quantize: base+residual into an int8 ONNX student (issue 5; no
 header "distill eval: scorecard and verdict of the student (issue 5; not enabled yet)"
 # judged "${CADENZA[@]}" env distill eval "$PROJECT"
 
-header "run --headless: missions with the promoted controller, logged (issue 7; not enabled yet)"
-# "${CADENZA[@]}" env run "$PROJECT" --headless
+header "run --headless: 20 missions at perturbation 1.0 with the promoted controller, logged"
+"${CADENZA[@]}" env run "$PROJECT" --headless --episodes 20 --perturb 1.0
 
 printf '\n=== demo finished in %ds; outputs are in %s\n' "$((SECONDS - START))" "$PROJECT"
