@@ -23,7 +23,8 @@ def make_task(project: Project, *, num_envs: int | None = None, level: float | N
         from cadenza.tasks.proxy.rescue_dog import RescueDogProxy
 
         return RescueDogProxy(num_envs=n, level=lv, reward=reward)
-    raise ConfigError(f"{project.root / 'cadenza.toml'}: key 'task.id': unsupported task {cfg.id!r}")
+    raise ConfigError(f"{project.root / 'cadenza.toml'}: key 'task.id': {cfg.id!r} has no proxy task; "
+                      "run the command with --real (it uses [task.real])")
 
 
 def base_source(project: Project, real: bool = False) -> str:
