@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
+from cadenza.cli.main import main
 from cadenza.project.scaffold import init_project
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,3 +40,17 @@ def small_project(tmp_path: Path) -> Path:
         "task.num_envs": "16", "residual.steps": "8192", "residual.hidden_dim": "32",
         "governance.eval_episodes": "60", "governance.min_episodes": "50",
     })
+
+
+def run_cli(args: list[str | Path], capsys: pytest.CaptureFixture[str],
+            monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    """Run ``cadenza ARGS`` through the console-script entry point; returns (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["cadenza", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from cadenza.cli.main import main
 from cadenza.project.config import (
     CONFIG_NAME,
     PROMPT_NAME,
@@ -24,22 +23,11 @@ from cadenza.project.config import (
     ResidualSection,
     load_project,
 )
+from tests.conftest import run_cli
 
 EXIT_USAGE = 2
 
 
-def run_cli(args: list[str | Path], capsys: pytest.CaptureFixture[str],
-            monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    """Run ``cadenza ARGS`` through the console-script entry point; returns (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["cadenza", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def assert_one_line_error(err: str, *needles: str) -> str:

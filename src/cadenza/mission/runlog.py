@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cadenza.errors import CadenzaError
+from cadenza.utils.io import json_default
 
 SCHEMA = "cadenza.runlog/1"
 LOG_SUFFIX = ".log.jsonl"
@@ -40,18 +41,6 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "run_end": ("episodes", "successes"),
     "aborted": ("error",),
 }
-
-
-def _json_default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 class RunLogError(CadenzaError):
@@ -83,7 +72,7 @@ class RunLogWriter:
     def write(self, record: dict[str, Any], sync: bool = False) -> None:
         if self._f is None:
             raise RunLogError(f"{self.path}: writer already closed")
-        line = json.dumps(record, separators=(",", ":"), default=_json_default, allow_nan=False)
+        line = json.dumps(record, separators=(",", ":"), default=json_default, allow_nan=False)
         self._f.write(line + "\n")
         self._f.flush()
         if sync:
