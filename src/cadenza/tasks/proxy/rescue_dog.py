@@ -81,14 +81,21 @@ class Perturbation:
 NOMINAL = Nominal()
 PERTURB = Perturbation()
 
+# Speed: the step is a few hundred numpy calls, so the code below keeps the number of calls and of
+# strided or tiny-inner-loop operations low (obstacle-major scratch arrays, a comparison table instead
+# of a sort, cos/sin of the yaw kept between steps, only the restarted envs observed a second time).
+# Every value is still computed by the same floating-point operations in the same order, and the
+# random stream is drawn in the same calls and shapes, so a seed gives the same rollout bit for bit.
+
 # The five body-frame vectors of the observation (goal, velocity, nearest obstacle, next obstacle,
 # IMU acceleration) sit at columns 3j, 3j+1 and their scale is applied after the rotation; the
 # scalars (distance, yaw rate, the two clearances, ...) sit at columns 3j+2.
 _VEC_SCALE = np.array([0.2, 1.0, 1.0, 1.0, 1.0 / 3.0])[:, None]
 _PAIRS = tuple(combinations(range(NUM_OBSTACLES), 2))  # (i, j), i < j; one bit each in a ranking code
-_PACK_BITS = np.uint64(0x0102040810204080)  # times 8 little-endian 0/1 bytes: the bits in the top byte
-_FORCE = np.array([NOMINAL.force_max, NOMINAL.force_max * NOMINAL.lateral_ratio])  # N at |a| = 1, body x / y
+_PAIR_BITS = np.arange(len(_PAIRS), dtype=np.uint8)[:, None]  # bit of each pair in the ranking code
+_FORCE_LATERAL = NOMINAL.force_max * NOMINAL.lateral_ratio  # N at |a_lat| = 1
 _REUSE_TRIG_MIN_ENVS = 64  # from this many envs, keeping cos/sin of the yaw beats recomputing them
+_SLOTS = SLOT_START + SLOT_SPACING * np.arange(NUM_OBSTACLES)  # nominal distance of each obstacle along the corridor
 
 
 def _two_nearest_table() -> np.ndarray:
@@ -108,8 +115,8 @@ def _two_nearest_table() -> np.ndarray:
     return table
 
 
+assert len(_PAIRS) <= 8, "the ranking code is one byte, one bit per obstacle pair"
 _TWO_NEAREST = _two_nearest_table()
-assert len(_PAIRS) <= 8, "the ranking code packs one byte per obstacle pair"
 
 
 def _obstacle_offsets(obst: np.ndarray, obst_r: np.ndarray, pos: np.ndarray
@@ -133,28 +140,30 @@ def _clearance_of(dx: np.ndarray, dy: np.ndarray, obst_r: np.ndarray) -> np.ndar
     return clear
 
 
-def _two_nearest(dx: np.ndarray, dy: np.ndarray, clear: np.ndarray, gx: np.ndarray, gy: np.ndarray
-                 ) -> np.ndarray:
+def _two_nearest(dx: np.ndarray, dy: np.ndarray, clear: np.ndarray, gx: np.ndarray, gy: np.ndarray,
+                 flat_table: np.ndarray | None = None, columns: np.ndarray | None = None) -> np.ndarray:
     """Flat indices into the (NUM_OBSTACLES, k) arrays of the two most relevant obstacles, shape (2, k).
 
     The most relevant is the nearest by clearance, those already passed (behind the body as seen from
     the goal direction) ranked ``BEHIND_PENALTY`` metres further; ties keep obstacle order.
+    ``flat_table`` (``_TWO_NEAREST * k``) and ``columns`` (``arange(k)``) may be passed precomputed.
     """
     k = dx.shape[1]
     behind = dx * gx
     behind += dy * gy
     key = clear + BEHIND_PENALTY * (behind < 0.0)
-    # beats[:, b]: for _PAIRS[b] = (i, j), key[j] < key[i]; the 8 bytes of a row pack into the ranking code
-    beats = np.zeros((k, 8), dtype=bool)
+    beats = np.empty((len(_PAIRS), k), dtype=bool)  # beats[b]: for _PAIRS[b] = (i, j), key[j] < key[i]
     b = 0
     for i in range(NUM_OBSTACLES - 1):
-        np.less(key[i + 1:], key[i], out=beats[:, b:b + NUM_OBSTACLES - 1 - i].T)
+        np.less(key[i + 1:], key[i], out=beats[b:b + NUM_OBSTACLES - 1 - i])
         b += NUM_OBSTACLES - 1 - i
-    code = beats.view(np.uint64)[:, 0] * _PACK_BITS
-    code >>= np.uint64(56)
-    flat = _TWO_NEAREST.take(code, axis=1)
-    flat *= k
-    flat += np.arange(k)
+    code = np.bitwise_or.reduce(beats.view(np.uint8) << _PAIR_BITS, axis=0)
+    if flat_table is None:
+        flat = _TWO_NEAREST.take(code, axis=1)
+        flat *= k
+    else:
+        flat = flat_table.take(code, axis=1)
+    flat += np.arange(k) if columns is None else columns
     return flat
 
 
@@ -213,6 +222,8 @@ class RescueDogProxy(VectorEnv):
         # scratch, not state: every step rewrites it
         self._det = np.zeros((n, OBS_DIM))  # the latest observation before sensor noise
         self._vec = np.zeros((2, 5, n))  # x and y rows of the five observed vectors, world frame
+        self._flat_table = _TWO_NEAREST * n  # ranking table and env columns for the whole batch
+        self._columns = np.arange(n)
         # cos and sin of the yaw they were computed for (compared bit for bit before reuse)
         self._cs_yaw = self.yaw.copy()
         self._cos = np.cos(self._cs_yaw)
@@ -304,8 +315,9 @@ class RescueDogProxy(VectorEnv):
         dist = rng.uniform(4.6, 5.6, k)
         hx, hy = np.cos(ang), np.sin(ang)  # heading from the start to the goal
         self.pos[idx] = 0.0
-        self.goal[idx, 0] = hx * dist
-        self.goal[idx, 1] = hy * dist
+        gx, gy = hx * dist, hy * dist
+        self.goal[idx, 0] = gx
+        self.goal[idx, 1] = gy
         yaw = ang + rng.uniform(-0.6, 0.6, k)
         self.yaw[idx] = yaw
         self.vel[idx] = 0.0
@@ -313,7 +325,7 @@ class RescueDogProxy(VectorEnv):
         self.acc[idx] = 0.0
         # debris along the corridor between start and goal
         # one piece of debris per slot along the corridor, so no two form a wall across the path
-        along = SLOT_START + SLOT_SPACING * np.arange(NUM_OBSTACLES) + rng.uniform(-0.1, 0.1, (k, NUM_OBSTACLES))
+        along = _SLOTS + rng.uniform(-0.1, 0.1, (k, NUM_OBSTACLES))
         across = rng.uniform(-1.4, 1.4, (k, NUM_OBSTACLES))
         obst = np.empty((k, NUM_OBSTACLES, 2))
         ox, oy = obst[..., 0], obst[..., 1]
@@ -341,7 +353,7 @@ class RescueDogProxy(VectorEnv):
         self.slope[idx, 1] = g_slope * np.sin(wdir[:, 1])
         self.latency[idx] = np.floor(p.latency_steps * lv * rng.uniform(0.0, 1.0, k) + 0.5).astype(np.int64)
         self.noise[idx] = p.noise * j[:, 5]
-        return idx, yaw, hx * dist, hy * dist, ox, oy, obst_r, dist
+        return idx, yaw, gx, gy, ox, oy, obst_r, dist
 
     def _cos_sin(self, fresh: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """cos and sin of the current yaw, reused while the yaw is unchanged bit for bit (or ``fresh``)."""
@@ -355,29 +367,31 @@ class RescueDogProxy(VectorEnv):
     def _physics(self, cmd: np.ndarray) -> None:
         nom = NOMINAL
         # actuation latency: the legs act on the command sent `latency` steps ago
-        lat = self.latency
-        applied = np.where((lat == 0)[:, None], cmd, np.where((lat == 1)[:, None], self.cmd_buf[0], self.cmd_buf[1]))
+        lat = np.repeat(self.latency, ACT_DIM)  # per command entry: the selection runs over flat arrays
+        applied = np.where(lat == 0, cmd.reshape(-1), np.where(lat == 1, self.cmd_buf[0].reshape(-1),
+                                                               self.cmd_buf[1].reshape(-1)))
         self.cmd_buf[1] = self.cmd_buf[0]
         self.cmd_buf[0] = cmd
         self.prev_cmd = cmd
+        a_fwd, a_lat, a_yaw = applied.reshape(-1, ACT_DIM).T
         gl = self.gain_left
         thrust = 0.5 * (1.0 + gl)  # mean leg strength
-        force = applied[:, :2] * _FORCE  # body frame (fx, fy)
-        force *= thrust[:, None]
-        tau = nom.torque_max * applied[:, 2] * thrust + PERTURB.asym_torque * (1.0 - gl) * applied[:, 0]
+        fx = nom.force_max * a_fwd * thrust
+        fy = _FORCE_LATERAL * a_lat * thrust
+        tau = nom.torque_max * a_yaw * thrust + PERTURB.asym_torque * (1.0 - gl) * a_fwd
         c, s = self._cos_sin()
-        # world frame: (c fx - s fy, s fx + c fy) plus the wind
-        fw = force * c[:, None]
-        turned = force[:, ::-1] * s[:, None]  # (s fy, s fx)
-        fw[:, 0] -= turned[:, 0]
-        fw[:, 1] += turned[:, 1]
-        fw += self.ext_force
-        m = self.mass
-        acc = np.divide(fw, m[:, None], out=self.acc)
-        acc += self.slope
-        acc -= self.drag[:, None] * self.vel
-        self.vel += acc * DT
-        self.pos += self.vel * DT
+        m, drag, vel = self.mass, self.drag, self.vel
+        fwx = c * fx  # the force in the world frame: (c fx - s fy, s fx + c fy) ...
+        fwx -= s * fy
+        fwy = s * fx
+        fwy += c * fy
+        for i, fw in enumerate((fwx, fwy)):
+            fw += self.ext_force[:, i]  # ... plus the wind
+            acc = np.divide(fw, m, out=self.acc[:, i])
+            acc += self.slope[:, i]  # gravity along the slope
+            acc -= drag * vel[:, i]  # ground friction
+        vel += self.acc * DT
+        self.pos += vel * DT
         yaw_acc = (tau - nom.yaw_drag * self.yaw_rate) / (nom.inertia * m)
         self.yaw_rate += yaw_acc * DT
         self.yaw += self.yaw_rate * DT
@@ -429,7 +443,10 @@ class RescueDogProxy(VectorEnv):
         """
         vx, vy = vec[0], vec[1]
         # the two most relevant obstacles: nearest by clearance, those already passed ranked last
-        flat = _two_nearest(dx, dy, clear, vx[0], vy[0])
+        if len(out) == self.num_envs:
+            flat = _two_nearest(dx, dy, clear, vx[0], vy[0], self._flat_table, self._columns)
+        else:
+            flat = _two_nearest(dx, dy, clear, vx[0], vy[0])
         dx.take(flat, out=vx[2:4])
         dy.take(flat, out=vy[2:4])
         vx[1] = vel[:, 0]
@@ -445,16 +462,24 @@ class RescueDogProxy(VectorEnv):
         np.multiply(body, _VEC_SCALE, out=cols[:, :5, 1].T)
         np.multiply(dist, 0.2, out=out[:, 2])
         out[:, 5] = yaw_rate
-        cols[:, 2:4, 2] = clear.take(flat).T
-        out[:, 14:17] = prev_cmd
-        out[:, 17] = 1.0 - t / self.horizon
+        near_clear = clear.take(flat)
+        out[:, 8] = near_clear[0]
+        out[:, 11] = near_clear[1]
+        for i in range(ACT_DIM):
+            out[:, 14 + i] = prev_cmd[:, i]
+        np.subtract(1.0, t / self.horizon, out=out[:, 17])
 
     def _with_noise(self, det: np.ndarray) -> np.ndarray:
-        """``det`` plus this step's sensor noise (one standard normal per entry), as float32."""
+        """``det`` plus sensor noise (one float64 standard normal per entry), as float32.
+
+        A step on which envs restart draws twice, (num_envs, OBS_DIM) each time: once for the final
+        observation of the ended episodes, once for the observation it returns.
+        """
         if self._level > 0.0:
-            noise = self._rng.standard_normal(det.shape)
-            noise *= self.noise[:, None]
-            return np.add(det, noise, out=np.empty(det.shape, np.float32), casting="unsafe")
+            obs = self._rng.standard_normal(det.shape)
+            obs *= self.noise[:, None]
+            obs += det
+            return obs.astype(np.float32)
         return det.astype(np.float32)
 
 
