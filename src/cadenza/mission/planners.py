@@ -43,16 +43,6 @@ class Planner(Protocol):
         """A new mission starts."""
         ...
 
-    def _feature_limit(self, obs: dict[str, Any]) -> float:
-        """How far the robot may walk straight on before it comes within the stand-off of a feature."""
-        limit = math.inf
-        for f in (obs["debris"], obs["step"]):
-            if f["state"] == "ahead":
-                cos = math.cos(math.radians(f["normal_deg"]))
-                if cos > 0.05:
-                    limit = min(limit, (f["edge_m"] - self.r.standoff_m) / cos)
-        return limit
-
     def plan(self, inp: PlannerInput) -> ActionStep:
         """Return the next action step."""
         ...

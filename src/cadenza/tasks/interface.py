@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from gymnasium.vector import VectorEnv
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,30 @@ class Task(Protocol):
     def level(self) -> float: ...
 
     def close(self) -> None: ...
+
+
+class BatchedTaskBase(VectorEnv):
+    """What every built-in batched task shares: the ``spec`` it was built with and the curriculum level.
+
+    Subclasses set ``self.spec_`` (a :class:`TaskSpec`) and call ``self.set_level(level)`` in ``__init__``.
+    """
+
+    spec_: TaskSpec
+    _level: float = 0.0
+
+    @property
+    def spec(self) -> TaskSpec:  # type: ignore[override]
+        return self.spec_
+
+    @spec.setter
+    def spec(self, value: Any) -> None:  # gymnasium's make() tries to set env.spec
+        pass
+
+    @property
+    def level(self) -> float:
+        return self._level
+
+    def set_level(self, level: float) -> None:
+        if not 0.0 <= float(level) <= 1.0:
+            raise ValueError(f"perturbation level must be in [0, 1], got {level}")
+        self._level = float(level)

@@ -37,9 +37,9 @@ from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import AutoresetMode
 
-from cadenza.tasks.interface import TaskSpec
+from cadenza.tasks.interface import BatchedTaskBase, TaskSpec
 
 OBS_DIM = 18
 ACT_DIM = 3
@@ -167,7 +167,7 @@ def _two_nearest(dx: np.ndarray, dy: np.ndarray, clear: np.ndarray, gx: np.ndarr
     return flat
 
 
-class RescueDogProxy(VectorEnv):
+class RescueDogProxy(BatchedTaskBase):
     """Batched rescue-dog proxy (same-step autoreset). Implements the cadenza ``Task`` protocol."""
 
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
@@ -186,7 +186,6 @@ class RescueDogProxy(VectorEnv):
         self.reward_mode = reward
         self.autoreset = autoreset
         self.horizon = int(horizon)
-        self._level = 0.0
         self.set_level(level)
         self.spec_ = TaskSpec(
             name="rescue-dog", label="proxy", obs_dim=OBS_DIM, act_dim=ACT_DIM,
@@ -230,23 +229,6 @@ class RescueDogProxy(VectorEnv):
         self._sin = np.sin(self._cs_yaw)
 
     # ----------------------------------------------------------------- the Task protocol
-    @property
-    def spec(self) -> TaskSpec:  # type: ignore[override]
-        return self.spec_
-
-    @spec.setter
-    def spec(self, value: Any) -> None:  # gymnasium's make() tries to set env.spec
-        pass
-
-    @property
-    def level(self) -> float:
-        return self._level
-
-    def set_level(self, level: float) -> None:
-        if not 0.0 <= float(level) <= 1.0:
-            raise ValueError(f"perturbation level must be in [0, 1], got {level}")
-        self._level = float(level)
-
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         if seed is not None:

@@ -19,10 +19,10 @@ from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import AutoresetMode
 
 from cadenza.project.config import PerturbationSpec
-from cadenza.tasks.interface import TaskSpec
+from cadenza.tasks.interface import BatchedTaskBase, TaskSpec
 from cadenza.tasks.real import perturb
 
 Outcome = Callable[[np.ndarray, dict[str, Any]], Any]
@@ -86,7 +86,7 @@ class _Slot:
         return o
 
 
-class RealTask(VectorEnv):
+class RealTask(BatchedTaskBase):
     """N Gymnasium envs behind the cadenza Task protocol (same-step autoreset)."""
 
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
@@ -113,7 +113,6 @@ class RealTask(VectorEnv):
         self.reward_mode = reward
         self.success_fn, self.collision_fn = success_fn, collision_fn
         self._seed = int(seed)
-        self._level = 0.0
         self.set_level(level)
         first = make_env()
         obs_space, act_space = first.observation_space, first.action_space
@@ -143,23 +142,6 @@ class RealTask(VectorEnv):
         self._reset_done = False
 
     # ----------------------------------------------------------------- the Task protocol
-    @property
-    def spec(self) -> TaskSpec:  # type: ignore[override]
-        return self.spec_
-
-    @spec.setter
-    def spec(self, value: Any) -> None:
-        pass
-
-    @property
-    def level(self) -> float:
-        return self._level
-
-    def set_level(self, level: float) -> None:
-        if not 0.0 <= float(level) <= 1.0:
-            raise ValueError(f"perturbation level must be in [0, 1], got {level}")
-        self._level = float(level)
-
     @property
     def envs(self) -> list[gym.Env]:
         """The single envs (for inspection and tests)."""
