@@ -35,9 +35,10 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from scipy.stats import binomtest  # noqa: E402
 
 from cadenza.base.rescue_dog import RescueDogBase  # noqa: E402
+from cadenza.governance.stats import wilson  # noqa: E402
+from cadenza.residual.evaluate import evaluate  # noqa: E402
 from cadenza.tasks.proxy.rescue_dog import HORIZON, RescueDogProxy  # noqa: E402
 from cadenza.utils.io import atomic_write_json  # noqa: E402
 from cadenza.utils.versions import library_versions  # noqa: E402
@@ -134,30 +135,15 @@ def throughput(repeats: int, scale: float, seed: int) -> list[dict[str, Any]]:
 
 def first_episodes(level: float, episodes: int, seed: int) -> dict[str, Any]:
     """Base alone: the first episode of each of ``episodes`` envs, run in one batch."""
-    env = RescueDogProxy(num_envs=episodes, level=level)
-    base = RescueDogBase()
-    obs, _ = env.reset(seed=seed)
-    done = np.zeros(episodes, bool)
-    success = np.zeros(episodes, bool)
-    collision = np.zeros(episodes, bool)
-    length = np.zeros(episodes, np.int64)
-    for t in range(1, env.spec.horizon + 1):
-        obs, _, term, trunc, info = env.step(base(obs))
-        new = (term | trunc) & ~done
-        success[new] = info["success"][new]
-        collision[new] = info["collision"][new]
-        length[new] = t
-        done |= new
-        if done.all():
-            break
-    k, kc = int(success.sum()), int(collision.sum())
-    ci = binomtest(k, episodes).proportion_ci(0.95, method="wilson")
-    cci = binomtest(kc, episodes).proportion_ci(0.95, method="wilson")
+    stats = evaluate(lambda n: RescueDogProxy(num_envs=n, level=level), RescueDogBase(), None,
+                     episodes=episodes, seed=seed, chunk=episodes, label="base alone")
+    k, kc = stats.successes, stats.collisions
+    ci, cci = wilson(k, episodes), wilson(kc, episodes)
     return {
         "level": level, "episodes": episodes, "seed": seed,
-        "successes": k, "success_rate": k / episodes, "success_ci95": [float(ci.low), float(ci.high)],
-        "collisions": kc, "collision_rate": kc / episodes, "collision_ci95": [float(cci.low), float(cci.high)],
-        "timeouts": int(episodes - k - kc), "mean_episode_steps": float(length.mean()),
+        "successes": k, "success_rate": k / episodes, "success_ci95": list(ci),
+        "collisions": kc, "collision_rate": kc / episodes, "collision_ci95": list(cci),
+        "timeouts": int(episodes - k - kc), "mean_episode_steps": stats.mean_length,
     }
 
 
