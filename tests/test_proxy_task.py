@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env
 import cadenza  # noqa: F401  (registers cadenza/RescueDog-v0)
 from cadenza.base.rescue_dog import RescueDogBase
 from cadenza.tasks.interface import Task
-from cadenza.tasks.proxy.rescue_dog import RescueDogEnv, RescueDogProxy
+from cadenza.tasks.proxy.rescue_dog import PROGRESS_REWARD, RescueDogEnv, RescueDogProxy
 
 OBS_DIM, ACT_DIM = 18, 3
 
@@ -203,13 +203,14 @@ def test_dense_reward_adds_progress() -> None:
     progress = dense["reward"].astype(np.float64) - sparse["reward"]
     assert np.abs(progress).max() < 0.2, "per-step progress is bounded by speed * dt"
     assert progress.mean() > 0.0, "the base makes progress toward the goal"
-    # over one episode, the progress terms add up to the distance covered toward the goal (obs 2 is dist / 5)
+    # over one episode, the progress terms add up to PROGRESS_REWARD per metre covered toward the goal
+    # (obs 2 is dist / 5)
     obs, final, done = sparse["obs"], sparse["final_obs"], sparse["terminated"] | sparse["truncated"]
     for env_i in range(obs.shape[1]):
         ends = np.flatnonzero(done[:, env_i])
         assert ends.size, "every env finished an episode"
         end = ends[0]
-        covered = 5.0 * (obs[0, env_i, 2].astype(np.float64) - final[end, env_i, 2])
+        covered = PROGRESS_REWARD * 5.0 * (obs[0, env_i, 2].astype(np.float64) - final[end, env_i, 2])
         assert progress[: end + 1, env_i].sum() == pytest.approx(covered, abs=1e-4)
 
 

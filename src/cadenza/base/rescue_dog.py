@@ -3,7 +3,8 @@
 It is tuned for the nominal robot (mass 1, nominal ground friction, symmetric legs, no wind, no
 latency) and reads only the task observation. Plan: head for the goal at ``v_max`` (slowing inside
 the last ``slow_radius``); if one of the two nearest obstacles lies ahead within ``lookahead`` and
-the straight path would pass closer than ``margin`` to it, turn the heading to the tangent that
+the straight path would pass closer than ``margin`` to it (judged from where the body will be
+``predict_s`` ahead at its current velocity), turn the heading to the tangent that
 clears it by ``margin``, on the side the path already leans to. Track: feed-forward against the
 nominal friction plus a proportional term on the velocity error; turn to face the planned direction
 with a PD on heading.
@@ -24,6 +25,7 @@ class RescueDogGains:
     slow_radius: float = 0.8
     margin: float = 0.3
     lookahead: float = 1.8
+    predict_s: float = 0.2  # judge obstacles from where the body will be this far ahead
     kp_vel: float = 0.5
     kp_yaw: float = 4.0
     kd_yaw: float = 0.6
@@ -48,8 +50,11 @@ class RescueDogBase:
         ux, uy = gx / norm, gy / norm
         for i in (0, 1):
             ox, oy, clear = obs[:, 6 + 3 * i], obs[:, 7 + 3 * i], obs[:, 8 + 3 * i]
+            radii = np.hypot(ox, oy) - clear  # obstacle radius plus body radius
+            # seen from where the body will be predict_s from now, at its current velocity
+            ox, oy = ox - g.predict_s * vx, oy - g.predict_s * vy
             d = np.maximum(np.hypot(ox, oy), 1e-6)
-            reach = d - clear + g.margin  # combined radius plus the margin we want
+            reach = radii + g.margin  # combined radius plus the margin we want
             along = ox * ux + oy * uy
             cross = ux * oy - uy * ox  # > 0: the obstacle is left of the path
             blocks = (along > 0.0) & (np.abs(cross) < reach) & (along < g.lookahead) & (d < dist)

@@ -86,7 +86,7 @@ class LocalGovernor:
             # base's feedback before it can change the episode's outcome (measured: docs/governance.md)
             "noise_hold": max(1, round(0.2 * p.control_hz)),
         }
-        rounds = max(1, math.ceil(p.budget_steps / batch))
+        rounds = max(1, p.budget_steps // batch)  # the budget is a ceiling: no round may cross it
         ramp_end = int(0.3 * p.budget_steps)
         start = round(0.5 * p.target_level, 3)
         stages = 3
@@ -109,7 +109,8 @@ class LocalGovernor:
             return Decision("stop", "divergence: a loss or the policy std is NaN/inf", warnings)
         if cur.get("approx_kl", 0.0) > plan.kl_blowup:
             return Decision("stop", f"divergence: KL blow-up ({cur['approx_kl']:.3f} > {plan.kl_blowup})", warnings)
-        if cur["env_steps_total"] >= plan.budget_steps:
+        batch = plan.hyperparameters["n_steps"] * plan.hyperparameters["num_envs"]
+        if cur["env_steps_total"] + batch > plan.budget_steps:
             return Decision("stop", f"budget reached ({cur['env_steps_total']:,} env steps)", warnings)
         # plateau: only judged at the target level, over two full windows of rounds
         target = plan.curriculum[-1][1]

@@ -113,6 +113,9 @@ class ResidualSection(_Section):
     gate: bool = True
     steps: int = Field(200_000, ge=1_000)  # default training budget (env steps)
     seed: int = 0
+    # the reward PPO trains on: "dense" = the task's documented shaped reward (progress toward the goal
+    # plus the +1/-1 outcome), "sparse" = the outcome alone. Scoring always counts outcomes.
+    reward: Literal["sparse", "dense"] = "dense"
 
 
 class GovernanceSection(_Section):

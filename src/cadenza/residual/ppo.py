@@ -12,7 +12,9 @@ What differs from textbook PPO, and why:
 * the observation normaliser lives inside the actor and is updated between rounds from the raw
   observations of the last rollout (the buffer stores the features as the policy saw them, so the
   ratio in the update is exact);
-* truncated episodes are bootstrapped with the value of their final observation;
+* a time-limit truncation either ends the episode's value (``bootstrap_truncation=False``: the task
+  counts a timeout as a failure, so the value of "almost there when the time ran out" is 0) or is
+  bootstrapped with the value of its final observation (a time limit outside the task);
 * optionally (``noise_hold > 1``) each env keeps its exploration noise for several control steps, so
   an exploratory correction lasts long enough to change the outcome of an episode; each step's
   action is still a sample of the current Gaussian, so the likelihood ratio stays per step.
@@ -53,6 +55,10 @@ class PPOConfig:
     init_log_std: float = -0.5
     critic_warmup_epochs: int = 10
     noise_hold: int = 1  # keep each env's exploration noise for this many steps (temporally correlated)
+    # True: a time-limit truncation is bootstrapped with the value of the final observation (the time
+    # limit is outside the task). False: it ends the episode with no future value, because the task
+    # counts running out of time as a failure (the episode's outcome is decided within the limit).
+    bootstrap_truncation: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,7 +154,7 @@ class PPO:
             obs, r, term, trunc, info = self.task.step(action)
             done = term | trunc
             r = r.astype(np.float32).copy()
-            if trunc.any():  # bootstrap time-limit truncations with the value of the final observation
+            if cfg.bootstrap_truncation and trunc.any():  # bootstrap time-limit truncations with the value of the final observation
                 fo = info["final_obs"][trunc]
                 r[trunc] += cfg.gamma * self.critic(self._features(fo, self._base(fo))).cpu().numpy()
             self.prev_delta = np.where(done[:, None], 0.0, delta_eff)  # the rate limit restarts per episode

@@ -88,13 +88,14 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
                 history = prog["history"]
                 resumed_from = len(history)
     steps_done = history[-1]["env_steps_total"] if history else 0
-    task = make_task(project, num_envs=cfg.num_envs, level=plan.level_at(steps_done), real=real, seed=seed)
+    task = make_task(project, num_envs=cfg.num_envs, level=plan.level_at(steps_done), real=real, seed=seed,
+                     reward=rc.reward)
     ppo = PPO(arch, cfg, task, base, device=accel.device, seed=seed + 1000 * resumed_from)
     if ckpt is not None:
         ppo.load_state_dict(ckpt)
     t0 = time.perf_counter()
     wall_before = history[-1]["wall_s"] if history else 0.0
-    warnings: list[str] = []
+    latest_warning: dict[str, str] = {}  # one line per kind of warning (the text before ':'), the latest
     stop_reason = ""
     while True:
         level = plan.level_at(steps_done)
@@ -106,8 +107,7 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
         history.append(row)
         decision = governor.review(history, plan)
         for w in decision.warnings:
-            if w not in warnings:
-                warnings.append(w)
+            latest_warning[w.split(":")[0]] = f"{w} (round {row['round']})"
         atomic_write_with(ckpt_path, lambda tmp: torch.save(ppo.state_dict(), tmp))
         atomic_write_json(prog_path, {"status": "running", "seed": seed, "budget": budget, "history": history,
                                       "plan": plan.as_dict()})
@@ -116,6 +116,7 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
         if decision.action == "stop":
             stop_reason = decision.reason
             break
+    warnings = list(latest_warning.values())
     task.close()
     wall = wall_before + time.perf_counter() - t0
 

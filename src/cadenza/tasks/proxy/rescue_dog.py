@@ -48,15 +48,16 @@ HORIZON = 350  # 7 s
 NUM_OBSTACLES = 4
 SLOT_START, SLOT_SPACING = 0.8, 0.95  # m along the corridor
 BEHIND_PENALTY = 1.0  # metres added to an obstacle's rank once the robot has passed it
+PROGRESS_REWARD = 0.2  # dense reward per metre of progress toward the goal (a whole episode earns about 1)
 
 
 @dataclass(frozen=True)
 class Nominal:
     """The robot the base controller was tuned for (SI units; the body mass is 1)."""
 
-    force_max: float = 4.0  # N at |a_fwd| = 1
+    force_max: float = 8.0  # N at |a_fwd| = 1 (cruising needs about a third of it)
     lateral_ratio: float = 0.7  # lateral force authority relative to forward
-    torque_max: float = 4.0  # N m at |a_yaw| = 1
+    torque_max: float = 8.0  # N m at |a_yaw| = 1
     drag: float = 2.0  # ground friction, viscous, per unit mass (1/s)
     yaw_drag: float = 2.0
     inertia: float = 0.25
@@ -70,7 +71,7 @@ class Perturbation:
 
     payload: float = 1.2  # extra mass, share of body mass
     slip: float = 0.75  # lost ground friction (slippery debris), share of nominal
-    weak_left: float = 0.7  # lost thrust on the left legs, share
+    weak_left: float = 0.8  # lost thrust on the left legs, share
     asym_torque: float = 5.0  # N m of yaw torque per unit forward command per unit asymmetry
     wind: float = 0.3  # N, random direction
     slope_deg: float = 1.0  # degrees, random direction
@@ -259,7 +260,7 @@ class RescueDogProxy(BatchedTaskBase):
         truncated = np.greater(self.t >= self.horizon, terminated)
         reward = np.subtract(success, collision, dtype=np.float64)
         if self.reward_mode == "dense":
-            reward += self.dist - new_dist
+            reward += PROGRESS_REWARD * (self.dist - new_dist)
         self.dist = new_dist
         self.ep_return += reward
 
