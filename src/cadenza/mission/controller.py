@@ -4,6 +4,11 @@ the promoted student.
 ``--controller residual`` (the default) runs the project's base and, when the registry has a promoted
 residual, the residual on top of it through the control law; without one it is the base alone (label
 ``base``). ``--controller student`` runs the promoted distilled student instead.
+
+The residual is trained on approaches to a goal that end when the body comes within the goal radius
+(``NOMINAL.goal_radius``, 0.35 m), so it has never seen a carrot closer than that. Mission steps put
+the carrot that close when the body should arrive and stop, or turn on the spot; there the base
+drives alone, as the safe runtime does with any input outside what the residual was trained on.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import numpy as np
 from cadenza.base import BasePolicy, load_base
 from cadenza.errors import CadenzaError
 from cadenza.project.config import Project
+from cadenza.tasks.proxy.rescue_dog import NOMINAL
+
+RESIDUAL_MIN_CARROT_M = NOMINAL.goal_radius  # closer carrots are outside the residual's training data
 
 CONTROLLERS = ("residual", "student")
 
@@ -43,7 +51,9 @@ class LowLevelController:
         assert self.base is not None
         a_base = self.base(obs)
         if self.residual is not None:
-            return np.asarray(self.residual.act(obs, a_base), dtype=np.float64)
+            a = np.asarray(self.residual.act(obs, a_base), dtype=np.float64)
+            in_range = obs[:, 2] * 5.0 >= RESIDUAL_MIN_CARROT_M  # obs 2 is the carrot distance / 5
+            return np.where(in_range[:, None], a, a_base)
         return a_base
 
     def describe(self) -> dict[str, Any]:
