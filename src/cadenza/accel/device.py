@@ -1,24 +1,50 @@
-"""Device pick and per-hardware torch settings. No other module sets these knobs."""
+"""Device pick and the process-wide torch knobs. No other module sets these knobs.
+
+``configure(device, workload=...)`` picks the device, applies threads and matmul precision (once per
+process; re-applied only when a choice changes), decides bf16 autocast for the workload and returns
+an :class:`AccelSettings` that says what was applied and why. ``maybe_compile`` and ``autocast`` in
+:mod:`cadenza.accel.wrap` act on that record and add their decisions to it, so a report that writes
+``settings.as_dict()`` shows everything that was applied.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cadenza.accel.decisions import Workload, decide_bf16, decide_matmul_precision, decide_threads
+from cadenza.accel.hardware import Hardware, physical_cores, probe_hardware
+
 DEVICES = ("auto", "cuda", "mps", "cpu")
+
+__all__ = ["DEVICES", "AccelSettings", "configure", "hardware", "physical_cores", "pick_device",
+           "set_matmul_precision", "set_threads"]
 
 
 @dataclass
 class AccelSettings:
     device: str
+    device_name: str = ""
     threads: int | None = None
     interop_threads: int | None = None
     matmul_precision: str | None = None
+    bf16_autocast: bool = False
+    compile: dict[str, dict[str, Any]] = field(default_factory=dict)  # module name -> applied, reason, ...
+    reasons: dict[str, str] = field(default_factory=dict)  # knob -> why it has this value
+    workload: dict[str, Any] | None = None
+    torch_version: str = ""
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def summary(self) -> str:
+        """One line for a console: device, threads, precision, bf16, compile."""
+        comp = ", ".join(f"{k} {'on' if v['applied'] else 'off'}" for k, v in self.compile.items()) or "not asked"
+        return (f"{self.device} ({self.device_name}), {self.threads} threads, matmul {self.matmul_precision}, "
+                f"bf16 autocast {'on' if self.bf16_autocast else 'off'}, compile: {comp}")
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -40,51 +66,64 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
-def physical_cores() -> int:
-    n = os.cpu_count() or 1
+_HARDWARE: dict[str, Hardware] = {}
+
+
+def hardware(device: str) -> Hardware:
+    """The probed facts for ``device`` (probed once per process)."""
+    if device not in _HARDWARE:
+        _HARDWARE[device] = probe_hardware(device)
+    return _HARDWARE[device]
+
+
+def _load1() -> float | None:
     try:
-        with open("/proc/cpuinfo") as f:
-            pairs = {(ln_phys, ln_core) for ln_phys, ln_core in _cpuinfo_pairs(f.read())}
-        if pairs:
-            n = len(pairs)
-    except OSError:
-        pass
-    return max(1, n)
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform
+        return None
 
 
-def _cpuinfo_pairs(text: str) -> list[tuple[str, str]]:
-    out, phys = [], "0"
-    for line in text.splitlines():
-        if line.startswith("physical id"):
-            phys = line.split(":")[1].strip()
-        elif line.startswith("core id"):
-            out.append((phys, line.split(":")[1].strip()))
-    return out
+def set_threads(intra: int, interop: int | None = None) -> tuple[int, int, str | None]:
+    """Apply thread counts; returns what torch now uses and a note if inter-op could not change."""
+    import torch
+
+    if torch.get_num_threads() != intra:
+        torch.set_num_threads(intra)
+    note = None
+    if interop is not None and torch.get_num_interop_threads() != interop:
+        try:
+            torch.set_num_interop_threads(interop)
+        except RuntimeError:  # torch allows it once, before any inter-op work
+            note = (f"inter-op threads stay {torch.get_num_interop_threads()}: torch had already started "
+                    "its inter-op pool in this process")
+    return torch.get_num_threads(), torch.get_num_interop_threads(), note
 
 
-_CONFIGURED: AccelSettings | None = None
+def set_matmul_precision(precision: str) -> str:
+    import torch
+
+    if torch.get_float32_matmul_precision() != precision:
+        torch.set_float32_matmul_precision(precision)
+    return torch.get_float32_matmul_precision()
 
 
-def configure(requested: str = "auto") -> AccelSettings:
-    """Pick the device and apply thread / precision settings once per process."""
-    global _CONFIGURED
+def configure(requested: str = "auto", workload: Workload | None = None,
+              env: Mapping[str, str] | None = None) -> AccelSettings:
+    """Pick the device, apply threads and matmul precision, decide bf16 for ``workload``."""
     import torch
 
     device = pick_device(requested)
-    if _CONFIGURED is not None and _CONFIGURED.device == device:
-        return _CONFIGURED
-    s = AccelSettings(device=device)
-    if device == "cpu":
-        cores = min(physical_cores(), os.cpu_count() or 1)
-        torch.set_num_threads(cores)
-        s.threads = cores
-        try:
-            torch.set_num_interop_threads(1)
-            s.interop_threads = 1
-        except RuntimeError:  # already set once in this process
-            s.interop_threads = torch.get_num_interop_threads()
-    elif device == "cuda":
-        torch.set_float32_matmul_precision("high")
-        s.matmul_precision = "high"
-    _CONFIGURED = s
+    hw = hardware(device)
+    env = os.environ if env is None else env
+    intra, inter = decide_threads(hw, env, _load1())
+    mm = decide_matmul_precision(hw)
+    threads, interop, note = set_threads(intra.value, inter.value)
+    precision = set_matmul_precision(mm.value)
+    bf16 = decide_bf16(hw, workload, env)
+    s = AccelSettings(device=device, device_name=hw.device_name, threads=threads, interop_threads=interop,
+                      matmul_precision=precision, bf16_autocast=bool(bf16.value),
+                      reasons={"threads": intra.reason, "interop_threads": note or inter.reason,
+                               "matmul_precision": mm.reason, "bf16_autocast": bf16.reason},
+                      workload=workload.as_dict() if workload is not None else None,
+                      torch_version=torch.__version__)
     return s

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cadenza.accel import AccelSettings, autocast, maybe_compile
 from cadenza.residual.control_law import control_law
 from cadenza.residual.network import Critic, ResidualActor, ResidualArch
 from cadenza.tasks.interface import Task
@@ -92,13 +93,27 @@ class RoundStats:
 
 class PPO:
     def __init__(self, arch: ResidualArch, cfg: PPOConfig, task: Task,
-                 base: Callable[[np.ndarray], np.ndarray] | None, device: str = "cpu", seed: int = 0) -> None:
+                 base: Callable[[np.ndarray], np.ndarray] | None, device: str = "cpu", seed: int = 0,
+                 accel: AccelSettings | None = None) -> None:
         if arch.use_base and base is None:
             raise ValueError("a residual needs a base policy")
         torch.manual_seed(seed)
         self.arch, self.cfg, self.task, self.base, self.device = arch, cfg, task, base, device
         self.actor = ResidualActor(arch, init_log_std=cfg.init_log_std).to(device)
         self.critic = Critic(arch).to(device)
+        # the update calls these; compiled where cadenza.accel decides it pays (they share the weights,
+        # so actor / critic and their state dicts stay plain)
+        self.accel = accel
+        self._actor_net: nn.Module = self.actor.net
+        self._critic: nn.Module = self.critic
+        if accel is not None:
+            rows = min(cfg.minibatch_size, cfg.num_envs * cfg.n_steps)
+            calls = int((accel.workload or {}).get("expected_calls", 0))
+            x = torch.zeros(rows, arch.input_dim, device=device)
+            self._actor_net = maybe_compile(self.actor.net, accel, name="actor", batch=rows, expected_calls=calls,
+                                            example_inputs=(x,))
+            self._critic = maybe_compile(self.critic, accel, name="critic", batch=rows, expected_calls=calls,
+                                         example_inputs=(x,))
         self.opt = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters()], lr=cfg.lr, eps=1e-5)
         self.rng = torch.Generator(device="cpu").manual_seed(seed)
         n, k = task.num_envs, arch.act_dim
@@ -192,7 +207,7 @@ class PPO:
         return batch, stats, raw_obs
 
     def _value_loss(self, x: torch.Tensor, ret: torch.Tensor) -> torch.Tensor:
-        return 0.5 * ((self.critic(x) - ret) ** 2).mean()
+        return 0.5 * ((self._critic(x).float() - ret) ** 2).mean()
 
     def update(self, batch: dict[str, torch.Tensor], stats: RoundStats) -> RoundStats:
         cfg = self.cfg
@@ -202,7 +217,8 @@ class PPO:
         if self.rounds_done == 0 and self.arch.use_base:
             for _ in range(cfg.critic_warmup_epochs):  # warm the critic on the base's own rollout
                 for idx in torch.randperm(N, generator=self.rng).split(mb):
-                    loss = cfg.vf_coef * self._value_loss(batch["x"][idx], batch["ret"][idx])
+                    with autocast(self.accel):
+                        loss = cfg.vf_coef * self._value_loss(batch["x"][idx], batch["ret"][idx])
                     self.opt.zero_grad()
                     loss.backward()
                     nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -214,17 +230,18 @@ class PPO:
             epoch_kl = []
             for idx in torch.randperm(N, generator=self.rng).split(mb):
                 x, u = batch["x"][idx], batch["u"][idx]
-                mean = self.actor.net(x)
-                dist = torch.distributions.Normal(mean, self.actor.log_std.exp())
-                logp = dist.log_prob(u).sum(-1)
-                log_ratio = logp - batch["logp"][idx]
-                ratio = log_ratio.exp()
-                adv = batch["adv"][idx]
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
-                vl = self._value_loss(x, batch["ret"][idx])
-                ent = dist.entropy().sum(-1).mean()
-                loss = pg + cfg.vf_coef * vl - cfg.ent_coef * ent
+                with autocast(self.accel):  # bf16 matmuls only where cadenza.accel chose it
+                    mean = self._actor_net(x).float()
+                    dist = torch.distributions.Normal(mean, self.actor.log_std.exp())
+                    logp = dist.log_prob(u).sum(-1)
+                    log_ratio = logp - batch["logp"][idx]
+                    ratio = log_ratio.exp()
+                    adv = batch["adv"][idx]
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                    pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
+                    vl = self._value_loss(x, batch["ret"][idx])
+                    ent = dist.entropy().sum(-1).mean()
+                    loss = pg + cfg.vf_coef * vl - cfg.ent_coef * ent
                 self.opt.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)

@@ -31,8 +31,8 @@ def init_residual(project: Project, *, hidden_dim: int | None = None, alpha: flo
                   device: str = "auto", real: bool = False) -> dict[str, Any]:
     import torch
 
-    from cadenza.accel import configure
-    from cadenza.residual.network import ResidualActor
+    from cadenza.accel import Workload, configure
+    from cadenza.residual.network import ResidualActor, count_params
     from cadenza.residual.profile import profile_actor
 
     rc = project.config.residual
@@ -52,9 +52,10 @@ def init_residual(project: Project, *, hidden_dim: int | None = None, alpha: flo
         raise CadenzaError(f"--rate-limit must be > 0, got {arch.rate_limit}")
     if arch.hidden_dim < 4:
         raise CadenzaError(f"--hidden-dim must be >= 4, got {arch.hidden_dim}")
-    accel = configure(device)
     torch.manual_seed(rc.seed)
-    prof = profile_actor(ResidualActor(arch), accel.device)
+    actor = ResidualActor(arch)
+    accel = configure(device, workload=Workload("profile", params=count_params(actor), batch=1024, training=False))
+    prof = profile_actor(actor, accel.device)
     spec = {
         "kind": "cadenza.residual.spec",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

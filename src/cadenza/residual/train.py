@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from cadenza.accel import configure
+from cadenza.accel import Workload, configure
 from cadenza.base.loader import load_base
 from cadenza.errors import ArtefactError
 from cadenza.governance.governor import Governor, LocalGovernor, Plan, TaskProfile
 from cadenza.governance.registry import Registry
 from cadenza.governance.scorecard import Scorecard
 from cadenza.project.config import Project
+from cadenza.residual.network import Critic, ResidualActor, count_params
 from cadenza.residual.policy import ResidualController, save_policy
 from cadenza.residual.ppo import PPO, PPOConfig
 from cadenza.residual.scaffold import arch_from_spec
@@ -74,6 +75,11 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     profile_task.close()
     plan: Plan = governor.plan(profile)
     cfg = PPOConfig(**plan.hyperparameters)
+    rows = cfg.num_envs * cfg.n_steps  # one round's batch
+    minibatch = min(cfg.minibatch_size, rows)
+    updates = max(1, budget // rows) * cfg.epochs * -(-rows // minibatch)  # minibatch steps, at most
+    accel = configure(device, workload=Workload("ppo_update", params=count_params(ResidualActor(arch).net)
+                                                + count_params(Critic(arch)), batch=minibatch, expected_calls=updates))
 
     rdir = run_dir(project, real)
     ckpt_path, prog_path = rdir / "checkpoint.pt", rdir / "progress.json"
@@ -90,7 +96,7 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     steps_done = history[-1]["env_steps_total"] if history else 0
     task = make_task(project, num_envs=cfg.num_envs, level=plan.level_at(steps_done), real=real, seed=seed,
                      reward=rc.reward)
-    ppo = PPO(arch, cfg, task, base, device=accel.device, seed=seed + 1000 * resumed_from)
+    ppo = PPO(arch, cfg, task, base, device=accel.device, seed=seed + 1000 * resumed_from, accel=accel)
     if ckpt is not None:
         ppo.load_state_dict(ckpt)
     t0 = time.perf_counter()
