@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cadenza.cli.common import DeviceOpt, ProjectArg, RealOpt, console, kv_table, not_built
+from cadenza.cli.common import DeviceOpt, ProjectArg, RealOpt, console, kv_table
 
 app = typer.Typer(rich_markup_mode="markdown", help="The residual stack: scaffold and profile, governed training, governance, bench.",
                   no_args_is_help=True)
@@ -124,10 +124,11 @@ def eval_(
     version: Annotated[str | None, typer.Option("--version", help="Registry version to score. [default: the newest]", show_default=False)] = None,
     policy: Annotated[Path | None, typer.Option("--policy", help="Score this residual policy file (it is registered first).", show_default=False)] = None,
     real: RealOpt = False,
+    ab: Annotated[bool, typer.Option("--ab", help="A/B through the safe runtime instead: switch the residual on and off by episode and report both success rates with intervals (--episodes per arm; no verdict, baseline unchanged). [default: off]", show_default=False)] = False,
 ) -> None:
     """Re-score a residual: success / collision / sanity / regression -> DEPLOY | BLOCK | NEEDS_DATA.
 
-    Exit code: 0 DEPLOY, 3 BLOCK, 4 NEEDS_DATA.
+    Exit code: 0 DEPLOY, 3 BLOCK, 4 NEEDS_DATA (with --ab: 0).
     """
     from cadenza.base.loader import load_base
     from cadenza.cli.common import VERDICT_EXIT
@@ -139,6 +140,8 @@ def eval_(
     from cadenza.tasks.factory import base_source
 
     proj = load_project(project)
+    if ab and promote:
+        raise CadenzaError("--ab compares residual on/off and gives no verdict; drop --promote (or --ab)")
     reg = Registry(proj.root)
     if policy is not None:
         load_policy(policy)  # refuse a bad file before it enters the registry
@@ -150,6 +153,15 @@ def eval_(
     actor, _ = load_policy(reg.path("residual", version, "policy.pt"))
     base = load_base(base_source(proj, real), proj.root, actor.arch.act_dim)
     n = episodes or proj.config.governance.eval_episodes
+    if ab:
+        from cadenza.cli.runtime_view import print_ab
+        from cadenza.runtime.project import ab_for_project
+
+        result, _, path = ab_for_project(proj, actor, base, episodes_per_arm=n, real=real, version=version)
+        console.print(f"residual {version}")
+        print_ab(result)
+        console.print(f"report: {path}")
+        return
     card, _ = score_residual(proj, ResidualController(actor, version), base, episodes=n, real=real,
                              candidate_version=version)
     action = apply_verdict(proj, card, version, promote=promote)
@@ -161,10 +173,50 @@ def eval_(
 @app.command("bench")
 def bench(
     project: ProjectArg,
-    steps: Annotated[int | None, typer.Option("--steps", help="Env steps per arm. [default: bench.steps in cadenza.toml]", show_default=False)] = None,
-    cost_per_gpu_hour: Annotated[float, typer.Option("--cost-per-gpu-hour", help="Dollar rate used to price each arm.")] = 2.0,
+    steps: Annotated[int | None, typer.Option("--steps", help="Env steps per arm and seed. [default: bench.steps in cadenza.toml, 200000]", show_default=False)] = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", help="Seeds per arm (residual.seed, +1, ...). [default: bench.seeds in cadenza.toml, 3]", show_default=False)] = None,
+    arms: Annotated[str, typer.Option("--arms", help="Comma-separated arms: residual (governed PPO on the base), full (the same PPO without a base), sb3 (Stable-Baselines3 PPO; skipped with a note if not installed).")] = "residual,full,sb3",
+    full_reward: Annotated[str | None, typer.Option("--full-reward", help="Reward the full-RL arms train on: sparse (outcome only), dense (the task's documented shaped reward) or both (one arm each). [default: the residual's, residual.reward in cadenza.toml]", show_default=False)] = None,
+    cost_per_gpu_hour: Annotated[float | None, typer.Option("--cost-per-gpu-hour", help="Dollars per GPU-hour, for runs on cuda/mps. [default: bench.cost_per_gpu_hour in cadenza.toml, 2.0]", show_default=False)] = None,
+    cost_per_cpu_core_hour: Annotated[float | None, typer.Option("--cost-per-cpu-core-hour", help="Dollars per CPU core-hour, for runs on the CPU. [default: bench.cost_per_cpu_core_hour in cadenza.toml, 0.05]", show_default=False)] = None,
+    eval_episodes: Annotated[int | None, typer.Option("--eval-episodes", help="Held-out episodes per point of the learning curve (the final point uses governance.eval_episodes). [default: 200]", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Training runs at a time, one process each. [default: physical CPU cores on the CPU, 1 on a GPU]", show_default=False)] = None,
     device: DeviceOpt = "auto",
     real: RealOpt = False,
 ) -> None:
-    """Residual RL against full RL from scratch: compute, dollars, accuracy, and a verdict."""
-    not_built("cadenza env residual bench", 4)
+    """Residual RL against full RL from scratch: samples, compute, dollars, accuracy, and a verdict.
+
+    Writes `<project>/bench/<timestamp>/` with report.md, report.json and curves.png. Exit code: 0 the
+    residual wins, 3 it loses, 4 undecided or NEEDS_DATA (budget too small to judge).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cadenza.bench.report import print_report
+    from cadenza.bench.runner import resolve_settings, run_bench
+    from cadenza.project.config import load_project
+
+    proj = load_project(project)
+    s = resolve_settings(proj, steps=steps, seeds=seeds, arms=arms, full_reward=full_reward, device=device,
+                         real=real, cost_per_gpu_hour=cost_per_gpu_hour,
+                         cost_per_cpu_core_hour=cost_per_cpu_core_hour, eval_episodes=eval_episodes, workers=workers)
+    for sk in s.skipped:
+        console.print(f"[yellow]{sk['label']} skipped:[/yellow] {sk['reason']}", soft_wrap=True)
+    console.print(f"bench: {', '.join(a.id for a in s.arms)} x {len(s.seeds)} seeds x {s.steps:,} env steps, "
+                  f"{s.workers} at a time")
+    with Progress(TextColumn("[bold]bench[/bold] runs"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as bar:
+        job = bar.add_task("bench", total=len(s.arms) * len(s.seeds))
+
+        def on_run(r: dict, done: int, total: int) -> None:
+            bar.update(job, completed=done)
+            bar.console.print(f"  {r['arm']:<12} seed {r['seed']}: {r['env_steps']:,} steps, {r['wall_s']:.1f} s, "
+                              f"final success {r['final']['success_rate']:.1%}")
+
+        try:
+            res = run_bench(proj, s, on_run=on_run)
+        except KeyboardInterrupt:
+            bar.stop()
+            console.print("interrupted: no report written")
+            raise typer.Exit(130) from None
+    print_report(console, res.report, res.out_dir)
+    raise typer.Exit({"RESIDUAL_WINS": 0, "RESIDUAL_LOSES": 3}.get(res.verdict.outcome, 4))

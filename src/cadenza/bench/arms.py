@@ -1,0 +1,286 @@
+"""The bench's arms, one training run per (arm, seed), each in its own process when the bench runs in parallel.
+
+* ``residual``: governed PPO on the frozen base, as ``cadenza env residual train`` runs it (same
+  architecture, governor plan, curriculum and stop rules; nothing is registered or promoted);
+* ``full``: the same PPO and governor with no base (``ResidualArch.use_base = False``): a full policy
+  from scratch with the same hidden layers, ``a = clip(u)``; the governor gives it its from-scratch
+  settings (broad initial exploration, no critic warm-up on a base rollout);
+* ``sb3``: Stable-Baselines3 PPO with its default hyperparameters (``MlpPolicy``), on the same task
+  batch through :class:`cadenza.bench.sb3_adapter.TaskVecEnv`, with SB3's default rollout of 2048
+  samples per update split over the same number of parallel envs, and the same curriculum.
+
+Only training is timed (wall and process CPU seconds); the periodic evaluations are the bench's
+instrument and are timed separately.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from cadenza.bench.measure import due, eval_targets
+
+ArmKind = Literal["residual", "full", "sb3"]
+Reward = Literal["sparse", "dense"]
+ARM_KINDS: tuple[ArmKind, ...] = ("residual", "full", "sb3")
+SB3_ROLLOUT = 2048  # SB3 PPO's default samples per update (n_steps 2048 x 1 env)
+
+
+NAMES = {"residual": "residual (ours)", "full": "full RL (ours)", "sb3": "full RL (SB3 PPO)"}
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    kind: ArmKind
+    reward: Reward
+    id: str  # "residual", "full", "sb3"; "full-dense", "sb3-sparse", ... when both rewards run
+    label: str
+
+
+def arm_specs(arms: list[str], full_reward: str, residual_reward: Reward) -> list[ArmSpec]:
+    """``--arms`` and ``--full-reward`` to the list of arms (residual first); raises ValueError on bad input.
+
+    ``full_reward`` is ``sparse``, ``dense``, ``both``, or ``same`` (the residual's training reward).
+    """
+    names = [a.strip() for a in arms if a.strip()]
+    bad = [a for a in names if a not in ARM_KINDS]
+    if bad:
+        raise ValueError(f"--arms: unknown arm {bad[0]!r}; expected a comma-separated subset of {','.join(ARM_KINDS)}")
+    if "residual" not in names:
+        raise ValueError("--arms: the bench compares against the residual arm; include 'residual'")
+    if full_reward not in ("same", "sparse", "dense", "both"):
+        raise ValueError(f"--full-reward: expected sparse, dense or both, got {full_reward!r}")
+    rewards: list[Reward] = (["sparse", "dense"] if full_reward == "both" else
+                             [residual_reward] if full_reward == "same" else [full_reward])  # type: ignore[list-item]
+    out = [ArmSpec("residual", residual_reward, "residual", NAMES["residual"])]
+    for kind in ("full", "sb3"):
+        if kind in names:
+            for r in rewards:
+                two = len(rewards) > 1
+                out.append(ArmSpec(kind, r, f"{kind}-{r}" if two else kind,  # type: ignore[arg-type]
+                                   f"{NAMES[kind]}, {r} reward" if two else NAMES[kind]))
+    return out
+
+
+def sb3_import_error() -> str | None:
+    """None when stable-baselines3 imports, else why not (one line)."""
+    try:
+        import stable_baselines3  # noqa: F401
+    except ImportError as e:
+        return f"stable-baselines3 is not installed ({e}); pip install -e '.[bench]' to run the sb3 arm"
+    return None
+
+
+@dataclass(frozen=True)
+class Job:
+    project_root: str
+    arm_id: str
+    kind: ArmKind
+    reward: Reward
+    seed: int
+    steps: int
+    device: str
+    real: bool
+    eval_episodes: int  # per periodic evaluation
+    final_episodes: int
+    threads: int | None = None  # torch threads in this run's process (None: the acceleration layer's choice)
+
+
+class Clock:
+    """Accumulates wall and process-CPU seconds of the blocks it times."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self) -> Clock:
+        self._w, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter() - self._w
+        self.cpu += time.process_time() - self._c
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Train one arm with one seed and return its measurements (a plain dict, picklable)."""
+    from cadenza.accel import configure
+    from cadenza.project.config import load_project
+
+    if job.threads is not None:  # a parallel bench worker (its own process): the acceleration layer reads this
+        os.environ["CADENZA_NUM_THREADS"] = str(job.threads)
+    accel = configure(job.device)
+    project = load_project(Path(job.project_root))
+    run = _run_sb3 if job.kind == "sb3" else _run_ours
+    res = run(project, job, accel.device)
+    res.update({"arm": job.arm_id, "kind": job.kind, "reward": job.reward, "seed": job.seed, "device": accel.device,
+                "threads": _threads()})
+    res.setdefault("accel", accel.as_dict())
+    return res
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+class _Evaluator:
+    """Deterministic evaluation on the held-out episodes at the project's target level (same for every arm)."""
+
+    def __init__(self, project: Any, real: bool, base: Any) -> None:
+        from cadenza.residual.scoring import EVAL_SEED, eval_chunk
+        from cadenza.tasks.factory import make_task
+
+        self.project, self.real, self.base = project, real, base
+        self.seed, self.chunk = EVAL_SEED, eval_chunk(project, real)
+        level = project.config.task.level
+        self.make = lambda n: make_task(project, num_envs=n, level=level, real=real)
+        self.clock = Clock()
+
+    def __call__(self, controller: Any, env_steps: int, episodes: int) -> dict[str, Any]:
+        from cadenza.residual.evaluate import evaluate
+
+        with self.clock:
+            s = evaluate(self.make, self.base, controller, episodes=episodes, seed=self.seed, chunk=self.chunk)
+        return {"env_steps": int(env_steps), "episodes": s.episodes, "successes": s.successes,
+                "collisions": s.collisions, "success_rate": s.success_rate, "collision_rate": s.collision_rate,
+                "mean_return": s.mean_return}
+
+
+def full_arch(arch: Any) -> Any:
+    """The residual architecture turned into a from-scratch policy of the same size: no base, no gate, no bound."""
+    # alpha 1 and a rate limit of 2 (wider than the [-1, 1] range of delta) make the control law the identity
+    # clip(u), which is what PPO applies to a policy without a base
+    return replace(arch, use_base=False, gate=False, alpha=1.0, rate_limit=2.0)
+
+
+def _plan(project: Any, arch: Any, device: str, budget: int, real: bool) -> Any:
+    from cadenza.governance.governor import LocalGovernor, TaskProfile
+    from cadenza.tasks.factory import make_task
+
+    t = make_task(project, num_envs=1, real=real)
+    spec = t.spec
+    t.close()
+    profile = TaskProfile(obs_dim=spec.obs_dim, act_dim=spec.act_dim, horizon=spec.horizon,
+                          num_envs=project.config.task.num_envs, device=device, budget_steps=budget,
+                          target_level=project.config.task.level, use_base=arch.use_base, label=spec.label,
+                          control_hz=spec.control_hz)
+    governor = LocalGovernor()
+    return governor, governor.plan(profile)
+
+
+def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
+    from cadenza.accel import Workload, configure
+    from cadenza.base.loader import load_base
+    from cadenza.residual.network import Critic, ResidualActor, count_params
+    from cadenza.residual.policy import ResidualController
+    from cadenza.residual.ppo import PPO, PPOConfig
+    from cadenza.residual.scaffold import arch_from_spec
+    from cadenza.tasks.factory import base_source, make_task
+
+    arch = arch_from_spec(project, job.real)
+    base = load_base(base_source(project, job.real), project.root, arch.act_dim)
+    if job.kind == "full":
+        arch = full_arch(arch)
+    policy_base = base if arch.use_base else None
+    governor, plan = _plan(project, arch, device, job.steps, job.real)
+    cfg = PPOConfig(**plan.hyperparameters)
+    # the acceleration layer's decisions for this update, made exactly as ``train`` makes them
+    rows = cfg.num_envs * cfg.n_steps
+    minibatch = min(cfg.minibatch_size, rows)
+    updates = max(1, job.steps // rows) * cfg.epochs * -(-rows // minibatch)
+    accel = configure(job.device, workload=Workload("ppo_update", params=count_params(ResidualActor(arch).net)
+                                                    + count_params(Critic(arch)), batch=minibatch,
+                                                    expected_calls=updates))
+    evaluator = _Evaluator(project, job.real, policy_base)
+    targets = eval_targets(job.steps)
+    clock = Clock()
+    with clock:
+        task = make_task(project, num_envs=cfg.num_envs, level=plan.level_at(0), real=job.real, reward=job.reward,
+                         seed=job.seed)
+        ppo = PPO(arch, cfg, task, policy_base, device=device, seed=job.seed, accel=accel)
+    curve = [evaluator(ResidualController(ppo.actor), 0, job.eval_episodes)]
+    history: list[dict[str, Any]] = []
+    steps = 0
+    while True:
+        with clock:
+            level = plan.level_at(steps)
+            task.set_level(level)
+            st = ppo.round()
+            before, steps = steps, steps + st.env_steps
+            history.append({"round": len(history), "level": level, "env_steps_total": steps, **st.as_dict()})
+            decision = governor.review(history, plan)
+        if decision.action == "stop":
+            break
+        if due(targets, before, steps):
+            curve.append(evaluator(ResidualController(ppo.actor), steps, job.eval_episodes))
+    task.close()
+    final = evaluator(ResidualController(ppo.actor), steps, job.final_episodes)
+    curve.append(final)
+    return {"env_steps": steps, "wall_s": clock.wall, "cpu_s": clock.cpu, "eval_wall_s": evaluator.clock.wall,
+            "eval_cpu_s": evaluator.clock.cpu, "stop_reason": decision.reason, "curve": curve, "final": final,
+            "hyperparameters": cfg.as_dict(), "curriculum": plan.curriculum, "architecture": arch.as_dict(),
+            "rounds": len(history), "accel": accel.as_dict()}
+
+
+def sb3_settings(num_envs: int) -> dict[str, Any]:
+    """What the sb3 arm sets; everything else is SB3's PPO default."""
+    return {"policy": "MlpPolicy", "n_steps": max(1, SB3_ROLLOUT // num_envs)}
+
+
+def _run_sb3(project: Any, job: Job, device: str) -> dict[str, Any]:
+    from stable_baselines3 import PPO as SB3PPO
+
+    from cadenza.bench.sb3_adapter import SB3Controller, TaskVecEnv
+    from cadenza.residual.scaffold import arch_from_spec
+    from cadenza.tasks.factory import make_task
+
+    arch = full_arch(arch_from_spec(project, job.real))
+    _, plan = _plan(project, arch, device, job.steps, job.real)  # its curriculum only
+    n = project.config.task.num_envs
+    settings = sb3_settings(n)
+    evaluator = _Evaluator(project, job.real, None)
+    targets = eval_targets(job.steps)
+    clock = Clock()
+    with clock:
+        task = make_task(project, num_envs=n, level=plan.level_at(0), real=job.real, reward=job.reward, seed=job.seed)
+        venv = TaskVecEnv(task)
+        venv.seed(job.seed)
+        model = SB3PPO(settings["policy"], venv, n_steps=settings["n_steps"], seed=job.seed, device=device, verbose=0)
+    ctl = SB3Controller(model)
+    curve = [evaluator(ctl, 0, job.eval_episodes)]
+    # the budget is a ceiling, as for the governed arms: whole rollouts of n_steps x num_envs, none crossing it
+    rollout = settings["n_steps"] * n
+    budget = max(rollout, job.steps // rollout * rollout)
+    stages = [s for s, _ in plan.curriculum if 0 < s < budget]
+    stops = sorted({*stages, *(t for t in targets if 0 < t < budget), budget})
+    for stop in stops:
+        if model.num_timesteps >= stop:
+            continue
+        before = model.num_timesteps
+        with clock:
+            task.set_level(plan.level_at(before))
+            model.learn(total_timesteps=stop - before, reset_num_timesteps=before == 0)
+        if model.num_timesteps < budget and due(targets, before, model.num_timesteps):
+            curve.append(evaluator(ctl, model.num_timesteps, job.eval_episodes))
+    venv.close()
+    final = evaluator(ctl, model.num_timesteps, job.final_episodes)
+    curve.append(final)
+    hp = {"policy": settings["policy"], "net_arch": str(model.policy.net_arch), "num_envs": n,
+          "n_steps": model.n_steps, "batch_size": model.batch_size, "n_epochs": model.n_epochs,
+          "learning_rate": float(model.learning_rate), "gamma": model.gamma, "gae_lambda": model.gae_lambda,
+          "clip_range": float(model.clip_range(1.0)), "ent_coef": model.ent_coef, "vf_coef": model.vf_coef,
+          "max_grad_norm": model.max_grad_norm, "normalize_advantage": model.normalize_advantage,
+          "use_sde": model.use_sde}
+    return {"env_steps": int(model.num_timesteps), "wall_s": clock.wall, "cpu_s": clock.cpu,
+            "eval_wall_s": evaluator.clock.wall, "eval_cpu_s": evaluator.clock.cpu,
+            "stop_reason": f"budget reached ({model.num_timesteps:,} env steps)", "curve": curve, "final": final,
+            "hyperparameters": hp, "curriculum": plan.curriculum, "architecture": {"note": "SB3 MlpPolicy"},
+            "rounds": int(model.num_timesteps // (n * model.n_steps))}
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    return asdict(job)

@@ -1,0 +1,66 @@
+"""``curves.png``: success against env steps per arm (mean over seeds, band = lowest to highest seed)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from cadenza.bench.measure import band
+from cadenza.utils.io import atomic_write_with
+
+# colour, line style and marker per arm: arms that sit on top of each other (often at 0) stay visible
+STYLE = {"residual": ("tab:blue", "-", "o"), "full": ("tab:orange", "--", "s"), "full-sparse": ("tab:orange", "--", "s"),
+         "full-dense": ("tab:red", "--", "D"), "sb3": ("tab:green", ":", "^"), "sb3-sparse": ("tab:green", ":", "^"),
+         "sb3-dense": ("tab:olive", ":", "v")}
+
+
+def plot_curves(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = report["settings"]
+    thr = s["success_threshold"]
+    fig, ax = plt.subplots(figsize=(8.0, 4.8))
+    for z, a in enumerate(report["arms"]):
+        if a["skipped"] or not a["runs"]:
+            continue
+        xs, mean, lo, hi = band([r["curve"] for r in a["runs"]])
+        color, ls, marker = STYLE.get(a["id"], (None, "-", "o"))
+        m = a["summary"]["steps_to_threshold_median"]
+        reach = "not reached" if m is None else f"{m:,.0f} steps"
+        ax.plot(xs, mean, ls=ls, marker=marker, ms=4, lw=2, color=color, zorder=3 + 0.1 * (10 - z),
+                label=f"{a['label']}  (to {thr:.0%}: {reach})")
+        if len(a["runs"]) > 1:
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.18, lw=0)
+        if m is not None:
+            ax.axvline(m, color=color, ls=(0, (2, 3)), lw=1, alpha=0.8)
+    b = report["base"]["curve_point"]  # measured on the curves' episodes
+    ax.axhline(b["success_rate"], color="dimgray", ls="-.", lw=1.2, label=f"base alone {b['success_rate']:.0%}")
+    ax.axhline(thr, color="black", ls=":", lw=1.5, label=f"deploy threshold {thr:.0%}")
+    ax.set_xlim(left=0)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("env steps (training)")
+    ax.set_ylabel(f"success on held-out episodes\n({s['eval_episodes']} per point, {s['final_episodes']} at the end)")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: _k(x)))
+    ax.grid(alpha=0.25)
+    n = len(s["seeds"])
+    ax.set_title(f"residual vs full RL [{report['task']}], level {s['level']}, {n} seed{'s' if n > 1 else ''}"
+                 f"{', band = min-max over seeds' if n > 1 else ''}", fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout()
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def _k(x: float) -> str:
+    if not math.isfinite(x):
+        return ""
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:g}M"
+    if abs(x) >= 1e3:
+        return f"{x / 1e3:g}k"
+    return f"{x:g}"

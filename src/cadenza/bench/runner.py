@@ -1,0 +1,266 @@
+"""Run the bench: every (arm, seed) training run, the base-alone reference, the verdict, the report files."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cadenza.bench.arms import ArmSpec, Job, arm_specs, run_job, sb3_import_error
+from cadenza.bench.cost import Rates, run_cost
+from cadenza.bench.measure import eval_targets, first_reaching, median_steps
+from cadenza.bench.verdict import ArmResult, BenchVerdict, decide
+from cadenza.errors import CadenzaError
+from cadenza.governance.stats import wilson
+from cadenza.project.config import Project
+
+DEFAULT_EVAL_EPISODES = 200
+
+
+@dataclass
+class BenchSettings:
+    steps: int
+    seeds: list[int]
+    arms: list[ArmSpec]
+    full_reward: str
+    device: str
+    real: bool
+    rates: Rates
+    eval_episodes: int  # per periodic evaluation
+    final_episodes: int  # final evaluation of every run, and the base alone
+    workers: int
+    skipped: list[dict[str, str]] = field(default_factory=list)  # arms that could not run, with why
+
+    def command(self, project: Project) -> str:
+        arms = sorted({a.kind for a in self.arms} | {s["kind"] for s in self.skipped},
+                      key=["residual", "full", "sb3"].index)
+        parts = [f"cadenza env residual bench {project.root}", f"--steps {self.steps}", f"--seeds {len(self.seeds)}",
+                 f"--arms {','.join(arms)}", f"--full-reward {self.full_reward}",
+                 f"--cost-per-gpu-hour {self.rates.gpu_per_hour:g}",
+                 f"--cost-per-cpu-core-hour {self.rates.cpu_core_per_hour:g}", f"--device {self.device}",
+                 f"--eval-episodes {self.eval_episodes}", f"--workers {self.workers}"]
+        if self.real:
+            parts.append("--real")
+        return " ".join(parts)
+
+
+def resolve_settings(project: Project, *, steps: int | None = None, seeds: int | None = None,
+                     arms: str = "residual,full,sb3", full_reward: str | None = None, device: str = "auto",
+                     real: bool = False, cost_per_gpu_hour: float | None = None,
+                     cost_per_cpu_core_hour: float | None = None, eval_episodes: int | None = None,
+                     workers: int | None = None) -> BenchSettings:
+    """Flags over ``[bench]`` in cadenza.toml; a bad value is a one-line CadenzaError."""
+    from cadenza.accel import pick_device
+    from cadenza.accel.device import physical_cores
+
+    b = project.config.bench
+    steps = b.steps if steps is None else steps
+    n_seeds = b.seeds if seeds is None else seeds
+    if steps < 1:
+        raise CadenzaError(f"--steps must be >= 1, got {steps}")
+    if n_seeds < 1:
+        raise CadenzaError(f"--seeds must be >= 1, got {n_seeds}")
+    try:
+        residual_reward = project.config.residual.reward
+        full_reward = full_reward or "same"
+        specs = arm_specs(arms.split(","), full_reward, residual_reward)
+        if full_reward == "same":
+            full_reward = residual_reward
+        rates = Rates(b.cost_per_gpu_hour if cost_per_gpu_hour is None else cost_per_gpu_hour,
+                      b.cost_per_cpu_core_hour if cost_per_cpu_core_hour is None else cost_per_cpu_core_hour)
+    except ValueError as e:
+        raise CadenzaError(str(e)) from None
+    eval_episodes = DEFAULT_EVAL_EPISODES if eval_episodes is None else eval_episodes
+    if eval_episodes < 1:
+        raise CadenzaError(f"--eval-episodes must be >= 1, got {eval_episodes}")
+    dev = pick_device(device)
+    skipped = []
+    if any(a.kind == "sb3" for a in specs):
+        why = sb3_import_error()
+        if why is not None:
+            skipped = [{"arm": a.id, "kind": a.kind, "reward": a.reward, "label": a.label, "reason": why}
+                       for a in specs if a.kind == "sb3"]
+            specs = [a for a in specs if a.kind != "sb3"]
+    runs = len(specs) * n_seeds
+    if workers is None:
+        workers = min(physical_cores(), os.cpu_count() or 1, runs) if dev == "cpu" else 1
+    if workers < 1:
+        raise CadenzaError(f"--workers must be >= 1, got {workers}")
+    seed0 = project.config.residual.seed
+    return BenchSettings(steps=steps, seeds=[seed0 + i for i in range(n_seeds)], arms=specs, full_reward=full_reward,
+                         device=device, real=real, rates=rates, eval_episodes=eval_episodes,
+                         final_episodes=project.config.governance.eval_episodes, workers=min(workers, max(runs, 1)),
+                         skipped=skipped)
+
+
+@dataclass
+class BenchResult:
+    out_dir: Path
+    report: dict[str, Any]
+    verdict: BenchVerdict
+    wall_s: float
+
+
+RunCallback = Callable[[dict[str, Any], int, int], None]
+
+
+def _jobs(project: Project, s: BenchSettings, threads: int | None) -> list[Job]:
+    order = {"sb3": 0, "full": 1, "residual": 2}  # longest runs first, so parallel workers finish together
+    jobs = [Job(project_root=str(project.root), arm_id=a.id, kind=a.kind, reward=a.reward, seed=seed, steps=s.steps,
+                device=s.device, real=s.real, eval_episodes=s.eval_episodes, final_episodes=s.final_episodes,
+                threads=threads) for a in s.arms for seed in s.seeds]
+    return sorted(jobs, key=lambda j: order[j.kind])
+
+
+def _execute(jobs: list[Job], workers: int, on_run: RunCallback | None) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+
+    def done(r: dict[str, Any]) -> None:
+        results.append(r)
+        if on_run is not None:
+            on_run(r, len(results), len(jobs))
+
+    if workers <= 1:
+        for j in jobs:
+            done(run_job(j))
+        return results
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    try:
+        futures = [pool.submit(run_job, j) for j in jobs]
+        for f in as_completed(futures):
+            done(f.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results
+
+
+def _base_reference(project: Project, s: BenchSettings) -> dict[str, Any]:
+    from cadenza.base.loader import load_base
+    from cadenza.residual.evaluate import evaluate
+    from cadenza.residual.scaffold import arch_from_spec
+    from cadenza.residual.scoring import EVAL_SEED, eval_chunk
+    from cadenza.tasks.factory import base_source, make_task
+
+    arch = arch_from_spec(project, s.real)
+    base = load_base(base_source(project, s.real), project.root, arch.act_dim)
+    level = project.config.task.level
+
+    def run(episodes: int) -> Any:
+        return evaluate(lambda n: make_task(project, num_envs=n, level=level, real=s.real), base, None,
+                        episodes=episodes, seed=EVAL_SEED, chunk=eval_chunk(project, s.real), label="base alone")
+
+    st, cur = run(s.final_episodes), run(s.eval_episodes)
+    lo, hi = wilson(st.successes, st.episodes)
+    return {"label": "base alone (reference)", "task": st.task, "episodes": st.episodes, "successes": st.successes,
+            "success_rate": st.success_rate, "success_ci": [lo, hi], "collisions": st.collisions,
+            "collision_rate": st.collision_rate, "mean_return": st.mean_return,
+            # on the learning curve's episodes, so it compares with the curves' points
+            "curve_point": {"env_steps": 0, "episodes": cur.episodes, "successes": cur.successes,
+                            "collisions": cur.collisions, "success_rate": cur.success_rate,
+                            "collision_rate": cur.collision_rate, "mean_return": cur.mean_return}}
+
+
+def summarise(spec: ArmSpec, runs: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    """One arm over its seeds: means of the costs, pooled final success with its Wilson interval, steps to threshold."""
+    runs = sorted(runs, key=lambda r: r["seed"])
+    n = len(runs)
+    eps = sum(r["final"]["episodes"] for r in runs)
+    succ = sum(r["final"]["successes"] for r in runs)
+    coll = sum(r["final"]["collisions"] for r in runs)
+    lo, hi = wilson(succ, eps)
+    stt = [r["steps_to_threshold"] for r in runs]
+    med = median_steps(stt)
+
+    def mean(key: str) -> float:
+        return sum(r[key] for r in runs) / n
+
+    def mean_cost(key: str) -> float:
+        return sum(r["cost"][key] for r in runs) / n
+
+    summary = {
+        "seeds": n, "env_steps": mean("env_steps"), "wall_s": mean("wall_s"), "cpu_s": mean("cpu_s"),
+        "device_hours": mean_cost("device_hours"), "device_hours_unit": runs[0]["cost"]["unit"],
+        "dollars": mean_cost("dollars"), "dollars_all_seeds": sum(r["cost"]["dollars"] for r in runs),
+        "final_episodes": eps, "final_successes": succ, "success_rate": succ / eps if eps else 0.0,
+        "success_ci": [lo, hi], "collision_rate": coll / eps if eps else 0.0,
+        "mean_return": sum(r["final"]["mean_return"] * r["final"]["episodes"] for r in runs) / eps if eps else 0.0,
+        "steps_to_threshold": stt, "steps_to_threshold_median": med,
+        "seeds_reaching_threshold": sum(v is not None for v in stt),
+    }
+    ar = arm_result(spec, summary)
+    summary["cost_to_threshold"] = ar.cost_to_threshold()
+    return summary
+
+
+def arm_result(spec: ArmSpec, summary: dict[str, Any]) -> ArmResult:
+    return ArmResult(name=spec.label, steps_to_threshold=tuple(summary["steps_to_threshold"]),
+                     env_steps=summary["env_steps"], successes=summary["final_successes"],
+                     episodes=summary["final_episodes"], dollars=summary["dollars"])
+
+
+def run_bench(project: Project, s: BenchSettings, *, on_run: RunCallback | None = None,
+              out_root: Path | None = None) -> BenchResult:
+    from cadenza.accel.device import physical_cores
+    from cadenza.bench.plot import plot_curves
+    from cadenza.bench.report import build_report, write_report
+
+    g = project.config.governance
+    t0 = time.perf_counter()
+    load_before = _loadavg()
+    base_row = _base_reference(project, s)
+    threads = 1 if s.workers > 1 else None
+    results = _execute(_jobs(project, s, threads), s.workers, on_run)
+    for r in results:
+        r["steps_to_threshold"] = first_reaching(r["curve"], g.success_threshold)
+        r["cost"] = run_cost(r["device"], r["wall_s"], r["cpu_s"], s.rates).as_dict()
+        lo, hi = wilson(r["final"]["successes"], r["final"]["episodes"])
+        r["final"]["success_ci"] = [lo, hi]
+    arms = []
+    for spec in s.arms:
+        runs = sorted((r for r in results if r["arm"] == spec.id), key=lambda r: r["seed"])
+        arms.append({"id": spec.id, "kind": spec.kind, "label": spec.label, "reward": spec.reward,
+                     "skipped": False, "note": "", "runs": runs,
+                     "summary": summarise(spec, runs, g.success_threshold)})
+    for sk in s.skipped:
+        arms.append({"id": sk["arm"], "kind": sk["kind"], "label": sk["label"], "reward": sk["reward"],
+                     "skipped": True, "note": sk["reason"], "runs": [], "summary": None})
+    ran = list(zip(s.arms, arms[:len(s.arms)], strict=True))
+    res_arm = arm_result(ran[0][0], ran[0][1]["summary"])
+    others = [arm_result(spec, a["summary"]) for spec, a in ran[1:]]
+    verdict = decide(res_arm, others, threshold=g.success_threshold, margin=g.regression_margin,
+                     confidence=g.confidence)
+    wall = time.perf_counter() - t0
+    out_dir = _out_dir(out_root or project.root / "bench")
+    machine = {"cpus": os.cpu_count(), "physical_cores": physical_cores(), "platform": platform.platform(),
+               "processor": platform.processor() or platform.machine(), "loadavg_before": load_before,
+               "loadavg_after": _loadavg()}
+    report = build_report(project, s, arms=arms, base_row=base_row, verdict=verdict, wall_s=wall, machine=machine,
+                          eval_targets=eval_targets(s.steps))
+    plot_curves(report, out_dir / "curves.png")
+    write_report(report, out_dir)
+    return BenchResult(out_dir=out_dir, report=report, verdict=verdict, wall_s=wall)
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _out_dir(root: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, i = root / stamp, 2
+    while path.exists():
+        path, i = root / f"{stamp}-{i}", i + 1
+    path.mkdir(parents=True)
+    return path

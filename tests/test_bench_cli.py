@@ -1,0 +1,164 @@
+"""``cadenza env residual bench`` end to end on the real proxy with tiny budgets, and the SB3 adapter."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cadenza.bench.arms import full_arch
+from cadenza.bench.cost import Rates, run_cost
+from cadenza.bench.measure import first_reaching
+from cadenza.bench.schema import REPORT_SCHEMA, errors
+from cadenza.residual.network import ResidualActor, ResidualArch
+from cadenza.residual.policy import ResidualController
+from cadenza.tasks.proxy.rescue_dog import RescueDogProxy
+from tests.conftest import make_project, run_cli
+
+
+def _bench_project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "dog", **{
+        "task.num_envs": "16", "residual.hidden_dim": "32", "governance.eval_episodes": "40",
+        "governance.min_episodes": "20", "bench.cost_per_cpu_core_hour": "0.1",
+    })
+
+
+def _only_report(project: Path) -> tuple[Path, dict]:
+    dirs = list((project / "bench").iterdir())
+    assert len(dirs) == 1
+    return dirs[0], json.loads((dirs[0] / "report.json").read_text())
+
+
+@pytest.mark.slow
+def test_tiny_bench_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    proj = _bench_project(tmp_path)
+    code, out, err = run_cli(["env", "residual", "bench", proj, "--steps", "2048", "--seeds", "2",
+                              "--eval-episodes", "20", "--workers", "2"], capsys, monkeypatch)
+    out_dir, rep = _only_report(proj)
+    assert errors(rep) == [], errors(rep)[:3]
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(rep, REPORT_SCHEMA)
+    # the exit code is the verdict's
+    assert code == {"RESIDUAL_WINS": 0, "RESIDUAL_LOSES": 3}.get(rep["verdict"]["outcome"], 4), err
+    assert rep["task"] == "proxy" and not rep["real"] and "proxy" in (out_dir / "report.md").read_text()
+    assert (out_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "verdict:" in out and str(out_dir / "report.md") in out.replace("\n", "")
+    assert [a["id"] for a in rep["arms"]] == ["residual", "full", "sb3"]
+    thr = rep["settings"]["success_threshold"]
+    for a in rep["arms"]:
+        assert not a["skipped"] and [r["seed"] for r in a["runs"]] == [0, 1]
+        for r in a["runs"]:
+            assert r["env_steps"] >= 2048 and r["threads"] == 1  # two workers: one thread each
+            assert r["curve"][0]["env_steps"] == 0 and r["curve"][-1]["env_steps"] == r["env_steps"]
+            assert r["final"]["episodes"] == 40 and all(p["episodes"] == 20 for p in r["curve"][:-1])
+            assert r["steps_to_threshold"] == first_reaching(r["curve"], thr)
+            expect = run_cost(r["device"], r["wall_s"], r["cpu_s"], Rates(2.0, 0.1))
+            assert r["cost"]["dollars"] == pytest.approx(expect.dollars)
+            assert r["cost"]["unit"] == "CPU core-hours" and r["cpu_s"] > 0
+        s = a["summary"]
+        assert s["final_episodes"] == 80
+        assert s["dollars"] == pytest.approx(np.mean([r["cost"]["dollars"] for r in a["runs"]]))
+    # the full arm is a policy from scratch: no base input, no gate
+    full = rep["arms"][1]["runs"][0]
+    assert full["architecture"]["use_base"] is False and full["hyperparameters"]["init_log_std"] == 0.0
+    assert rep["arms"][2]["runs"][0]["hyperparameters"]["n_steps"] == 2048 // 16
+    if all(a["summary"]["steps_to_threshold_median"] is None for a in rep["arms"]):
+        assert rep["verdict"]["outcome"] == "NEEDS_DATA"  # a budget too small to judge never names a winner
+    assert "--steps 2048 --seeds 2" in rep["command"]
+
+
+@pytest.mark.slow
+def test_sb3_arm_is_skipped_cleanly_without_the_package(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    proj = _bench_project(tmp_path)
+    for name in [m for m in sys.modules if m == "stable_baselines3" or m.startswith("stable_baselines3.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # import stable_baselines3 -> ImportError
+    code, out, err = run_cli(["env", "residual", "bench", proj, "--steps", "2048", "--seeds", "1",
+                              "--arms", "residual,sb3", "--eval-episodes", "10"], capsys, monkeypatch)
+    assert code == 4, err
+    assert "skipped" in out and "stable-baselines3 is not installed" in out.replace("\n", "")
+    _, rep = _only_report(proj)
+    assert errors(rep) == []
+    sb3 = [a for a in rep["arms"] if a["kind"] == "sb3"]
+    assert len(sb3) == 1 and sb3[0]["skipped"] and sb3[0]["runs"] == [] and "pip install" in sb3[0]["note"]
+    assert rep["verdict"]["outcome"] == "NEEDS_DATA" and "no full-RL arm" in rep["verdict"]["line"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--arms", "residual,a2c"], "unknown arm 'a2c'"),
+    (["--arms", "full,sb3"], "include 'residual'"),
+    (["--full-reward", "shaped"], "--full-reward"),
+    (["--steps", "0"], "--steps must be >= 1"),
+    (["--seeds", "0"], "--seeds must be >= 1"),
+    (["--cost-per-gpu-hour", "-1"], "GPU-hour"),
+])
+def test_bad_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch, args: list[str], needle: str) -> None:
+    proj = _bench_project(tmp_path)
+    code, _, err = run_cli(["env", "residual", "bench", proj, *args], capsys, monkeypatch)
+    assert code == 1 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (proj / "bench").exists()
+
+
+def test_bench_help_names_every_flag_and_default(capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = run_cli(["env", "residual", "bench", "--help"], capsys, monkeypatch)
+    assert code == 0
+    flat = " ".join(out.split())
+    for flag in ("--steps", "--seeds", "--arms", "--full-reward", "--cost-per-gpu-hour", "--cost-per-cpu-core-hour",
+                 "--eval-episodes", "--workers", "--device", "--real"):
+        assert flag in flat
+    assert "200000" in flat and "0.05" in flat and "residual,full,sb3" in flat
+
+
+def test_full_arch_controller_is_clip_of_the_policy_mean() -> None:
+    torch.manual_seed(0)
+    arch = full_arch(ResidualArch(obs_dim=18, act_dim=3, hidden_dim=16))
+    actor = ResidualActor(arch)
+    with torch.no_grad():  # make the outputs large enough that clipping matters
+        actor.net[-1].weight.mul_(400.0)
+    ctl = ResidualController(actor)
+    obs = np.random.default_rng(0).normal(size=(64, 18))
+    zeros = np.zeros((64, 3))
+    a1 = ctl.act(obs, zeros)
+    a2 = ctl.act(-obs, zeros)  # a jump bigger than any rate limit: must not be limited
+    with torch.no_grad():
+        u2 = actor(torch.as_tensor(-obs, dtype=torch.float32), None).numpy()
+    assert np.abs(a1).max() == 1.0 and np.allclose(a2, np.clip(u2, -1, 1), atol=1e-6)
+
+
+def test_sb3_vec_env_adapter_follows_the_vec_env_contract() -> None:
+    pytest.importorskip("stable_baselines3")
+    from cadenza.bench.sb3_adapter import TaskVecEnv
+
+    task = RescueDogProxy(num_envs=4, level=1.0, horizon=6)
+    env = TaskVecEnv(task)
+    env.seed(7)
+    obs = env.reset()
+    assert obs.shape == (4, 18) and obs.dtype == np.float32 and env.render_mode is None
+    ref = RescueDogProxy(num_envs=4, level=1.0, horizon=6)
+    ref_obs, _ = ref.reset(seed=7)
+    assert np.array_equal(obs, ref_obs)  # the seed reaches the task
+    seen_trunc = False
+    for _ in range(12):
+        act = np.zeros((4, 3), dtype=np.float32)
+        obs, rew, dones, infos = env.step(act)
+        r_obs, r_rew, r_term, r_trunc, r_info = ref.step(act)
+        assert np.array_equal(obs, r_obs) and np.array_equal(rew, r_rew) and rew.dtype == np.float32
+        assert np.array_equal(dones, r_term | r_trunc)
+        for i in range(4):
+            if dones[i]:
+                assert np.array_equal(infos[i]["terminal_observation"], r_info["final_obs"][i])
+                assert infos[i]["TimeLimit.truncated"] == bool(r_trunc[i] and not r_term[i])
+                assert "r" in infos[i]["episode"]
+                seen_trunc |= infos[i]["TimeLimit.truncated"]
+            else:
+                assert infos[i] == {}
+    assert seen_trunc
+    assert env.get_attr("num_envs") == [4] * 4 and env.env_is_wrapped(object) == [False] * 4
