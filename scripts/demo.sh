@@ -19,6 +19,10 @@ else
   exit 1
 fi
 
+# One torch thread unless told otherwise: the thread count changes float rounding in the update, hence
+# the training trajectory, and the README's figures were measured with one thread.
+export CADENZA_NUM_THREADS="${CADENZA_NUM_THREADS:-1}"
+
 DEMO_ROOT="${CADENZA_DEMO_DIR:-build/demo}"
 PROJECT="$DEMO_ROOT/rescue-dog"
 STEP=0
@@ -32,9 +36,11 @@ header() {
 
 # Run a command that ends in a verdict: exit 0 = DEPLOY, 3 = BLOCK, 4 = NEEDS_DATA. The demo goes
 # on after BLOCK or NEEDS_DATA (they are answers, not failures) and stops on any other error.
+LAST_RC=0
 judged() {
   local rc=0
   "$@" || rc=$?
+  LAST_RC=$rc
   case "$rc" in
     0) echo "verdict: DEPLOY" ;;
     3) echo "verdict: BLOCK (exit 3)" ;;
@@ -51,11 +57,14 @@ cp -R examples/rescue-dog "$PROJECT"
 header "residual init: build the residual head and profile it (no training)"
 "${CADENZA[@]}" env residual init "$PROJECT" --alpha 0.15
 
+RESIDUAL_PROMOTED=0
 header "residual train: governed PPO on the frozen base (promoted only on DEPLOY)"
 judged "${CADENZA[@]}" env residual train "$PROJECT"
+[[ $LAST_RC == 0 ]] && RESIDUAL_PROMOTED=1
 
 header "residual eval: re-score the newest residual on fresh episodes (--promote if it passes)"
 judged "${CADENZA[@]}" env residual eval "$PROJECT" --promote
+[[ $LAST_RC == 0 ]] && RESIDUAL_PROMOTED=1
 
 header "history: every version, verdict and baseline move"
 "${CADENZA[@]}" env history "$PROJECT"
@@ -63,11 +72,17 @@ header "history: every version, verdict and baseline move"
 header "residual bench: residual RL against full RL from scratch (issue 4; not enabled yet)"
 # judged "${CADENZA[@]}" env residual bench "$PROJECT"
 
-header "distill --quantize: base+residual into an int8 ONNX student (issue 5; not enabled yet)"
-# "${CADENZA[@]}" env distill "$PROJECT" --quantize
+header "distill --quantize: base+residual into a base-free student (ONNX fp32 + int8)"
+if [[ $RESIDUAL_PROMOTED == 1 ]]; then
+  "${CADENZA[@]}" env distill "$PROJECT" --quantize
+else
+  # distill needs a residual that passed governance; without one, show the same pipeline on the base alone
+  echo "no residual passed governance in this run: distilling the base alone (--teacher base)"
+  "${CADENZA[@]}" env distill "$PROJECT" --quantize --teacher base
+fi
 
-header "distill eval: scorecard and verdict of the student (issue 5; not enabled yet)"
-# judged "${CADENZA[@]}" env distill eval "$PROJECT"
+header "distill eval: scorecard and verdict of the student (--promote if it passes)"
+judged "${CADENZA[@]}" env distill eval "$PROJECT" --promote
 
 header "run --headless: 20 missions at perturbation 1.0 with the promoted controller, logged"
 "${CADENZA[@]}" env run "$PROJECT" --headless --episodes 20 --perturb 1.0

@@ -30,7 +30,8 @@ KINDS = ("residual", "student", "lora", "prompt")
 # Where a promoted version's files are published, relative to the project root.
 PUBLISH: dict[str, dict[str, str]] = {
     "residual": {"policy.pt": "residual/residual_policy.pt"},
-    "student": {},
+    "student": {"student.onnx": "student/student.onnx", "student.int8.onnx": "student/student.int8.onnx",
+                "student.safetensors": "student/student.safetensors", "student.json": "student/student.json"},
     "lora": {},
     "prompt": {"SYSTEM_PROMPT.md": "SYSTEM_PROMPT.md"},
 }

@@ -135,6 +135,7 @@ class DistillSection(_Section):
     epochs: int = Field(60, ge=1)
     hidden_dim: int = Field(64, ge=4, le=4096)
     dagger_rounds: int = Field(4, ge=1)
+    rollout_envs: int = Field(256, ge=1, le=65536)  # parallel episodes per DAgger round (one horizon each)
 
 
 class BenchSection(_Section):

@@ -1,0 +1,150 @@
+"""``cadenza env distill``: DAgger from the promoted teacher, export, register, measure, report.
+
+Candidate files land in ``<project>/student/candidate/`` and are registered as an immutable student
+version; the report is ``<project>/student/distill_report.json``. The version is judged (and
+promoted) by ``cadenza env distill eval``; the numbers this command prints come from the same
+scoring code on the same held-out episodes, so the two agree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cadenza.accel import configure
+from cadenza.distill.dagger import DaggerConfig, RoundStats, load_teacher, run_dagger
+from cadenza.distill.export import export_onnx, parity, quantize_int8, save_weights
+from cadenza.distill.runtime import FP32_NAME, INT8_NAME, META_NAME, WEIGHTS_NAME, latency_in_fresh_process
+from cadenza.distill.scoring import StudentScore, score_student
+from cadenza.distill.student import FORMAT, StudentArch
+from cadenza.governance.registry import Registry
+from cadenza.project.config import Project
+from cadenza.tasks.factory import make_task
+from cadenza.utils.io import atomic_write_json, sha256_file
+from cadenza.utils.versions import library_versions
+
+SHIPPED_RUNTIME = "fp32"  # what `env run --controller student` and the latency check use (docs/distill.md)
+
+
+@dataclass
+class DistillResult:
+    version: str
+    score: StudentScore
+    report: dict[str, Any]
+    report_path: Path
+    wall_s: float
+
+
+def candidate_dir(project: Project, real: bool = False) -> Path:
+    return project.student_dir / ("candidate-real" if real else "candidate")
+
+
+def distill(project: Project, *, epochs: int | None = None, quantize: bool = False, device: str = "auto",
+            real: bool = False, teacher: str = "residual", rounds: int | None = None, episodes: int | None = None,
+            seed: int = 0, envs: int | None = None, on_round: Callable[[RoundStats], None] | None = None,
+            on_stage: Callable[[str], None] | None = None) -> DistillResult:
+    """Distill the project's teacher into a student; see the module docstring."""
+    t0 = time.perf_counter()
+    stage = on_stage or (lambda _s: None)
+    dc = project.config.distill
+    accel = configure(device)
+    probe = make_task(project, num_envs=1, real=real)
+    spec = probe.spec
+    probe.close()
+    tch = load_teacher(project, kind=teacher, real=real, obs_dim=spec.obs_dim, act_dim=spec.act_dim)
+    arch = StudentArch(obs_dim=spec.obs_dim, act_dim=spec.act_dim, hidden_dim=dc.hidden_dim,
+                       low=spec.action_low, high=spec.action_high)
+    cfg = DaggerConfig(rounds=rounds or dc.dagger_rounds, epochs=epochs or dc.epochs, seed=seed,
+                       envs=envs or dc.rollout_envs)
+    level = project.config.task.level
+
+    def mk(n: int) -> Any:
+        return make_task(project, num_envs=n, level=level, real=real, seed=seed)
+
+    earlier = f" ({cfg.epochs_of(0)} in each earlier round)" if cfg.rounds > 1 else ""
+    stage(f"DAgger: {cfg.rounds} rounds x {cfg.envs} episodes from {tch.label} [{spec.label}], "
+          f"{cfg.epochs} epochs in the last round{earlier}")
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    dag = run_dagger(mk, tch, arch, cfg, device=accel.device, on_round=on_round)
+    timings["dagger_s"] = time.perf_counter() - t
+
+    stage("export: ONNX fp32" + (" + int8" if quantize else "") + " + safetensors")
+    t = time.perf_counter()
+    out = candidate_dir(project, real)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {WEIGHTS_NAME: out / WEIGHTS_NAME, FP32_NAME: out / FP32_NAME}
+    save_weights(dag.student, files[WEIGHTS_NAME])
+    export_onnx(dag.student, files[FP32_NAME])
+    if quantize:
+        files[INT8_NAME] = out / INT8_NAME
+        quantize_int8(files[FP32_NAME], files[INT8_NAME])
+    else:
+        (out / INT8_NAME).unlink(missing_ok=True)
+    check_obs = dag.val_obs[:4096]
+    par = parity(dag.student, check_obs, {"fp32": files[FP32_NAME], "numpy": files[WEIGHTS_NAME],
+                                          **({"int8": files[INT8_NAME]} if quantize else {})})
+    sizes = {name: p.stat().st_size for name, p in files.items()}
+    timings["export_s"] = time.perf_counter() - t
+
+    teacher_desc = tch.describe()
+    student_meta = {
+        "format": FORMAT, "task": spec.label, "real": real, "architecture": arch.as_dict(),
+        "params": arch.param_count(), "teacher": teacher_desc, "runtime": SHIPPED_RUNTIME,
+        "normaliser": "inside the network: clip((obs - obs_mean) * obs_inv_std, -obs_clip, obs_clip)",
+        "bounds": [arch.low, arch.high], "input": "obs", "output": "action",
+        "ignored_obs": dag.ignored_obs,
+        "dagger": {"config": dag.config, "rounds": [r.as_dict() for r in dag.rounds], "samples": dag.samples},
+        "parity_max_abs": par, "bytes": sizes,
+        "sha256": {name: sha256_file(p) for name, p in files.items()},
+    }
+    atomic_write_json(out / META_NAME, student_meta)
+    files[META_NAME] = out / META_NAME
+    reg = Registry(project.root)
+    reg_meta = {"task": spec.label, "real": real, "teacher": teacher_desc, "runtime": SHIPPED_RUNTIME,
+                "quantized": quantize, "params": arch.param_count(), "epochs": cfg.epochs, "rounds": cfg.rounds,
+                "samples": dag.samples}
+    version = reg.register("student", files, reg_meta)
+
+    stage(f"evaluate: teacher and student on the same {episodes or project.config.governance.eval_episodes} "
+          "held-out episodes; latency")
+    t = time.perf_counter()
+    score = score_student(project, version, episodes=episodes or project.config.governance.eval_episodes, real=real)
+    latency = dict(score.latency)
+    latency["numpy"] = latency_in_fresh_process({"numpy": files[WEIGHTS_NAME]})["numpy"]
+    timings["evaluate_s"] = time.perf_counter() - t
+    wall = time.perf_counter() - t0
+    timings["total_s"] = wall
+
+    report = {
+        "kind": "cadenza.distill.report", "project": project.name, "task": spec.label, "version": version,
+        "teacher": teacher_desc, "architecture": arch.as_dict(), "params": arch.param_count(),
+        "dagger": {"config": dag.config, "rounds": [r.as_dict() for r in dag.rounds], "samples": dag.samples},
+        "ignored_obs": dag.ignored_obs,
+        "files": {name: {"path": str(reg.path("student", version, name).relative_to(project.root)), "bytes": sizes.get(name)}
+                  for name in files},
+        "int8_to_fp32_bytes": sizes[INT8_NAME] / sizes[FP32_NAME] if quantize else None,
+        "parity_max_abs": {"candidate_heldout": par, "eval_states": score.parity},
+        "evaluation": score.card.metrics,
+        "gap": {p: _gap_summary(t) for p, t in score.evidence.gaps.items()},
+        "latency_us": latency, "latency_budget_ms": project.config.governance.latency_budget_ms,
+        "shipped_runtime": SHIPPED_RUNTIME,
+        "scorecard_preview": score.card.as_dict(),
+        "accel": accel.as_dict(), "timings_s": timings, "wall_s": wall,
+        "versions": library_versions("torch", "onnx", "onnxruntime"),
+    }
+    report_path = project.student_dir / ("distill_report_real.json" if real else "distill_report.json")
+    atomic_write_json(report_path, report)
+    return DistillResult(version=version, score=score, report=report, report_path=report_path, wall_s=wall)
+
+
+def _gap_summary(table: tuple[int, int, int, int]) -> dict[str, Any]:
+    from cadenza.distill.scoring import paired_diff_interval
+
+    n = sum(table)
+    lo, hi = paired_diff_interval(*table)
+    return {"gap": (table[1] - table[2]) / n if n else 0.0, "interval": [lo, hi], "both": table[0],
+            "teacher_only": table[1], "student_only": table[2], "neither": table[3]}
