@@ -180,6 +180,29 @@ def test_reacher_success_is_the_end_of_episode_one_centimetre_rule() -> None:
     assert fingertip_distance(env) > 0.0
 
 
+def test_reacher_dense_reward_is_the_outcome_minus_the_fingertip_distance() -> None:
+    """Training's default reward on reacher: -0.5 x distance (m) every step, +1 at a successful end."""
+    from cadenza.tasks.real.reacher import DISTANCE_REWARD
+
+    project = load_project(REACHER)
+    base = load_base(base_source(project, real=True), project.root, 2)
+    task = make_task(project, num_envs=4, level=0.0, real=True, seed=3, reward="dense")  # level 0: no obs noise
+    obs, _ = task.reset(seed=3)
+    total = np.zeros(4)
+    for t in range(50):
+        obs, r, _term, _trunc, info = task.step(base(obs))
+        if t < 49:
+            dist = np.array([fingertip_distance(e) for e in task.envs])
+        else:  # the envs have been reset: the last distance is in the final observation
+            dist = np.hypot(info["final_obs"][:, 8], info["final_obs"][:, 9])
+        np.testing.assert_allclose(r, info["success"] - DISTANCE_REWARD * dist, rtol=1e-5, atol=1e-6)
+        total += r
+    np.testing.assert_allclose(info["episode"]["r"], total, rtol=1e-5)
+    # the shaping over an episode is the size of the +1 outcome, not several times it
+    shaping = total - info["success"]
+    assert np.all((shaping > -1.5) & (shaping < -0.2)), shaping
+
+
 def test_the_reacher_base_fails_often_at_full_level_and_an_oracle_residual_fixes_it() -> None:
     """The calibration's shape on a small sample: level 1 hurts the base; undoing the bias within alpha helps."""
     from cadenza.residual.control_law import control_law
@@ -219,6 +242,23 @@ def test_rescue_dog_spec_fall_and_goal() -> None:
     assert list(info["collision"]) == [True, False]
     assert list(info["success"]) == [False, True]
     assert list(r) == [-1.0, 1.0]
+
+
+def test_rescue_dog_dense_reward_is_the_progress_toward_the_goal() -> None:
+    """Training's default reward on the dog: 0.5 per metre of progress each step, +1/-1 at the end."""
+    base = load_base("builtin:rescue-dog-gait", act_dim=8)
+    task = RealTask(dog.make_env, name="rescue-dog", num_envs=2, level=0.0, reward="dense",
+                    perturbations=dog.PERTURBATIONS)
+    obs, _ = task.reset(seed=2)
+    before = np.array([e.unwrapped.goal_distance() for e in task.envs])
+    start = before.copy()
+    for _ in range(60):  # 1.2 s: half-way at most, no episode ends
+        obs, r, term, trunc, _info = task.step(base(obs))
+        assert not (term | trunc).any()
+        after = np.array([e.unwrapped.goal_distance() for e in task.envs])
+        np.testing.assert_allclose(r, dog.PROGRESS_REWARD * (before - after), rtol=1e-5, atol=1e-7)
+        before = after
+    assert np.all(start - before > 0.2), "the base walks toward its goal"
 
 
 @pytest.mark.parametrize("spec", [

@@ -7,6 +7,15 @@ false: the arm has nothing to hit.
 
 The observation is Reacher-v5's own 10 floats: cos and sin of both joint angles, the target
 position, both joint velocities and the fingertip-minus-target vector.
+
+Reward: ``sparse`` is +1 on success (cadenza adds it); ``dense`` (cadenza's training default) also
+gives ``-distance_reward * d`` every step, ``d`` the fingertip-target distance in metres after the
+step (``distance_reward`` 0.5 per metre by default; ``env_kwargs.distance_reward`` changes it). It
+rewards holding the fingertip on the target, which is what the end-of-episode rule asks for; over
+an episode it adds up to about -0.65 for the base on the nominal arm and -0.95 at level 1.0, the
+size of the +1 outcome. Reacher-v5's own reward (the same distance term plus a control cost of up
+to 2 per step) is not used: its control cost outweighs the outcome several times over and, in a
+measured run, taught the residual nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from cadenza.project.config import PerturbationSpec
 ENV_ID = "Reacher-v5"
 HORIZON = 50
 SUCCESS_RADIUS = 0.01  # metres
+DISTANCE_REWARD = 0.5  # dense reward: minus this times the fingertip distance (m), every step
 
 # Magnitudes at level 1.0 (each episode draws level * U(0.5, 1) * scale). The motors give up to
 # 200 N m (gear 200), so a 20 N m bias is a tenth of full command.
@@ -34,15 +44,22 @@ PERTURBATIONS: tuple[PerturbationSpec, ...] = (
 
 
 class ReacherOutcome(gym.Wrapper):
-    """Adds ``success`` (the 1 cm end-of-episode rule), ``collision`` and ``fingertip_dist`` to info."""
+    """Adds ``success`` (the 1 cm end-of-episode rule), ``collision`` and ``fingertip_dist`` to info,
+    and replaces Reacher-v5's reward with the dense shaping term (its own reward stays in
+    ``info["env_reward"]``)."""
+
+    def __init__(self, env: gym.Env, distance_reward: float = DISTANCE_REWARD) -> None:
+        super().__init__(env)
+        self.distance_reward = float(distance_reward)
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         obs, r, term, trunc, info = self.env.step(action)
         dist = fingertip_distance(self.env)
+        info["env_reward"] = r
         info["fingertip_dist"] = dist
         info["success"] = bool((term or trunc) and dist < SUCCESS_RADIUS)
         info["collision"] = False
-        return obs, r, term, trunc, info
+        return obs, -self.distance_reward * dist, term, trunc, info
 
 
 def fingertip_distance(env: gym.Env) -> float:
@@ -51,6 +68,6 @@ def fingertip_distance(env: gym.Env) -> float:
     return float(np.hypot(v[0], v[1]))
 
 
-def make_env(**kwargs: Any) -> gym.Env:
+def make_env(distance_reward: float = DISTANCE_REWARD, **kwargs: Any) -> gym.Env:
     kwargs.setdefault("max_episode_steps", HORIZON)
-    return ReacherOutcome(gym.make(ENV_ID, disable_env_checker=True, **kwargs))
+    return ReacherOutcome(gym.make(ENV_ID, disable_env_checker=True, **kwargs), distance_reward)
