@@ -69,8 +69,10 @@ judged "${CADENZA[@]}" env residual eval "$PROJECT" --promote
 header "history: every version, verdict and baseline move"
 "${CADENZA[@]}" env history "$PROJECT"
 
-header "residual bench: residual RL against full RL from scratch (issue 4; not enabled yet)"
-# judged "${CADENZA[@]}" env residual bench "$PROJECT"
+header "residual bench: residual RL against full RL from scratch (a 16k-step smoke run: too small to judge, so NEEDS_DATA by design)"
+# The full comparison (3 arms x 3 seeds x 200k steps) takes 10+ minutes on 2 cores; run it yourself:
+#   cadenza env residual bench build/demo/rescue-dog --steps 200000 --seeds 3
+judged "${CADENZA[@]}" env residual bench "$PROJECT" --steps 16384 --seeds 1 --arms residual,full
 
 header "distill --quantize: base+residual into a base-free student (ONNX fp32 + int8)"
 if [[ $RESIDUAL_PROMOTED == 1 ]]; then
