@@ -11,7 +11,8 @@ Three layers, all stateless:
    amplitude mixed from the two commands: ``v / v_per_rad`` in each leg's forward direction plus
    ``w / w_per_rad`` the same way on every leg (which turns the body); each ankle lifts the foot
    by ``lift`` during its swing half-cycle, a quarter cycle after the hip.
-3. **PD.** Torque command ``kp * (q* - q) - kd * qd`` per joint, in normalised units.
+3. **PD.** Torque command ``kp * (q* - q) - kd * qd`` per joint, in normalised units (the task's
+   motors give 40 N m per unit: 75 N m per rad and 2.5 N m s per rad).
 
 The amplitudes per unit command (``v_per_rad``, ``w_per_rad``) were measured on the nominal robot
 (no payload, nominal friction, equal motors, no pushes); nothing adapts when the robot changes.
@@ -42,8 +43,8 @@ class GaitGains:
     max_amp: float = 0.35  # rad, hip amplitude limit (the joint range is +/-0.52)
     lift: float = 0.4  # rad of ankle during swing
     stance: float = 0.9  # rad of ankle in stance
-    kp: float = 3.0
-    kd: float = 0.1
+    kp: float = 1.875  # command per rad (75 N m / rad)
+    kd: float = 0.0625  # command per rad/s (2.5 N m s / rad)
 
 
 class QuadrupedGait:

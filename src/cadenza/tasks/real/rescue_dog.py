@@ -1,7 +1,7 @@
 """``builtin:rescue-dog``: a MuJoCo quadruped (Gymnasium's ``Ant-v5`` body) walking to a goal.
 
 The robot is Gymnasium's Ant (a torso on four two-joint legs, 8 torque motors) controlled at 50 Hz
-(``frame_skip=2`` on the model's 10 ms step), with its motors cut from Ant's 150 N m to 25 N m per
+(``frame_skip=2`` on the model's 10 ms step), with its motors cut from Ant's 150 N m to 40 N m per
 unit command so that the robot, like a real dog carrying kit, has little torque to spare. Each
 episode starts it at a random heading and puts a goal 2.0-2.5 m away at a bearing within +/-60
 degrees of where it faces. Success: the torso centre comes within 0.4 m of the goal (in the plane)
@@ -53,14 +53,18 @@ FALL_HEIGHT = 0.26  # m: the torso (radius 0.25) is on the ground
 FALL_TILT_COS = 0.5  # body z-axis more than 60 degrees from vertical
 OBS_DIM = 31
 PROGRESS_REWARD = 0.5  # dense reward per metre of progress toward the goal
-GEAR = 25.0  # N m per unit command (Ant-v5 has 150: a far stronger robot than any dog)
+# N m per unit command (Ant-v5 has 150: a far stronger robot than any dog). At 25 the gait base
+# saturated often and a residual bounded by alpha 0.15 (3.75 N m) could not undo the weak legs
+# (learned 86-94 % over 5 seeds); at 40, with the base's PD gains scaled to the same N m per rad,
+# the base walks as before and the residual's 6 N m suffice (docs/real.md, "Training").
+GEAR = 40.0
 
 # Magnitudes at level 1.0 (each episode draws level * U(0.5, 1) * scale). The nominal torso weighs
 # 0.33 kg and the whole robot 0.89 kg.
 PERTURBATIONS: tuple[PerturbationSpec, ...] = (
     PerturbationSpec(kind="mass", target="torso", scale=2.0),  # payload: up to +200 % torso mass
     PerturbationSpec(kind="friction", scale=0.6),  # slippery ground: up to 60 % friction lost
-    PerturbationSpec(kind="actuator_gain", target="hip_1,ankle_1,hip_2,ankle_2", scale=0.5),  # weak left legs
+    PerturbationSpec(kind="actuator_gain", target="hip_1,ankle_1,hip_2,ankle_2", scale=0.6),  # weak left legs
     PerturbationSpec(kind="push", target="torso", scale=4.0),  # N, 0.1 s shoves about once a second
 )
 
