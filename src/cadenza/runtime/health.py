@@ -44,39 +44,6 @@ class LatencyWindow:
         self.ring.clear()
 
 
-class DeltaStats:
-    """Mean and max of |delta| over every corrected step, for one list append per step.
-
-    Each step's delta array (a fresh array from the control law) is kept until ``fold_every`` have
-    gathered, then folded into the running sum and max at once.
-    """
-
-    def __init__(self, k: int, fold_every: int = 1024) -> None:
-        self.k, self.fold_every = k, fold_every
-        self.pending: list[np.ndarray] = []
-        self.sum = np.zeros(k)
-        self.max = 0.0
-        self.n = 0
-
-    def add(self, delta: np.ndarray) -> None:
-        self.pending.append(delta)
-        if len(self.pending) >= self.fold_every:
-            self._fold()
-
-    def _fold(self) -> None:
-        if self.pending:
-            a = np.abs(np.asarray(self.pending, dtype=np.float64).reshape(len(self.pending), self.k))
-            self.sum += a.sum(axis=0)
-            self.max = max(self.max, float(a.max()))
-            self.n += len(self.pending)
-            self.pending = []
-
-    def totals(self) -> tuple[np.ndarray, float]:
-        """(sum of |delta| per component, max |delta|) over all steps added."""
-        self._fold()
-        return self.sum.copy(), self.max
-
-
 @dataclass
 class HealthReport:
     kind: str  # "residual" | "student" | "base"

@@ -19,11 +19,18 @@ bounds) and the cause is counted:
   at the deadline, so a hung correction cannot stall the loop);
 * ``nan_output``: its output has a NaN / inf (or is not the size the runtime expects).
 
-For a residual the output goes through :func:`cadenza.residual.control_law.control_law` exactly as
-in training and evaluation (alpha, gate, rate limit, clamp); after a fallback step the rate limit
-restarts from zero, so the residual ramps back in rather than jumping. A base that raises or returns
-a bad action is not the runtime's to hide: by default that raises :class:`BaseFault`
-(``on_base_fault="hold"`` repeats the last action instead and counts it).
+For a residual the output goes through the control law of training and evaluation (alpha, gate,
+rate limit, clamp): :func:`cadenza.runtime.fast_law.make_law` is
+:func:`cadenza.residual.control_law.control_law` written out on Python floats for one robot, equal to
+it bit for bit on float64 inputs (tested). After a fallback step the rate limit restarts from zero,
+so the residual ramps back in rather than jumping. A base that raises or returns a bad action is not
+the runtime's to hide: by default that raises :class:`BaseFault` (``on_base_fault="hold"`` repeats
+the last action instead and counts it).
+
+The per-step path is written for cost (``benchmarks/runtime_overhead.py`` measures it): values are
+checked and combined as Python floats, because at this size each numpy call costs far more than its
+arithmetic; the residual's forward is :class:`~cadenza.runtime.numpy_actor.NumpyResidual` (float32,
+seven numpy calls); counters are integer increments and one ``deque`` append per latency.
 """
 
 from __future__ import annotations
@@ -35,29 +42,31 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cadenza.residual.control_law import control_law
-from cadenza.runtime.health import FALLBACK_CAUSES, DeltaStats, HealthReport, LatencyWindow
+from cadenza.runtime.fast_law import clamp, make_law
+from cadenza.runtime.health import FALLBACK_CAUSES, HealthReport, LatencyWindow
 
 Mode = Literal["check", "preempt"]
 
 DEFAULT_BUDGET_US = 2000.0  # 10% of a 50 Hz control period
+
+_now = time.perf_counter_ns
+_isfinite = math.isfinite
+_ndarray = np.ndarray
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 class BaseFault(RuntimeError):
     """The base policy raised or returned a non-finite / wrong-shaped action."""
 
 
-def _finite(a: np.ndarray) -> bool:
-    """No NaN / inf in ``a`` (1-D), in one BLAS call: a NaN or inf makes the sum of squares non-finite.
-
-    Values so large that their squares overflow (|x| > 1e154 in float64, 1e19 in float32) are flagged
-    too; no observation or correction that size is sane, so this errs on the safe side.
-    """
-    return math.isfinite(a.dot(a))
-
-
 class SafeRuntime:
-    """Base always; correction when it is on time, finite and switched on. See the module docstring."""
+    """Base always; correction when it is on time, finite and switched on. See the module docstring.
+
+    Per step the values are checked as Python floats (``tolist()``): a NaN or inf in a list makes its
+    sum NaN or inf, and for a handful of numbers ``math.isfinite(sum(values))`` costs less than one
+    numpy call. (Finite values so large that their sum overflows, around 1e307, count as non-finite:
+    no observation or action that size is sane, so this errs on the safe side.)
+    """
 
     def __init__(self, base: Callable[[np.ndarray], np.ndarray], *, correction: Callable[..., np.ndarray] | None,
                  kind: Literal["residual", "student", "base"], act_dim: int, arch: Any = None,
@@ -74,9 +83,14 @@ class SafeRuntime:
             raise ValueError(f"budget_us must be > 0, got {budget_us}")
         if on_base_fault not in ("raise", "hold"):
             raise ValueError(f"on_base_fault must be 'raise' or 'hold', got {on_base_fault!r}")
+        if kind == "residual" and arch.act_dim != act_dim:
+            raise ValueError(f"act_dim {act_dim} does not match the residual's architecture ({arch.act_dim})")
+        if not low <= high:
+            raise ValueError(f"bounds must satisfy low <= high, got [{low}, {high}]")
         self.base, self.correction, self.kind, self.arch = base, correction, kind, arch
         self.k, self.low, self.high = int(act_dim), float(low), float(high)
         self._out_dim = arch.out_dim if kind == "residual" else self.k  # raw output size the correction must give
+        self._base_shape = (1, self.k)  # the usual base output: a (1, k) float64 array
         self.backend, self.mode, self.on_base_fault = backend, mode, on_base_fault
         self.budget_us = float(budget_us)
         self._budget_ns = int(budget_us * 1e3)
@@ -86,12 +100,14 @@ class SafeRuntime:
             from cadenza.runtime.worker import DeadlineWorker
 
             self._worker = DeadlineWorker(correction)
-        self._zero = np.zeros(self.k)
-        self._prev = self._zero  # rate-limit state: the residual term of the last step
-        self._hold_obs: np.ndarray | None = None  # last finite observation (sample-and-hold for the base)
+        self._law = make_law(self.k, alpha=arch.alpha, gate=arch.gate, rate_limit=arch.rate_limit, low=self.low,
+                             high=self.high) if kind == "residual" else None
+        self._zero = [0.0] * self.k
+        self._prev = self._zero  # rate-limit state: the residual term of the last step (floats)
+        self._delta = self._zero  # the last step's delta (floats); see last_delta
+        self._hold: list[float] | None = None  # last finite observation (sample-and-hold for the base)
         self._last_action: np.ndarray | None = None
         self.last_cause = "none"  # what the last step did: corrected | disabled | base | <fallback cause> | base_fault
-        self.last_delta: np.ndarray = self._zero
         self._clear_counters(latency_window)
 
     # ------------------------------------------------------------------ construction helpers
@@ -147,11 +163,16 @@ class SafeRuntime:
 
     def reset(self) -> None:
         """Episode boundary: the rate limit restarts from zero (and a student's own state, if it has one)."""
-        self._prev = self._zero
-        self.last_delta = self._zero
+        self._prev = self._delta = self._zero
         reset = getattr(self.correction, "reset", None)
         if self.kind == "student" and callable(reset):
             reset()
+
+    @property
+    def last_delta(self) -> np.ndarray:
+        """The last step's correction: the rate-limited residual term ``gate * delta`` (a student:
+        ``action - a_base``); zeros when that step used the base alone."""
+        return np.array(self._delta)
 
     # ------------------------------------------------------------------ one control step
     def __call__(self, obs: Any) -> np.ndarray:
@@ -162,66 +183,75 @@ class SafeRuntime:
 
         ``a_base``: the base action when the base already ran elsewhere (e.g. in its own hard real-time
         process, or batched over several robots); it is checked like the base's own output.
+        A float32 or float64 observation array reaches the base and the correction as it is; anything
+        else is converted to float64 first. The returned action is a new array every step.
         """
-        t0 = time.perf_counter_ns()
-        flat = np.asarray(obs, dtype=np.float64)
-        two_d = flat.ndim == 2
-        if two_d or flat.ndim != 1:
-            if flat.ndim > 2 or (two_d and flat.shape[0] != 1):
-                raise ValueError(f"SafeRuntime.step takes one observation, got shape {flat.shape}")
-            flat = flat.reshape(-1)
-        obs_ok = _finite(flat)
-        if obs_ok:
-            if self._hold_obs is None or self._hold_obs.shape != flat.shape:
-                self._hold_obs = flat.copy()
+        t0 = _now()
+        flat = obs if type(obs) is _ndarray and (obs.dtype is _F64 or obs.dtype is _F32) \
+            else np.asarray(obs, dtype=np.float64)
+        two_d = False
+        if flat.ndim != 1:
+            if flat.ndim == 2 and flat.shape[0] == 1:
+                flat, two_d = flat[0], True
+            elif flat.ndim == 0:
+                flat = flat.reshape(1)
             else:
-                np.copyto(self._hold_obs, flat)
+                raise ValueError(f"SafeRuntime.step takes one observation, got shape {flat.shape}")
+        vals = flat.tolist()  # a copy as floats: the finite check and the sample-and-hold in one call
+        obs_ok = _isfinite(sum(vals))
+        if obs_ok:
+            self._hold = vals
             base_in = flat
         else:
-            base_in = self._repaired(flat)
+            base_in = self._repaired(vals)
         self.steps += 1
-        a_base = self._run_base(base_in) if a_base is None else self._checked_base(a_base)
-        if a_base is None:  # base fault, on_base_fault="hold"
-            action = self._last_action if self._last_action is not None else np.clip(self._zero, self.low, self.high)
-            self._prev = self.last_delta = self._zero
+        if a_base is None:
+            try:
+                out = self.base(base_in[None])
+            except Exception as e:
+                out = self._base_fault(f"base raised {type(e).__name__}: {e}", e)
+        else:
+            out = a_base
+        if type(out) is _ndarray and out.dtype is _F64 and out.shape == self._base_shape:
+            a = out[0]  # the usual case (a BasePolicy's output): a view, no copy
+        else:
+            a = None if out is None else self._as_action(out)
+        if a is not None:
+            ab = a.tolist()
+            if not _isfinite(sum(ab)):
+                a = self._base_fault("base returned a non-finite action", None)
+        if a is None:  # base fault, on_base_fault="hold"
+            action = self._last_action.copy() if self._last_action is not None \
+                else np.array(clamp(self._zero, self.low, self.high))
+            self._prev = self._delta = self._zero
             self.last_cause = "base_fault"
         elif not self.enabled:
-            action = self._base_action(a_base, "disabled" if self.kind != "base" else "base")
-            if self.kind != "base":
+            if self.kind == "base":
+                action = self._base_action(ab, "base")
+            else:
+                action = self._base_action(ab, "disabled")
                 self.disabled_steps += 1
-        elif not obs_ok:
-            action = self._fallback(a_base, "nan_obs")
+        elif obs_ok:
+            action = self._corrected(flat, a, ab)
         else:
-            action = self._corrected(flat, a_base)
+            action = self._fallback(ab, "nan_obs")
         self._last_action = action
-        self.step_latency.add(time.perf_counter_ns() - t0)
-        return action.reshape(1, -1) if two_d else action
+        self._add_step_latency(_now() - t0)
+        return action[None] if two_d else action
 
     # ------------------------------------------------------------------ pieces of a step
-    def _repaired(self, flat: np.ndarray) -> np.ndarray:
-        hold = self._hold_obs if self._hold_obs is not None and self._hold_obs.shape == flat.shape \
-            else np.zeros_like(flat)
-        return np.where(np.isfinite(flat), flat, hold)
+    def _repaired(self, vals: list[float]) -> np.ndarray:
+        hold = self._hold if self._hold is not None and len(self._hold) == len(vals) else [0.0] * len(vals)
+        return np.array([v if _isfinite(v) else h for v, h in zip(vals, hold, strict=True)])
 
-    def _run_base(self, obs: np.ndarray) -> np.ndarray | None:
+    def _as_action(self, out: Any) -> np.ndarray | None:
+        """Anything the base (or the caller's ``a_base``) gave, as a float64 ``(k,)`` array, or a base fault."""
         try:
-            out = self.base(obs[None])
-        except Exception as e:
-            return self._base_fault(f"base raised {type(e).__name__}: {e}", e)
-        return self._checked_base(out)
-
-    def _checked_base(self, out: Any) -> np.ndarray | None:
-        try:
-            if type(out) is np.ndarray and out.dtype == np.float64 and out.ndim == 2 and out.shape[0] == 1:
-                a = out[0]  # the usual case (a BasePolicy's output): a view, no copy
-            else:
-                a = np.asarray(out, dtype=np.float64).reshape(-1)
+            a = np.asarray(out, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError) as e:
             return self._base_fault(f"base returned something that is not an action array: {e}", e)
         if a.shape[0] != self.k:
             return self._base_fault(f"base returned {a.shape[0]} action values, expected {self.k}", None)
-        if not _finite(a):
-            return self._base_fault("base returned a non-finite action", None)
         return a
 
     def _base_fault(self, msg: str, exc: BaseException | None) -> None:
@@ -231,60 +261,68 @@ class SafeRuntime:
             raise BaseFault(msg) from exc
         return None
 
-    def _base_action(self, a_base: np.ndarray, cause: str) -> np.ndarray:
-        self._prev = self.last_delta = self._zero
+    def _base_action(self, ab: list[float], cause: str) -> np.ndarray:
+        self._prev = self._delta = self._zero
         self.last_cause = cause
-        return np.minimum(np.maximum(a_base, self.low), self.high)  # = np.clip, in two plain ufunc calls
+        return np.array(clamp(ab, self.low, self.high))
 
-    def _fallback(self, a_base: np.ndarray, cause: str) -> np.ndarray:
+    def _fallback(self, ab: list[float], cause: str) -> np.ndarray:
         self.fallbacks[cause] += 1
-        return self._base_action(a_base, cause)
+        return self._base_action(ab, cause)
 
-    def _corrected(self, flat: np.ndarray, a_base: np.ndarray) -> np.ndarray:
-        t1 = time.perf_counter_ns()
+    def _corrected(self, flat: np.ndarray, a: np.ndarray, ab: list[float]) -> np.ndarray:
+        t1 = _now()
         if self._worker is not None:
-            status, out = self._worker.call(self.budget_us * 1e-6, flat.copy(), a_base)
+            status, out = self._worker.call(self.budget_us * 1e-6, flat.copy(), a)
         else:
             try:
-                status, out = "ok", self.correction(flat, a_base)  # type: ignore[misc]
+                status, out = "ok", self.correction(flat, a)  # type: ignore[misc]
             except Exception as e:
                 status, out = "error", e
-        dt = time.perf_counter_ns() - t1
-        self.correction_latency.add(dt)
-        if status == "error":
-            self.last_error = f"{self.kind} raised {type(out).__name__}: {out}"
-            return self._fallback(a_base, "exception")
-        if status != "ok" or dt > self._budget_ns:
-            return self._fallback(a_base, "timeout")
-        try:
-            u = out if type(out) is np.ndarray and out.ndim == 1 and out.dtype.kind == "f" and out.itemsize >= 4 \
-                else np.asarray(out, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            return self._fallback(a_base, "nan_output")
-        if u.shape[0] != self._out_dim or not _finite(u):
-            return self._fallback(a_base, "nan_output")
-        if self.kind == "residual":
-            k, arch = self.k, self.arch
-            res = control_law(a_base, u[:k], alpha=arch.alpha, gate=u[k:k + 1] if arch.gate else None,
-                              prev_delta=self._prev, rate_limit=arch.rate_limit, low=self.low, high=self.high)
-            action, delta = res.action, res.delta
-            self._prev = delta
+        dt = _now() - t1
+        self._add_correction_latency(dt)
+        if status != "ok":
+            if status == "error":
+                self.last_error = f"{self.kind} raised {type(out).__name__}: {out}"
+                return self._fallback(ab, "exception")
+            return self._fallback(ab, "timeout")
+        if dt > self._budget_ns:
+            return self._fallback(ab, "timeout")
+        if type(out) is _ndarray and out.ndim == 1 and out.dtype.kind == "f":
+            u = out.tolist()
         else:
-            action = np.clip(u, self.low, self.high)
-            delta = action - a_base
-        self.delta_stats.add(delta)
+            try:
+                u = np.asarray(out, dtype=np.float64).reshape(-1).tolist()
+            except (TypeError, ValueError):
+                return self._fallback(ab, "nan_output")
+        if len(u) != self._out_dim or not _isfinite(sum(u)):
+            return self._fallback(ab, "nan_output")
+        if self._law is not None:
+            act, delta, total, peak = self._law(ab, u, self._prev)
+            self._prev = delta
+        else:  # a student: its action, clamped
+            act = clamp(u, self.low, self.high)
+            delta = [x - y for x, y in zip(act, ab, strict=True)]
+            mags = [abs(x) for x in delta]
+            total, peak = sum(mags), max(mags, default=0.0)
+        self._delta = delta
+        self._abs_total += total
+        if peak > self._abs_peak:
+            self._abs_peak = peak
         self.corrected_steps += 1
-        self.last_delta = delta
         self.last_cause = "corrected"
-        return action
+        return np.array(act)
 
     # ------------------------------------------------------------------ report
     def _clear_counters(self, latency_window: int = 8192) -> None:
         self.steps = self.corrected_steps = self.disabled_steps = self.base_faults = 0
         self.fallbacks = dict.fromkeys(FALLBACK_CAUSES, 0)
-        self.delta_stats = DeltaStats(self.k)
+        self._abs_total = 0.0  # sum of |delta| over every entry of every corrected step
+        self._abs_peak = 0.0
         self.step_latency = LatencyWindow(latency_window)
         self.correction_latency = LatencyWindow(latency_window)
+        self._add_step_latency = self.step_latency.add  # the per-step calls, bound once
+        self._add_correction_latency = self.correction_latency.add
         self.last_error: str | None = None
 
     def reset_counters(self) -> None:
@@ -292,7 +330,6 @@ class SafeRuntime:
 
     def health(self) -> HealthReport:
         n = self.corrected_steps
-        abs_sum, abs_max = self.delta_stats.totals()
         details: dict[str, Any] = {"bounds": [self.low, self.high], "act_dim": self.k}
         if self._worker is not None:
             details["late_results_dropped"] = self._worker.late_results
@@ -302,7 +339,7 @@ class SafeRuntime:
             kind=self.kind, backend=self.backend, mode=self.mode, enabled=self.enabled, budget_us=self.budget_us,
             steps=self.steps, corrected_steps=n, disabled_steps=self.disabled_steps, fallbacks=dict(self.fallbacks),
             base_faults=self.base_faults,
-            mean_abs_delta=float(abs_sum.mean() / n) if n else 0.0, max_abs_delta=abs_max,
+            mean_abs_delta=self._abs_total / (n * self.k) if n else 0.0, max_abs_delta=self._abs_peak,
             latency_us={"step": self.step_latency.summary_us(), "correction": self.correction_latency.summary_us()},
             last_error=self.last_error, details=details,
         )
@@ -327,8 +364,8 @@ def combined_health(runtimes: list[SafeRuntime]) -> HealthReport:
     step_w = LatencyWindow.pooled([r.step_latency for r in runtimes])
     corr_w = LatencyWindow.pooled([r.correction_latency for r in runtimes])
     n = sum(r.corrected_steps for r in runtimes)
-    totals = [r.delta_stats.totals() for r in runtimes]
-    abs_sum = sum((t[0] for t in totals), np.zeros(first.details["act_dim"]))
+    k = first.details["act_dim"]
+    abs_total = sum(r._abs_total for r in runtimes)
     fallbacks = {c: sum(r.fallbacks[c] for r in runtimes) for c in FALLBACK_CAUSES}
     errors = [r.last_error for r in runtimes if r.last_error]
     details = dict(first.details, runtimes=len(runtimes))
@@ -337,8 +374,8 @@ def combined_health(runtimes: list[SafeRuntime]) -> HealthReport:
         budget_us=first.budget_us, steps=sum(r.steps for r in runtimes), corrected_steps=n,
         disabled_steps=sum(r.disabled_steps for r in runtimes), fallbacks=fallbacks,
         base_faults=sum(r.base_faults for r in runtimes),
-        mean_abs_delta=float(abs_sum.mean() / n) if n else 0.0,
-        max_abs_delta=max((t[1] for t in totals), default=0.0),
+        mean_abs_delta=abs_total / (n * k) if n else 0.0,
+        max_abs_delta=max(r._abs_peak for r in runtimes),
         latency_us={"step": step_w.summary_us(), "correction": corr_w.summary_us()},
         last_error=errors[-1] if errors else None, details=details,
     )
