@@ -40,6 +40,23 @@ def test_rollback_without_history_is_a_clear_error(tmp_path: Path) -> None:
         reg.rollback("student", to="v0042")
 
 
+def test_rollback_publishes_exactly_the_baselines_files(tmp_path: Path) -> None:
+    """A student with an int8 file, then one without: after promotion or rollback the published
+    folder holds only the baseline's own files, never a stale int8 export from another version."""
+    reg = Registry(tmp_path)
+    v1 = reg.register("student", {"student.onnx": b"fp32-one"})
+    v2 = reg.register("student", {"student.onnx": b"fp32-two", "student.int8.onnx": b"int8-two"})
+    reg.promote("student", v1)
+    reg.promote("student", v2)
+    assert (tmp_path / "student" / "student.int8.onnx").read_bytes() == b"int8-two"
+    assert reg.rollback("student") == v1
+    assert (tmp_path / "student" / "student.onnx").read_bytes() == b"fp32-one"
+    assert not (tmp_path / "student" / "student.int8.onnx").exists()
+    assert (reg.root / "student" / v2 / "student.int8.onnx").read_bytes() == b"int8-two"  # the version keeps it
+    assert reg.rollback("student", to=v2) == v2
+    assert (tmp_path / "student" / "student.int8.onnx").read_bytes() == b"int8-two"
+
+
 def test_tampered_artefact_is_refused(tmp_path: Path) -> None:
     reg = Registry(tmp_path)
     v = reg.register("residual", {"policy.pt": b"weights"})

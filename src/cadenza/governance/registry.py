@@ -186,10 +186,14 @@ class Registry:
         return target
 
     def _publish(self, kind: str, version: str) -> None:
+        """Copy the version's files to their published paths; a published file the version lacks is removed
+        (it belonged to an earlier baseline, and the registry keeps that version's own copy)."""
         for name, rel in PUBLISH.get(kind, {}).items():
-            src = self.root / kind / version / name
+            src, dst = self.root / kind / version / name, self.project_root / rel
             if src.is_file():
-                atomic_write_bytes(self.project_root / rel, src.read_bytes())
+                atomic_write_bytes(dst, src.read_bytes())
+            elif dst.is_file():
+                dst.unlink()
 
     # ------------------------------------------------------------------ ledger
     def record_verdict(self, kind: str, version: str, verdict: str, reasons: list[str],
