@@ -51,6 +51,11 @@ class ProxyBody:
         return float(self.env.yaw[0])
 
     @property
+    def velocity(self) -> tuple[float, float]:
+        """World-frame velocity (m/s)."""
+        return float(self.env.vel[0, 0]), float(self.env.vel[0, 1])
+
+    @property
     def speed(self) -> float:
         return float(np.hypot(*self.env.vel[0]))
 

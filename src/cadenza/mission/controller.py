@@ -5,10 +5,13 @@ the promoted student.
 residual, the residual on top of it through the control law; without one it is the base alone (label
 ``base``). ``--controller student`` runs the promoted distilled student instead.
 
-The residual is trained on approaches to a goal that end when the body comes within the goal radius
-(``NOMINAL.goal_radius``, 0.35 m), so it has never seen a carrot closer than that. Mission steps put
-the carrot that close when the body should arrive and stop, or turn on the spot; there the base
-drives alone, as the safe runtime does with any input outside what the residual was trained on.
+The residual is trained on dashes to a goal that end when the body comes within the goal radius
+(``NOMINAL.goal_radius``, 0.35 m): it has never had to stop, turn on the spot or hold a posture, and
+never seen a carrot closer than that. The skill running the step therefore says, tick by tick, how
+much of the residual's correction to apply (``act(obs, residual_weight)``, see
+:mod:`cadenza.mission.skills`): all of it while travelling, none while braking, turning or changing
+posture, where the base drives alone, as the safe runtime does with inputs outside what the residual
+was trained on. The residual still runs every tick, so its rate limit sees a continuous stream.
 """
 
 from __future__ import annotations
@@ -21,9 +24,6 @@ import numpy as np
 from cadenza.base import BasePolicy, load_base
 from cadenza.errors import CadenzaError
 from cadenza.project.config import Project
-from cadenza.tasks.proxy.rescue_dog import NOMINAL
-
-RESIDUAL_MIN_CARROT_M = NOMINAL.goal_radius  # closer carrots are outside the residual's training data
 
 CONTROLLERS = ("residual", "student")
 
@@ -44,7 +44,9 @@ class LowLevelController:
             if part is not None and hasattr(part, "reset"):
                 part.reset(np.ones(1, dtype=bool))
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
+    def act(self, obs: np.ndarray, residual_weight: float = 1.0) -> np.ndarray:
+        """The command for ``obs``; ``residual_weight`` in [0, 1] scales the residual's correction
+        (the skill sets it from its phase; 0 runs the base alone)."""
         if self.student is not None:
             fn = self.student.act if hasattr(self.student, "act") else self.student
             return np.asarray(fn(obs), dtype=np.float64).reshape(obs.shape[0], -1)
@@ -52,8 +54,8 @@ class LowLevelController:
         a_base = self.base(obs)
         if self.residual is not None:
             a = np.asarray(self.residual.act(obs, a_base), dtype=np.float64)
-            in_range = obs[:, 2] * 5.0 >= RESIDUAL_MIN_CARROT_M  # obs 2 is the carrot distance / 5
-            return np.where(in_range[:, None], a, a_base)
+            w = min(max(float(residual_weight), 0.0), 1.0)
+            return a_base + w * (a - a_base)
         return a_base
 
     def describe(self) -> dict[str, Any]:

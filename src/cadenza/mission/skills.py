@@ -2,19 +2,30 @@
 
 Every skill steers the base through the *carrot* it puts in the proxy's goal slot:
 
-* ``walk_forward d``: a fixed waypoint ``d`` metres along the heading at the start; the base walks
-  there at its own pace (up to 1.2 m/s); the step ends once the body is near it and slow.
+* ``walk_forward d``: the carrot runs ahead on the line of travel (the heading at the start), by
+  the distance still to go less ``WALK_BRAKE_S`` seconds of the current speed (at most 1.5 m, at
+  least 0.05 m): the base walks at its own pace (up to 1.2 m/s) and is asked to slow down early
+  enough to stop near the end even on slippery ground. The carrot never falls behind the body, so an
+  overshoot never makes the base turn round. The step ends near the end and slow.
 * ``crawl_forward d``: crawl posture; the carrot runs 0.35 m ahead on the line of travel, so the base
   moves at about 0.5 m/s (crawling is a lower speed command) and holds the line.
-* ``turn_left a`` / ``turn_right a``: the carrot sits 0.08 m away in the target heading, so the base
+* ``turn_left a`` / ``turn_right a``: the carrot sits 0.05 m away in the target heading, so the base
   turns to face it while barely moving.
 * ``climb_step``: needs the step face within 0.6 m ahead and the robot within 30 degrees of square to
-  it; then the body is carried slowly over the edge onto the ledge.
+  it; then the carrot runs 0.6 m ahead on the line and the body is carried over the edge onto the
+  ledge (about 0.9 m/s asked).
 * ``sit`` / ``stand``: posture changes; the base holds the heading for half a second. ``sit`` is the
   signal that ends the search: within ``SIGNAL_M`` of the victim it counts as reaching it; anywhere
   else the mission ends without success.
 
 A step ends when its target is met, on a collision, when the victim is reached, or at its time limit.
+
+**Where the residual acts.** The promoted residual was trained on dashes to a goal that end 0.35 m
+from it (``NOMINAL.goal_radius``); it learned to add forward thrust on the way there, never to stop,
+turn on the spot or hold a posture. Each tick the skill sets the residual's weight
+(:func:`residual_weight`): full while it travels toward a carrot at least ``RESIDUAL_FULL_M`` away,
+fading to none at ``RESIDUAL_OFF_M`` (so the walk's braking is the base's own), and none in turns and
+posture changes. The weight is computed from the exact carrot distance, not the noisy observation.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from cadenza.mission.actions import ActionStep
 from cadenza.mission.body import ProxyBody
 from cadenza.mission.controller import LowLevelController
 from cadenza.mission.world import REACH_M, ROBOT_R, SIGNAL_M, BodyState, Site, collision_kind
+from cadenza.tasks.proxy.rescue_dog import NOMINAL
 
 # The parameters each skill reads; [mission.actions] must match these.
 SKILL_PARAMS: dict[str, tuple[str, ...]] = {
@@ -39,10 +51,18 @@ SKILL_PARAMS: dict[str, tuple[str, ...]] = {
     "stand": (),
 }
 CRAWL_LEAD_M = 0.35
-TURN_LEAD_M = 0.08
+TURN_LEAD_M = 0.05
 HOLD_LEAD_M = 0.1
 CLIMB_REACH_M = 0.6
 CLIMB_MAX_DEG = 30.0
+CLIMB_LEAD_M = 0.6
+WALK_MAX_LEAD_M = 1.5  # beyond the base's slow-down radius: full speed
+WALK_MIN_LEAD_M = 0.05  # the carrot is never closer than this ahead of the body's projection
+WALK_BRAKE_S = 0.6  # the carrot leads by the distance to go less this many seconds of the speed
+WALK_TOL_M = 0.12  # the walk ends this close to its end ...
+WALK_STOP_SPEED = 0.25  # ... once the body is slower than this (m/s)
+RESIDUAL_OFF_M = NOMINAL.goal_radius  # the residual never saw a goal closer than this
+RESIDUAL_FULL_M = 0.5  # full residual from this carrot distance on
 TRACE_EVERY = 5  # ticks between recorded path points (10 Hz)
 
 
@@ -83,24 +103,58 @@ class _Skill:
     def done(self, body: ProxyBody) -> bool:
         return False
 
+    def residual_weight(self, carrot_m: float) -> float:
+        """How much of the residual's correction to apply this tick (0: the base alone)."""
+        return 0.0
 
-class _Walk(_Skill):
+
+def residual_weight(carrot_m: float) -> float:
+    """The residual's weight while travelling toward a carrot ``carrot_m`` away: 1 from
+    ``RESIDUAL_FULL_M`` on, 0 at ``RESIDUAL_OFF_M`` and closer, linear between."""
+    if carrot_m >= RESIDUAL_FULL_M:
+        return 1.0
+    if carrot_m <= RESIDUAL_OFF_M:
+        return 0.0
+    return (carrot_m - RESIDUAL_OFF_M) / (RESIDUAL_FULL_M - RESIDUAL_OFF_M)
+
+
+class _Travel(_Skill):
+    """A skill that moves the body along the line of its heading at the start."""
+
+    def along(self, body: ProxyBody) -> float:
+        return (body.x - self.x0) * self.hx + (body.y - self.y0) * self.hy
+
+    def on_line(self, s: float) -> tuple[float, float]:
+        return self.x0 + s * self.hx, self.y0 + s * self.hy
+
+    def residual_weight(self, carrot_m: float) -> float:
+        return residual_weight(carrot_m)
+
+
+def walk_lead(to_go: float, speed_along: float) -> float:
+    """How far ahead of the body's projection the walk's carrot sits (see the module docstring)."""
+    return min(max(to_go - WALK_BRAKE_S * max(speed_along, 0.0), WALK_MIN_LEAD_M), WALK_MAX_LEAD_M)
+
+
+class _Walk(_Travel):
     posture = "standing"
 
     def __init__(self, body: ProxyBody, d: float) -> None:
         super().__init__(body)
-        self.tx, self.ty = self.x0 + d * self.hx, self.y0 + d * self.hy
-        self.tol = min(0.12, 0.4 * d)
+        self.d = d
         self.max_ticks = int((2.0 + d / 0.8) / body.dt)
 
     def carrot(self, body: ProxyBody) -> tuple[float, float]:
-        return self.tx, self.ty
+        along = self.along(body)
+        vx, vy = body.velocity
+        lead = walk_lead(self.d - along, self.hx * vx + self.hy * vy)
+        return self.on_line(max(along, 0.0) + lead)
 
     def done(self, body: ProxyBody) -> bool:
-        return math.hypot(self.tx - body.x, self.ty - body.y) < self.tol and body.speed < 0.25
+        return self.d - self.along(body) < WALK_TOL_M and body.speed < WALK_STOP_SPEED
 
 
-class _Line(_Skill):
+class _Line(_Travel):
     """Follow the heading line with a carrot ``lead`` metres ahead of the body's projection."""
 
     lead = CRAWL_LEAD_M
@@ -110,13 +164,9 @@ class _Line(_Skill):
         self.d = d
         self.max_ticks = int((2.0 + d / 0.35) / body.dt)
 
-    def along(self, body: ProxyBody) -> float:
-        return (body.x - self.x0) * self.hx + (body.y - self.y0) * self.hy
-
     def carrot(self, body: ProxyBody) -> tuple[float, float]:
         # the carrot stops a little past the end, so the body slows down but is always drawn on
-        s = min(max(self.along(body), 0.0) + self.lead, self.d + 0.1)
-        return self.x0 + s * self.hx, self.y0 + s * self.hy
+        return self.on_line(min(max(self.along(body), 0.0) + self.lead, self.d + 0.1))
 
     def done(self, body: ProxyBody) -> bool:
         return self.along(body) >= self.d - 0.03
@@ -129,6 +179,7 @@ class _Crawl(_Line):
 class _Climb(_Line):
     posture = "standing"
     climbing = True
+    lead = CLIMB_LEAD_M
 
     def __init__(self, body: ProxyBody, step_x: float) -> None:
         travel = (step_x + ROBOT_R + 0.05 - body.x) / max(math.cos(body.yaw), 0.5)
@@ -204,8 +255,10 @@ def execute(step: ActionStep, site: Site, state: BodyState, body: ProxyBody,
         state.posture = skill.posture
     body.start_step()
     for tick in range(1, min(skill.max_ticks, ProxyBody.horizon) + 1):
-        body.set_carrot(*skill.carrot(body))
-        body.step(controller.act(body.observe()))
+        cx, cy = skill.carrot(body)
+        body.set_carrot(cx, cy)
+        weight = skill.residual_weight(math.hypot(cx - body.x, cy - body.y))
+        body.step(controller.act(body.observe(), weight))
         state.x, state.y, state.yaw = body.x, body.y, body.yaw
         finished = skill.done(body)
         if skill.climbing and finished:
