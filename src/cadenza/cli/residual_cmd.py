@@ -26,9 +26,10 @@ def init(
 ) -> None:
     """Fix the residual architecture and dry-run profile it (params, latency, memory). No training."""
     from cadenza.project.config import load_project
+
+    proj = load_project(project)  # a bad cadenza.toml fails here, before torch is imported
     from cadenza.residual.scaffold import init_residual, spec_path
 
-    proj = load_project(project)
     spec = init_residual(proj, hidden_dim=hidden_dim, alpha=alpha, obs_dim=obs_dim, rate_limit=rate_limit,
                          gate=False if no_gate else None, device=device, real=real)
     a, p = spec["architecture"], spec["profile"]
