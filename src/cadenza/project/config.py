@@ -83,6 +83,9 @@ class TaskSection(_Section):
     id: str = "proxy:rescue-dog"
     level: Unit = 1.0  # target perturbation level (curriculum ends here; eval runs here)
     num_envs: int = Field(64, ge=1, le=65536)
+    # when a proxy episode counts as a success: "reach" = inside the goal radius, "stop" = inside it and
+    # slower than the stop speed (docs/proxy.md); training, evaluation and scoring all use it
+    arrival: Literal["reach", "stop"] = "reach"
     real: RealTaskSection = Field(default_factory=RealTaskSection)
 
     @field_validator("id")

@@ -22,7 +22,7 @@ def make_task(project: Project, *, num_envs: int | None = None, level: float | N
     if cfg.id == "proxy:rescue-dog":
         from cadenza.tasks.proxy.rescue_dog import RescueDogProxy
 
-        return RescueDogProxy(num_envs=n, level=lv, reward=reward)
+        return RescueDogProxy(num_envs=n, level=lv, reward=reward, arrival=cfg.arrival)
     raise ConfigError(f"{project.root / 'cadenza.toml'}: key 'task.id': {cfg.id!r} has no proxy task; "
                       "run the command with --real (it uses [task.real])")
 

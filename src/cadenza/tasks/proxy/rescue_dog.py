@@ -24,6 +24,16 @@ Observation (18 floats, body frame, as a robot's sensors and state estimator wou
 17    share of the time limit left
 ====  ==========================================================
 
+Arrival: by default (``arrival="reach"``) the episode succeeds and ends the first step the body is
+within the goal radius, however fast it is moving. ``arrival="stop"`` (opt-in) asks the robot to
+arrive and stop: success needs the body within the goal radius *and* slower than ``STOP_SPEED``
+(0.25 m/s, the speed the mission's walk counts as stopped); passing through the goal fast neither
+succeeds nor ends the episode, so the robot has to come back. A share ``NEAR_SHARE`` of the
+episodes then starts close to the goal (``NEAR_DIST`` m), half of them at any bearing, with the
+debris beyond the goal and its first piece nearly in line, so braking, turning on the spot and not
+overshooting into debris are in the data. The stop rule draws its own random numbers after all of
+the default ones; ``"reach"`` is exactly the task as it was before the option existed.
+
 Reward is sparse by default: +1 on reaching the goal, -1 on a collision, 0 otherwise.
 ``reward="dense"`` adds a shaped term: the progress toward the goal each step (m), the same
 +1 / -1 at the end. Same seed and same actions give bit-identical rollouts.
@@ -49,6 +59,13 @@ NUM_OBSTACLES = 4
 SLOT_START, SLOT_SPACING = 0.8, 0.95  # m along the corridor
 BEHIND_PENALTY = 1.0  # metres added to an obstacle's rank once the robot has passed it
 PROGRESS_REWARD = 0.2  # dense reward per metre of progress toward the goal (a whole episode earns about 1)
+ARRIVALS = ("reach", "stop")
+STOP_SPEED = 0.25  # m/s: with arrival="stop", the body must be slower than this inside the goal radius
+NEAR_SHARE = 0.3  # with arrival="stop", the share of episodes that start close to the goal at any bearing
+NEAR_DIST = (0.3, 3.0)  # m: their start-to-goal distance (a mission's walk is 0.1-3 m)
+NEAR_SPIN_SHARE = 0.5  # of those, the share that starts at any bearing (the rest roughly facing the goal)
+NEAR_IN_LINE = 0.3  # their first piece of debris lies this share of the usual spread across the corridor
+NEAR_DEBRIS_GAP = 0.7  # m: their first piece of debris sits this far beyond the goal along the corridor
 
 
 @dataclass(frozen=True)
@@ -180,9 +197,13 @@ class RescueDogProxy(BatchedTaskBase):
         reward: Literal["sparse", "dense"] = "sparse",
         autoreset: bool = True,
         horizon: int = HORIZON,
+        arrival: Literal["reach", "stop"] = "reach",
     ) -> None:
         if reward not in ("sparse", "dense"):
             raise ValueError(f"reward must be 'sparse' or 'dense', got {reward!r}")
+        if arrival not in ARRIVALS:
+            raise ValueError(f"arrival must be 'reach' or 'stop', got {arrival!r}")
+        self.arrival = arrival
         self.num_envs = int(num_envs)
         self.reward_mode = reward
         self.autoreset = autoreset
@@ -255,6 +276,8 @@ class RescueDogProxy(BatchedTaskBase):
             collision |= row
         new_dist = np.hypot(vec[0, 0], vec[1, 0])
         at_goal = new_dist < NOMINAL.goal_radius
+        if self.arrival == "stop":  # inside the radius is not enough: the body must also have stopped
+            at_goal &= np.hypot(self.vel[:, 0], self.vel[:, 1]) < STOP_SPEED
         success = np.greater(at_goal, collision)  # at the goal and no collision
         terminated = at_goal | collision
         truncated = np.greater(self.t >= self.horizon, terminated)
@@ -336,7 +359,41 @@ class RescueDogProxy(BatchedTaskBase):
         self.slope[idx, 1] = g_slope * np.sin(wdir[:, 1])
         self.latency[idx] = np.floor(p.latency_steps * lv * rng.uniform(0.0, 1.0, k) + 0.5).astype(np.int64)
         self.noise[idx] = p.noise * j[:, 5]
+        if self.arrival == "stop":
+            yaw, gx, gy, dist = self._start_near(idx, ang, yaw, gx, gy, dist, along, across, obst)
         return idx, yaw, gx, gy, ox, oy, obst_r, dist
+
+    def _start_near(self, idx: np.ndarray, ang: np.ndarray, yaw: np.ndarray, gx: np.ndarray, gy: np.ndarray,
+                    dist: np.ndarray, along: np.ndarray, across: np.ndarray, obst: np.ndarray
+                    ) -> tuple[np.ndarray, ...]:
+        """``arrival="stop"``: turn a share of the new episodes into near starts (see the module docstring).
+
+        Draws after every default draw, always the same shapes; rewrites the chosen episodes' goal, yaw
+        and debris (``obst``, whose x and y views the caller returns, is updated in place).
+        """
+        rng, k = self._rng, idx.size
+        near = rng.uniform(0.0, 1.0, k) < NEAR_SHARE
+        d_near = rng.uniform(NEAR_DIST[0], NEAR_DIST[1], k)
+        yaw_off = rng.uniform(-np.pi, np.pi, k)
+        spin = rng.uniform(0.0, 1.0, k) < NEAR_SPIN_SHARE
+        if not near.any():
+            return yaw, gx, gy, dist
+        hx, hy = np.cos(ang), np.sin(ang)
+        dist = np.where(near, d_near, dist)
+        gx, gy = hx * dist, hy * dist
+        yaw = np.where(near & spin, ang + yaw_off, yaw)
+        shift = np.where(near, d_near + NEAR_DEBRIS_GAP - SLOT_START, 0.0)[:, None]
+        along = along + shift
+        across = across.copy()
+        across[:, 0] *= np.where(near, NEAR_IN_LINE, 1.0)
+        obst[..., 0] = along * hx[:, None] + across * -hy[:, None]
+        obst[..., 1] = along * hy[:, None] + across * hx[:, None]
+        self.goal[idx, 0] = gx
+        self.goal[idx, 1] = gy
+        self.yaw[idx] = yaw
+        self.obst[idx] = obst
+        self.dist[idx] = dist
+        return yaw, gx, gy, dist
 
     def _cos_sin(self, fresh: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """cos and sin of the current yaw, reused while the yaw is unchanged bit for bit (or ``fresh``)."""
@@ -472,8 +529,9 @@ class RescueDogEnv(gym.Env):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, level: float = 1.0, reward: Literal["sparse", "dense"] = "sparse",
-                 horizon: int = HORIZON) -> None:
-        self._core = RescueDogProxy(num_envs=1, level=level, reward=reward, autoreset=False, horizon=horizon)
+                 horizon: int = HORIZON, arrival: Literal["reach", "stop"] = "reach") -> None:
+        self._core = RescueDogProxy(num_envs=1, level=level, reward=reward, autoreset=False, horizon=horizon,
+                                    arrival=arrival)
         self.observation_space = self._core.single_observation_space
         self.action_space = self._core.single_action_space
 
