@@ -271,30 +271,10 @@ def score_student(project: Project, version: str, *, episodes: int, real: bool =
                         wall_s=time.perf_counter() - t0)
 
 
-PUBLISHED = ("student.onnx", "student.int8.onnx", "student.safetensors", "student.json")
-
-
 def apply_verdict(project: Project, card: Scorecard, version: str, promote: bool) -> str:
-    """Record the verdict in the ledger and move the student baseline as it says; returns what was done."""
-    reg = Registry(project.root)
-    metrics = {k: {m: v[m] for m in ("episodes", "success_rate", "collision_rate")} for k, v in card.metrics.items()}
-    if card.verdict == "DEPLOY" and promote:
-        action = f"promoted {version} to student baseline"
-    elif card.verdict == "DEPLOY":
-        action = f"{version} passes; not promoted (use --promote)"
-    elif card.verdict == "BLOCK":
-        bl = reg.baseline("student")
-        action = f"blocked {version}; baseline stays {bl}" if bl else f"blocked {version}; no student baseline"
-    else:
-        action = f"{version} kept as a candidate; baseline unchanged"
-    reg.record_verdict("student", version, card.verdict, card.reasons, metrics, action)
-    if card.verdict == "DEPLOY" and promote:
-        reg.promote("student", version, card.reasons, metrics)
-        files = reg.manifest("student", version)["files"]
-        for name in PUBLISHED:  # an older version's int8 file must not sit beside a version that has none
-            if name not in files:
-                (project.student_dir / name).unlink(missing_ok=True)
-    return action
+    """Record the verdict in the ledger and move the student baseline as it says; returns what was done.
+    Promotion publishes exactly the version's files (the registry removes an older version's int8 export)."""
+    return Registry(project.root).apply_verdict("student", version, card, promote, no_baseline="no student baseline")
 
 
 def headroom(budget_ms: float, p99_us: float) -> float:

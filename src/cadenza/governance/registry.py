@@ -195,6 +195,26 @@ class Registry:
             elif dst.is_file():
                 dst.unlink()
 
+    def apply_verdict(self, kind: str, version: str, card: Any, promote: bool, *, no_baseline: str) -> str:
+        """Record a scorecard's verdict for ``version`` and move the baseline as it says (promotion only on
+        DEPLOY with ``promote``); returns one line saying what was done. ``no_baseline`` is what a BLOCK
+        leaves in place when ``kind`` has no baseline yet."""
+        metrics = {k: {m: v[m] for m in ("episodes", "success_rate", "collision_rate")}
+                   for k, v in card.metrics.items()}
+        if card.verdict == "DEPLOY" and promote:
+            action = f"promoted {version} to {kind} baseline"
+        elif card.verdict == "DEPLOY":
+            action = f"{version} passes; not promoted (use --promote)"
+        elif card.verdict == "BLOCK":
+            bl = self.baseline(kind)
+            action = f"blocked {version}; baseline stays {bl}" if bl else f"blocked {version}; {no_baseline}"
+        else:
+            action = f"{version} kept as a candidate; baseline unchanged"
+        self.record_verdict(kind, version, card.verdict, card.reasons, metrics, action)
+        if card.verdict == "DEPLOY" and promote:
+            self.promote(kind, version, card.reasons, metrics)
+        return action
+
     # ------------------------------------------------------------------ ledger
     def record_verdict(self, kind: str, version: str, verdict: str, reasons: list[str],
                        metrics: dict[str, Any], action: str) -> None:

@@ -52,19 +52,6 @@ def score_residual(project: Project, candidate: ResidualController, base: BasePo
 
 
 def apply_verdict(project: Project, card: Scorecard, version: str, promote: bool) -> str:
-    """Record the verdict in the ledger and move the baseline as it says; returns what was done."""
-    reg = Registry(project.root)
-    metrics = {k: {m: v[m] for m in ("episodes", "success_rate", "collision_rate")} for k, v in card.metrics.items()}
-    if card.verdict == "DEPLOY" and promote:
-        action = f"promoted {version} to residual baseline"
-    elif card.verdict == "DEPLOY":
-        action = f"{version} passes; not promoted (use --promote)"
-    elif card.verdict == "BLOCK":
-        bl = reg.baseline("residual")
-        action = f"blocked {version}; baseline stays {bl}" if bl else f"blocked {version}; no baseline (base alone)"
-    else:
-        action = f"{version} kept as a candidate; baseline unchanged"
-    reg.record_verdict("residual", version, card.verdict, card.reasons, metrics, action)
-    if card.verdict == "DEPLOY" and promote:
-        reg.promote("residual", version, card.reasons, metrics)
-    return action
+    """Record the verdict in the ledger and move the residual baseline as it says; returns what was done."""
+    return Registry(project.root).apply_verdict("residual", version, card, promote,
+                                                no_baseline="no baseline (base alone)")
