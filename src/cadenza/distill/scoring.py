@@ -27,7 +27,7 @@ from cadenza.governance.scorecard import (
     rate_at_least,
     rate_at_most,
 )
-from cadenza.governance.stats import wilson
+from cadenza.governance.stats import smallest_passing, wilson
 from cadenza.project.config import Project
 
 EXPORT_PARITY_TOL = 1e-5  # fp32 export vs the torch student, max |action difference|
@@ -72,19 +72,7 @@ def _scaled_episodes_needed(table: tuple[int, int, int, int], decided: Any, conf
         scaled = [round(c * n / n0) for c in table]
         return decided(*paired_diff_interval(*scaled, confidence=confidence))
 
-    n = n0
-    while n <= n_max and not ok(n):
-        n *= 2
-    if n > n_max:
-        return None
-    lo, hi = n // 2, n  # bisect between the last undecided and the first decided size
-    while hi - lo > max(1, n0 // 100):
-        mid = (lo + hi) // 2
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return smallest_passing(ok, n_max, start=n0, tol=max(1, n0 // 100))
 
 
 def gap_check(name: str, table: tuple[int, int, int, int], max_gap: float, confidence: float) -> Check:

@@ -38,7 +38,7 @@ def episodes_needed(p: float, threshold: float, confidence: float = 0.95, n_max:
         lo, hi = wilson(round(p * n), n, confidence)
         return lo >= threshold or hi < threshold if p >= threshold else hi <= threshold or lo > threshold
 
-    return _smallest(clears, n_max)
+    return smallest_passing(clears, n_max)
 
 
 def episodes_needed_diff(p: float, p_ref: float, margin: float, confidence: float = 0.95,
@@ -48,17 +48,19 @@ def episodes_needed_diff(p: float, p_ref: float, margin: float, confidence: floa
         lo, hi = diff_interval(round(p * n), n, round(p_ref * n), n, confidence)
         return lo >= -margin or hi < -margin
 
-    return _smallest(clears, n_max)
+    return smallest_passing(clears, n_max)
 
 
-def _smallest(ok: Callable[[int], bool], n_max: int) -> int | None:
-    n = 8
+def smallest_passing(ok: Callable[[int], bool], n_max: int, *, start: int = 8, tol: int = 1) -> int | None:
+    """Smallest n (within ``tol``) with ``ok(n)``, searched by doubling from ``start`` then bisecting;
+    ``None`` when no n up to ``n_max`` passes. ``ok`` must be monotone in n."""
+    n = start
     while n <= n_max and not ok(n):
         n *= 2
     if n > n_max:
         return None
     lo, hi = n // 2, n  # bisect between the last failing and the first passing size
-    while hi - lo > 1:
+    while hi - lo > tol:
         mid = (lo + hi) // 2
         if ok(mid):
             hi = mid
