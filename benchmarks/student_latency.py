@@ -26,7 +26,6 @@ import os
 import platform
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,7 +35,14 @@ from rich.console import Console
 from rich.table import Table
 
 from cadenza.distill.export import export_onnx, load_weights, quantize_int8, save_weights
-from cadenza.distill.runtime import FP32_NAME, INT8_NAME, WEIGHTS_NAME, NumpyStudent, OnnxStudent
+from cadenza.distill.runtime import (
+    FP32_NAME,
+    INT8_NAME,
+    WEIGHTS_NAME,
+    NumpyStudent,
+    OnnxStudent,
+    measure_latency,
+)
 from cadenza.distill.student import Student, StudentArch
 from cadenza.utils.versions import library_versions
 
@@ -94,18 +100,6 @@ def _runtimes(files: dict[str, Path]) -> dict[str, Callable[[np.ndarray], np.nda
             "onnx_int8": OnnxStudent(files[INT8_NAME]).act, "numpy_fp32": NumpyStudent(files[WEIGHTS_NAME]).act}
 
 
-def _time(fn: Callable[[np.ndarray], np.ndarray], obs: np.ndarray, warmup: int, iters: int) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn(obs)
-    ts = np.empty(iters)
-    clock = time.perf_counter_ns
-    for i in range(iters):
-        t = clock()
-        fn(obs)
-        ts[i] = clock() - t
-    return float(np.percentile(ts, 50)) / 1e3, float(np.percentile(ts, 99)) / 1e3
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--project", default=None, help="use this project's newest student (default: a fresh one)")
@@ -123,7 +117,8 @@ def main() -> None:
         per: dict[str, list[tuple[float, float]]] = {k: [] for k in runtimes}
         for _ in range(args.repeats):
             for name, fn in runtimes.items():
-                per[name].append(_time(fn, obs, args.warmup, args.iters))
+                lat = measure_latency(fn, obs, warmup=args.warmup, iters=args.iters)
+                per[name].append((lat["p50_us"], lat["p99_us"]))
         sizes = {n: p.stat().st_size for n, p in files.items()}
     rows = {k: {"p50_us": statistics.median(p for p, _ in v), "p99_us": statistics.median(q for _, q in v),
                 "rounds": [{"p50_us": p, "p99_us": q} for p, q in v], "max_abs_diff_vs_torch": max_diff[k]}
