@@ -33,6 +33,32 @@ def make_project(path: Path, **overrides: str) -> Path:
     return path
 
 
+
+def tiny_reacher_project(path: Path, *, eval_episodes: int, min_episodes: int) -> Path:
+    """A MuJoCo reacher project (runs with ``--real`` only) with a small residual and evaluation."""
+    path.mkdir(parents=True)
+    (path / "cadenza.toml").write_text(f"""\
+[project]
+name = "{path.name}"
+
+[task]
+id = "builtin:reacher"
+num_envs = 8
+
+[task.real]
+task = "builtin:reacher"
+base = "builtin:reacher-pd"
+
+[residual]
+hidden_dim = 32
+alpha = 0.2
+
+[governance]
+eval_episodes = {eval_episodes}
+min_episodes = {min_episodes}
+""")
+    return path
+
 @pytest.fixture
 def small_project(tmp_path: Path) -> Path:
     """A rescue-dog project with a tiny budget and evaluation, for fast end-to-end tests."""

@@ -17,7 +17,7 @@ from cadenza.bench.schema import REPORT_SCHEMA, errors
 from cadenza.residual.network import ResidualActor, ResidualArch
 from cadenza.residual.policy import ResidualController
 from cadenza.tasks.proxy.rescue_dog import RescueDogProxy
-from tests.conftest import make_project, run_cli
+from tests.conftest import make_project, run_cli, tiny_reacher_project
 
 
 def _bench_project(tmp_path: Path) -> Path:
@@ -164,26 +164,6 @@ def test_sb3_vec_env_adapter_follows_the_vec_env_contract() -> None:
     assert env.get_attr("num_envs") == [4] * 4 and env.env_is_wrapped(object) == [False] * 4
 
 
-TINY_REAL_REACHER = """\
-[project]
-name = "reacher-bench-tiny"
-
-[task]
-id = "builtin:reacher"
-num_envs = 8
-
-[task.real]
-task = "builtin:reacher"
-base = "builtin:reacher-pd"
-
-[residual]
-hidden_dim = 32
-alpha = 0.2
-
-[governance]
-eval_episodes = 16
-min_episodes = 8
-"""
 
 
 @pytest.mark.slow
@@ -191,9 +171,7 @@ def test_bench_real_runs_end_to_end_on_mujoco(tmp_path: Path, capsys: pytest.Cap
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """`bench --real` trains both of our arms on MuJoCo Reacher and labels everything mujoco:reacher."""
     pytest.importorskip("mujoco")
-    root = tmp_path / "reacher"
-    root.mkdir()
-    (root / "cadenza.toml").write_text(TINY_REAL_REACHER)
+    root = tiny_reacher_project(tmp_path / "reacher-bench-tiny", eval_episodes=16, min_episodes=8)
     code, out, err = run_cli(["env", "residual", "bench", str(root), "--real", "--steps", "1024", "--seeds", "1",
                               "--arms", "residual,full", "--eval-episodes", "8", "--workers", "1"],
                              capsys, monkeypatch)

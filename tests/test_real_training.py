@@ -8,28 +8,7 @@ from pathlib import Path
 import pytest
 
 from cadenza.governance.governor import LocalGovernor, TaskProfile
-from tests.conftest import run_cli
-
-TINY_REACHER = """\
-[project]
-name = "reacher-tiny"
-
-[task]
-id = "builtin:reacher"
-num_envs = 8
-
-[task.real]
-task = "builtin:reacher"
-base = "builtin:reacher-pd"
-
-[residual]
-hidden_dim = 32
-alpha = 0.2
-
-[governance]
-eval_episodes = 24
-min_episodes = 16
-"""
+from tests.conftest import run_cli, tiny_reacher_project
 
 
 def profile(label: str, use_base: bool = True) -> TaskProfile:
@@ -55,9 +34,7 @@ def test_the_governor_plans_mujoco_residuals_apart_and_leaves_the_rest_alone() -
 @pytest.mark.slow
 def test_train_real_end_to_end_says_mujoco_everywhere(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    root = tmp_path / "reacher-tiny"
-    root.mkdir()
-    (root / "cadenza.toml").write_text(TINY_REACHER)
+    root = tiny_reacher_project(tmp_path / "reacher-tiny", eval_episodes=24, min_episodes=16)
     code, out, err = run_cli(["env", "residual", "train", root, "--real", "--steps", "2048", "--seed", "1"],
                              capsys, monkeypatch)
     verdict = {0: "DEPLOY", 3: "BLOCK", 4: "NEEDS_DATA"}[code]  # a tiny budget decides nothing in particular
