@@ -147,7 +147,8 @@ def test_the_promoted_residual_runs_on_top_of_the_base(project, monkeypatch: pyt
     monkeypatch.setitem(sys.modules, "cadenza.residual.policy", fake)
     run = run_missions(project, RunOptions(episodes=2, seed=3))
     header = read_log(run.log_path).header
-    assert header["controller"] == {"kind": "residual", "version": "v0007", "base": "builtin:rescue-dog"}
+    assert header["controller"] == {"kind": "residual", "version": "v0007", "base": "builtin:rescue-dog",
+                                    "residual_trained_on": None, "residual_phases": "travel"}
     ticks = sum(s["outcome"]["ticks"] for s in read_log(run.log_path).steps)
     assert residual.acts == ticks > 0
     assert len(residual.resets) == 2 and all(m.tolist() == [True] for m in residual.resets)

@@ -19,70 +19,96 @@ from cadenza.tasks.proxy.rescue_dog import ACT_DIM, DT, HORIZON, RescueDogProxy
 
 
 class ProxyBody:
-    """One proxy robot on a mission site."""
+    """One proxy robot on a mission site: env ``index`` of a :class:`RescueDogProxy` batch.
+
+    ``ProxyBody(level, seed, rocks, start_yaw)`` builds a one-robot batch of its own (``env run``);
+    :meth:`in_batch` places robot ``index`` of a shared batch (the mission training task), whose
+    physics the owner of the batch steps for all robots at once.
+    """
 
     dt = DT
     horizon = HORIZON  # the time-share observation (obs[17]) counts down over this many ticks per action step
 
     def __init__(self, level: float, seed: int, rocks: np.ndarray, start_yaw: float) -> None:
-        self.env = RescueDogProxy(num_envs=1, level=level, autoreset=False, horizon=HORIZON)
-        self.env.reset(seed=int(seed))
-        e = self.env
-        e.pos[0] = 0.0
-        e.yaw[0] = start_yaw
-        e.vel[0] = 0.0
-        e.yaw_rate[0] = 0.0
-        e.acc[0] = 0.0
-        e.obst[0] = rocks[:, :2]
-        e.obst_r[0] = rocks[:, 2]
-        e.goal[0] = e.pos[0]
-        e.dist[0] = 0.0
+        env = RescueDogProxy(num_envs=1, level=level, autoreset=False, horizon=HORIZON)
+        env.reset(seed=int(seed))
+        self.env, self.i = env, 0
+        self._place(rocks, start_yaw)
+
+    @classmethod
+    def in_batch(cls, env: RescueDogProxy, index: int, rocks: np.ndarray, start_yaw: float) -> ProxyBody:
+        """Robot ``index`` of ``env``: draws its perturbation from the batch's random stream (as the
+        proxy's own episode reset does) and places it at the origin of a new site."""
+        body = cls.__new__(cls)
+        body.env, body.i = env, int(index)
+        mask = np.zeros(env.num_envs, dtype=bool)
+        mask[body.i] = True
+        env._reset_envs(mask)
+        body._place(rocks, start_yaw)
+        return body
+
+    def _place(self, rocks: np.ndarray, start_yaw: float) -> None:
+        e, i = self.env, self.i
+        e.pos[i] = 0.0
+        e.yaw[i] = start_yaw
+        e.vel[i] = 0.0
+        e.yaw_rate[i] = 0.0
+        e.acc[i] = 0.0
+        e.obst[i] = rocks[:, :2]
+        e.obst_r[i] = rocks[:, 2]
+        e.goal[i] = e.pos[i]
+        e.dist[i] = 0.0
 
     @property
     def x(self) -> float:
-        return float(self.env.pos[0, 0])
+        return float(self.env.pos[self.i, 0])
 
     @property
     def y(self) -> float:
-        return float(self.env.pos[0, 1])
+        return float(self.env.pos[self.i, 1])
 
     @property
     def yaw(self) -> float:
-        return float(self.env.yaw[0])
+        return float(self.env.yaw[self.i])
 
     @property
     def velocity(self) -> tuple[float, float]:
         """World-frame velocity (m/s)."""
-        return float(self.env.vel[0, 0]), float(self.env.vel[0, 1])
+        return float(self.env.vel[self.i, 0]), float(self.env.vel[self.i, 1])
 
     @property
     def speed(self) -> float:
-        return float(np.hypot(*self.env.vel[0]))
+        return float(np.hypot(*self.env.vel[self.i]))
 
     @property
     def yaw_rate(self) -> float:
-        return float(self.env.yaw_rate[0])
+        return float(self.env.yaw_rate[self.i])
 
     def start_step(self) -> None:
         """A new action step: its time share (obs[17]) starts full."""
-        self.env.t[0] = 0
+        self.env.t[self.i] = 0
 
     def set_carrot(self, x: float, y: float) -> None:
-        e = self.env
-        e.goal[0, 0] = x
-        e.goal[0, 1] = y
-        e.dist[0] = float(np.hypot(x - e.pos[0, 0], y - e.pos[0, 1]))
+        e, i = self.env, self.i
+        e.goal[i, 0] = x
+        e.goal[i, 1] = y
+        e.dist[i] = float(np.hypot(x - e.pos[i, 0], y - e.pos[i, 1]))
 
     def observe(self) -> np.ndarray:
-        """The proxy's 18-dim observation of the current state and carrot, shape (1, 18)."""
+        """The proxy's 18-dim observation of the current state and carrot, shape (1, 18) (one-robot batch)."""
         return self.env._observe()
 
     def step(self, action: np.ndarray) -> None:
-        """Apply one 20 ms command (shape (1, 3), clipped to [-1, 1] as the proxy does).
+        """Apply one 20 ms command (shape (1, 3), clipped to [-1, 1] as the proxy does; one-robot batch).
 
         Calls the proxy's physics directly: ``RescueDogProxy.step`` would also compute its own goal,
         obstacle and reward bookkeeping and an observation that the mission layer recomputes anyway.
         """
-        a = np.clip(np.asarray(action, dtype=np.float64).reshape(1, ACT_DIM), -1.0, 1.0)
-        self.env._physics(a)
-        self.env.t[0] = min(int(self.env.t[0]) + 1, HORIZON - 1)  # keep obs[17] in [0, 1] on long steps
+        step_batch(self.env, action)
+
+
+def step_batch(env: RescueDogProxy, actions: np.ndarray) -> None:
+    """One 20 ms physics tick for every robot of ``env`` (actions (num_envs, 3), clipped to [-1, 1])."""
+    a = np.clip(np.asarray(actions, dtype=np.float64).reshape(env.num_envs, ACT_DIM), -1.0, 1.0)
+    env._physics(a)
+    np.minimum(env.t + 1, HORIZON - 1, out=env.t)  # keep obs[17] in [0, 1] on long steps

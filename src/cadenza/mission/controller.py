@@ -5,13 +5,19 @@ the promoted student.
 residual, the residual on top of it through the control law; without one it is the base alone (label
 ``base``). ``--controller student`` runs the promoted distilled student instead.
 
-The residual is trained on dashes to a goal that end when the body comes within the goal radius
-(``NOMINAL.goal_radius``, 0.35 m): it has never had to stop, turn on the spot or hold a posture, and
-never seen a carrot closer than that. The skill running the step therefore says, tick by tick, how
-much of the residual's correction to apply (``act(obs, residual_weight)``, see
-:mod:`cadenza.mission.skills`): all of it while travelling, none while braking, turning or changing
-posture, where the base drives alone, as the safe runtime does with inputs outside what the residual
-was trained on. The residual still runs every tick, so its rate limit sees a continuous stream.
+Where the residual acts depends on what it was trained on (the task label in its policy file):
+
+* a residual trained on **mission episodes** (``[task] episodes = "mission"``, label
+  ``proxy:missions``) has seen every phase of a mission (walking, braking, turning on the spot, crawling,
+  climbing, holding a posture) and applies its whole correction every tick;
+* a residual trained on the default **dashes** (label ``proxy``) has only ever driven toward a goal
+  at least the goal radius (``NOMINAL.goal_radius``, 0.35 m) away and stopped counting there: it
+  never had to stop, turn on the spot or hold a posture. The skill running the step therefore says,
+  tick by tick, how much of its correction to apply (``act(obs, residual_weight)``, see
+  :mod:`cadenza.mission.skills`): all of it while travelling, none while braking, turning or changing
+  posture, where the base drives alone, as the safe runtime does with inputs outside what the
+  residual was trained on. The residual still runs every tick, so its rate limit sees a continuous
+  stream.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from cadenza.errors import CadenzaError
 from cadenza.project.config import Project
 
 CONTROLLERS = ("residual", "student")
+MISSION_LABEL = "proxy:missions"  # the task label of a residual trained on mission episodes
 
 
 @dataclass
@@ -38,6 +45,7 @@ class LowLevelController:
     student: Any = None  # promoted student: .act(obs) or callable, .version
     version: str | None = None
     notes: list[str] = field(default_factory=list)
+    everywhere: bool = False  # apply the residual's whole correction in every phase (trained on missions)
 
     def reset(self) -> None:
         for part in (self.residual, self.student):
@@ -54,13 +62,17 @@ class LowLevelController:
         a_base = self.base(obs)
         if self.residual is not None:
             a = np.asarray(self.residual.act(obs, a_base), dtype=np.float64)
-            w = min(max(float(residual_weight), 0.0), 1.0)
+            w = 1.0 if self.everywhere else min(max(float(residual_weight), 0.0), 1.0)
             return a_base + w * (a - a_base)
         return a_base
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "version": self.version,
-                "base": self.base.source if self.base is not None else None}
+        d = {"kind": self.kind, "version": self.version,
+             "base": self.base.source if self.base is not None else None}
+        if self.residual is not None:
+            d["residual_trained_on"] = getattr(self.residual, "meta", {}).get("task")
+            d["residual_phases"] = "all" if self.everywhere else "travel"
+        return d
 
 
 def _load_student(project: Project) -> Any:
@@ -103,5 +115,6 @@ def load_controller(project: Project, kind: str = "residual") -> LowLevelControl
     notes = [note] if note else []
     if residual is None:
         return LowLevelController("base", base, notes=notes)
+    everywhere = getattr(residual, "meta", {}).get("task") == MISSION_LABEL
     return LowLevelController("residual", base, residual=residual, version=str(getattr(residual, "version", None)),
-                              notes=notes)
+                              notes=notes, everywhere=everywhere)

@@ -242,49 +242,85 @@ def make_skill(step: ActionStep, body: ProxyBody, site: Site, state: BodyState) 
     raise ValueError(f"no skill for action {n!r}")
 
 
-def execute(step: ActionStep, site: Site, state: BodyState, body: ProxyBody,
-            controller: LowLevelController) -> StepOutcome:
-    """Run one action step to its end; updates ``state`` (pose, posture, ledge) in place."""
-    out = StepOutcome(trace=[[round(body.x, 3), round(body.y, 3)]])
-    d0 = site.victim_distance(body.x, body.y)
-    skill = make_skill(step, body, site, state)
-    if isinstance(skill, str):
-        out.note = skill
-        return out
-    if skill.posture is not None:
-        state.posture = skill.posture
-    body.start_step()
-    for tick in range(1, min(skill.max_ticks, ProxyBody.horizon) + 1):
-        cx, cy = skill.carrot(body)
+class StepRun:
+    """One action step in progress, tick by tick (re-entrant, so a batch of robots can share a physics step).
+
+    ``begin`` (construction) picks the skill and starts the step; then, until :attr:`done`, each tick is
+    :meth:`prepare` (puts the carrot in the goal slot, returns the residual's weight), one physics tick
+    of the body, and :meth:`after_tick`; :meth:`finish` gives the step's outcome.
+    """
+
+    def __init__(self, step: ActionStep, site: Site, state: BodyState, body: ProxyBody) -> None:
+        self.step, self.site, self.state, self.body = step, site, state, body
+        self.out = StepOutcome(trace=[[round(body.x, 3), round(body.y, 3)]])
+        self.d0 = site.victim_distance(body.x, body.y)
+        skill = make_skill(step, body, site, state)
+        self.done = isinstance(skill, str)
+        self.refused = self.done
+        if isinstance(skill, str):
+            self.out.note = skill
+            return
+        self.skill = skill
+        if skill.posture is not None:
+            state.posture = skill.posture
+        body.start_step()
+        self.limit = min(skill.max_ticks, ProxyBody.horizon)
+
+    def prepare(self) -> float:
+        """Before a tick: set this tick's carrot; returns the residual's weight for it."""
+        body = self.body
+        cx, cy = self.skill.carrot(body)
         body.set_carrot(cx, cy)
-        weight = skill.residual_weight(math.hypot(cx - body.x, cy - body.y))
-        body.step(controller.act(body.observe(), weight))
+        return self.skill.residual_weight(math.hypot(cx - body.x, cy - body.y))
+
+    def after_tick(self) -> bool:
+        """After a tick: update the pose and check how the step stands; returns :attr:`done`."""
+        skill, site, state, body, out = self.skill, self.site, self.state, self.body, self.out
         state.x, state.y, state.yaw = body.x, body.y, body.yaw
         finished = skill.done(body)
         if skill.climbing and finished:
             state.on_ledge = True
-        out.ticks = tick
-        if tick % TRACE_EVERY == 0:
+        out.ticks += 1
+        if out.ticks % TRACE_EVERY == 0:
             out.trace.append([round(body.x, 3), round(body.y, 3)])
         out.collision = collision_kind(site, state, skill.climbing and not finished)
         if out.collision:
-            break
-        if site.victim_distance(body.x, body.y) < REACH_M:
+            self.done = True
+        elif site.victim_distance(body.x, body.y) < REACH_M:
             out.reached = True
-            break
-        if finished:
-            break
-    else:
-        out.note = "time limit"
-        if skill.climbing:  # stopped part-way: the body is wherever its centre is
-            state.on_ledge = body.x > site.step_x
-            out.collision = collision_kind(site, state, False)
-    if step.name == "sit" and out.collision is None and not out.reached:
-        out.ends_mission = True
-        dist = site.victim_distance(body.x, body.y)
-        out.reached = dist <= SIGNAL_M
-        out.note = "signalled beside the victim" if out.reached else f"sat down {dist:.1f} m from the victim"
-    if out.trace[-1] != [round(body.x, 3), round(body.y, 3)]:
-        out.trace.append([round(body.x, 3), round(body.y, 3)])
-    out.progress_m = d0 - site.victim_distance(body.x, body.y)
-    return out
+            self.done = True
+        elif finished:
+            self.done = True
+        elif out.ticks >= self.limit:
+            self.done = True
+            out.note = "time limit"
+            if skill.climbing:  # stopped part-way: the body is wherever its centre is
+                state.on_ledge = body.x > site.step_x
+                out.collision = collision_kind(site, state, False)
+        return self.done
+
+    def finish(self) -> StepOutcome:
+        """The step's outcome (call once :attr:`done`)."""
+        out, body, site = self.out, self.body, self.site
+        if self.refused:
+            return out
+        if self.step.name == "sit" and out.collision is None and not out.reached:
+            out.ends_mission = True
+            dist = site.victim_distance(body.x, body.y)
+            out.reached = dist <= SIGNAL_M
+            out.note = "signalled beside the victim" if out.reached else f"sat down {dist:.1f} m from the victim"
+        if out.trace[-1] != [round(body.x, 3), round(body.y, 3)]:
+            out.trace.append([round(body.x, 3), round(body.y, 3)])
+        out.progress_m = self.d0 - site.victim_distance(body.x, body.y)
+        return out
+
+
+def execute(step: ActionStep, site: Site, state: BodyState, body: ProxyBody,
+            controller: LowLevelController) -> StepOutcome:
+    """Run one action step to its end; updates ``state`` (pose, posture, ledge) in place."""
+    run = StepRun(step, site, state, body)
+    while not run.done:
+        weight = run.prepare()
+        body.step(controller.act(body.observe(), weight))
+        run.after_tick()
+    return run.finish()

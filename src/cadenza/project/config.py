@@ -86,6 +86,9 @@ class TaskSection(_Section):
     # when a proxy episode counts as a success: "reach" = inside the goal radius, "stop" = inside it and
     # slower than the stop speed (docs/proxy.md); training, evaluation and scoring all use it
     arrival: Literal["reach", "stop"] = "reach"
+    # what a proxy episode is: "dash" = reach one goal through a debris corridor (docs/proxy.md),
+    # "mission" = a whole rescue-dog mission driven by the scripted planner, as `env run` drives it
+    episodes: Literal["dash", "mission"] = "dash"
     real: RealTaskSection = Field(default_factory=RealTaskSection)
 
     @field_validator("id")
@@ -96,6 +99,13 @@ class TaskSection(_Section):
         if ":" not in v:
             raise ValueError("expected 'proxy:<name>', 'builtin:<name>' or 'module:attr'")
         return v
+
+    @model_validator(mode="after")
+    def _mission_episodes(self) -> TaskSection:
+        if self.episodes == "mission" and self.arrival != "reach":
+            raise ValueError("episodes = 'mission' has its own success rule (the victim reached without a "
+                             "collision); leave arrival at 'reach'")
+        return self
 
 
 class BaseSection(_Section):

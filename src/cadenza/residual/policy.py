@@ -55,10 +55,11 @@ class ResidualController:
     kept per env and cleared with ``reset(mask)`` when an episode ends.
     """
 
-    def __init__(self, actor: ResidualActor, version: str = "unregistered") -> None:
+    def __init__(self, actor: ResidualActor, version: str = "unregistered", meta: dict[str, Any] | None = None) -> None:
         self.actor = actor.eval()
         self.arch = actor.arch
         self.version = version
+        self.meta = meta or {}  # what the policy file says of its training (task label, steps, seed, ...)
         self._prev: np.ndarray | None = None
         self.last_delta: np.ndarray | None = None  # gate * delta after the rate limit, for sanity metrics
 
@@ -94,5 +95,5 @@ def load_promoted_residual(project: Any, device: str = "cpu") -> ResidualControl
     version = reg.baseline("residual")
     if version is None:
         return None
-    actor, _ = load_policy(reg.path("residual", version, "policy.pt"), device)
-    return ResidualController(actor, version)
+    actor, meta = load_policy(reg.path("residual", version, "policy.pt"), device)
+    return ResidualController(actor, version, meta)

@@ -19,6 +19,18 @@ def make_task(project: Project, *, num_envs: int | None = None, level: float | N
         except ImportError as e:
             raise ConfigError(f"--real needs the sim extra (MuJoCo): pip install -e '.[sim]' ({e})") from None
         return make_real_task(project, num_envs=n, level=lv, reward=reward, seed=seed)
+    if cfg.id == "proxy:rescue-dog" and cfg.episodes == "mission":
+        from cadenza.mission.runner import mission_vocabulary
+        from cadenza.mission.task import RescueDogMissionTask
+
+        vocab, _ = mission_vocabulary(project)
+        reference = None
+        if reward == "dense":  # the tracking reward compares the robot with the nominal one under the base
+            from cadenza.base import load_base
+
+            reference = load_base(project.config.base.source, project.root, 3)
+        return RescueDogMissionTask(vocab, num_envs=n, level=lv, reward=reward,
+                                    max_steps=project.config.mission.max_steps, reference=reference)
     if cfg.id == "proxy:rescue-dog":
         from cadenza.tasks.proxy.rescue_dog import RescueDogProxy
 
