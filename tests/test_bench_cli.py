@@ -106,6 +106,14 @@ def test_bad_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert not (proj / "bench").exists()
 
 
+def test_bench_refuses_mission_episodes(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    proj = make_project(tmp_path / "dog", **{"task.episodes": '"mission"'})
+    code, _, err = run_cli(["env", "residual", "bench", str(proj), "--steps", "1000"], capsys, monkeypatch)
+    assert code == 1 and "task.episodes" in err and len(err.strip().splitlines()) == 1
+    assert not (proj / "bench").exists()
+
+
 def test_bench_help_names_every_flag_and_default(capsys: pytest.CaptureFixture[str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, _ = run_cli(["env", "residual", "bench", "--help"], capsys, monkeypatch)

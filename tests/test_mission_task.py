@@ -11,25 +11,16 @@ from cadenza.governance.registry import Registry
 from cadenza.mission.controller import MISSION_LABEL, load_controller
 from cadenza.mission.task import TRACK_REWARD, RescueDogMissionTask
 from cadenza.project.config import ConfigError, load_project
-from cadenza.project.scaffold import init_project
 from cadenza.residual.evaluate import evaluate
 from cadenza.residual.network import ResidualActor, ResidualArch
 from cadenza.residual.policy import save_policy
 from cadenza.tasks.factory import make_task
-
-
-def _set_episodes(root, value: str) -> None:
-    cfg = root / "cadenza.toml"
-    text = cfg.read_text()
-    cfg.write_text(text.replace("[task]\n", f"[task]\nepisodes = \"{value}\"\n", 1))
+from tests.conftest import make_project
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("mtask") / "dog"
-    init_project(root)
-    _set_episodes(root, "mission")
-    return load_project(root)
+    return load_project(make_project(tmp_path_factory.mktemp("mtask") / "dog", **{"task.episodes": '"mission"'}))
 
 
 def _rollout(task, ticks: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,11 +42,7 @@ def test_the_config_key_builds_the_mission_task(project) -> None:
 
 
 def test_mission_episodes_refuse_the_stop_arrival(tmp_path) -> None:
-    root = tmp_path / "dog"
-    init_project(root)
-    _set_episodes(root, "mission")
-    cfg = root / "cadenza.toml"
-    cfg.write_text(cfg.read_text().replace("[task]\n", "[task]\narrival = \"stop\"\n", 1))
+    root = make_project(tmp_path / "dog", **{"task.episodes": '"mission"', "task.arrival": '"stop"'})
     with pytest.raises(ConfigError, match="leave arrival at 'reach'"):
         load_project(root)
 
@@ -102,9 +89,7 @@ def _promote_residual(project, task_label: str) -> str:
 
 
 def test_a_residual_trained_on_missions_acts_in_every_phase(tmp_path) -> None:
-    root = tmp_path / "dog"
-    init_project(root)
-    project = load_project(root)
+    project = load_project(make_project(tmp_path / "dog"))
     _promote_residual(project, "proxy")
     ctl = load_controller(project)
     assert ctl.kind == "residual" and not ctl.everywhere

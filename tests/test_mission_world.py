@@ -182,3 +182,17 @@ def test_body_uses_the_proxy_observation_with_the_carrot_as_goal() -> None:
     assert obs[0, 0] == pytest.approx(0.4) and obs[0, 1] == pytest.approx(0.0) and obs[0, 2] == pytest.approx(0.4)
     near = site.rocks[np.argsort(np.hypot(site.rocks[:, 0], site.rocks[:, 1]))[0]]
     assert np.isclose(np.hypot(obs[0, 6], obs[0, 7]), np.hypot(near[0], near[1]), atol=1e-4) or obs[0, 8] > 0
+
+
+def test_a_climb_ends_with_the_body_well_onto_the_ledge() -> None:
+    from cadenza.mission.skills import CLIMB_ONTO_M
+
+    seed = next(s for s in range(50) if Site.generate(s).step_x < Site.generate(s).debris_x0)  # the step first
+    site, body, state, ctrl = _fresh(seed)
+    walk = site.step_x - ROBOT_R - 0.3  # stand off 0.3 m from the face, square to it
+    execute(ActionStep("walk_forward", {"distance_m": walk}), site, state, body, ctrl)
+    out = execute(ActionStep("climb_step"), site, state, body, ctrl)
+    assert out.collision is None and state.on_ledge
+    assert state.x - ROBOT_R >= site.step_x + CLIMB_ONTO_M  # room to brake and turn before the drop
+    out = execute(ActionStep("turn_left", {"degrees": 90.0}), site, state, body, ctrl)
+    assert out.collision is None and state.on_ledge

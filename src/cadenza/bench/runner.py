@@ -64,6 +64,10 @@ def resolve_settings(project: Project, *, steps: int | None = None, seeds: int |
         raise CadenzaError(f"--steps must be >= 1, got {steps}")
     if n_seeds < 1:
         raise CadenzaError(f"--seeds must be >= 1, got {n_seeds}")
+    if not real and project.config.task.episodes == "mission":
+        raise CadenzaError(f"{project.root / 'cadenza.toml'}: key 'task.episodes': bench compares the arms on "
+                           "dash episodes ('dash'); the mission reward tracks the base, which a full-RL arm "
+                           "does not have")
     try:
         residual_reward = project.config.residual.reward
         full_reward = full_reward or "same"

@@ -13,7 +13,8 @@ Every skill steers the base through the *carrot* it puts in the proxy's goal slo
   turns to face it while barely moving.
 * ``climb_step``: needs the step face within 0.6 m ahead and the robot within 30 degrees of square to
   it; then the carrot runs 0.6 m ahead on the line and the body is carried over the edge onto the
-  ledge (about 0.9 m/s asked).
+  ledge (about 0.9 m/s asked) until the whole body is ``CLIMB_ONTO_M`` (0.2 m) past the edge, so
+  that braking and the next turn have room before the drop.
 * ``sit`` / ``stand``: posture changes; the base holds the heading for half a second. ``sit`` is the
   signal that ends the search: within ``SIGNAL_M`` of the victim it counts as reaching it; anywhere
   else the mission ends without success.
@@ -56,6 +57,7 @@ HOLD_LEAD_M = 0.1
 CLIMB_REACH_M = 0.6
 CLIMB_MAX_DEG = 30.0
 CLIMB_LEAD_M = 0.6
+CLIMB_ONTO_M = 0.2  # the climb ends with the whole body this far onto the ledge (room to brake and turn)
 WALK_MAX_LEAD_M = 1.5  # beyond the base's slow-down radius: full speed
 WALK_MIN_LEAD_M = 0.05  # the carrot is never closer than this ahead of the body's projection
 WALK_BRAKE_S = 0.6  # the carrot leads by the distance to go less this many seconds of the speed
@@ -182,13 +184,13 @@ class _Climb(_Line):
     lead = CLIMB_LEAD_M
 
     def __init__(self, body: ProxyBody, step_x: float) -> None:
-        travel = (step_x + ROBOT_R + 0.05 - body.x) / max(math.cos(body.yaw), 0.5)
+        travel = (step_x + ROBOT_R + CLIMB_ONTO_M + 0.03 - body.x) / max(math.cos(body.yaw), 0.5)
         super().__init__(body, travel)
         self.step_x = step_x
         self.max_ticks = int(4.0 / body.dt)
 
     def done(self, body: ProxyBody) -> bool:
-        return body.x - ROBOT_R > self.step_x + 0.02
+        return body.x - ROBOT_R > self.step_x + CLIMB_ONTO_M
 
 
 class _Turn(_Skill):
