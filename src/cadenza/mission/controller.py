@@ -116,5 +116,8 @@ def load_controller(project: Project, kind: str = "residual") -> LowLevelControl
     if residual is None:
         return LowLevelController("base", base, notes=notes)
     everywhere = getattr(residual, "meta", {}).get("task") == MISSION_LABEL
+    if not everywhere:
+        notes.append("the promoted residual was not trained on missions: it acts only while travelling; "
+                     "train with [task] episodes = \"mission\" for a residual that acts in every phase")
     return LowLevelController("residual", base, residual=residual, version=str(getattr(residual, "version", None)),
                               notes=notes, everywhere=everywhere)

@@ -21,9 +21,10 @@ Every skill steers the base through the *carrot* it puts in the proxy's goal slo
 
 A step ends when its target is met, on a collision, when the victim is reached, or at its time limit.
 
-**Where the residual acts.** The promoted residual was trained on dashes to a goal that end 0.35 m
-from it (``NOMINAL.goal_radius``); it learned to add forward thrust on the way there, never to stop,
-turn on the spot or hold a posture. Each tick the skill sets the residual's weight
+**Where the residual acts.** A residual trained on mission episodes acts in every phase (the
+controller ignores the weight below). One trained on the default dashes to a goal that end 0.35 m
+from it (``NOMINAL.goal_radius``) learned to add forward thrust on the way there, never to stop,
+turn on the spot or hold a posture. For it, each tick the skill sets the residual's weight
 (:func:`residual_weight`): full while it travels toward a carrot at least ``RESIDUAL_FULL_M`` away,
 fading to none at ``RESIDUAL_OFF_M`` (so the walk's braking is the base's own), and none in turns and
 posture changes. The weight is computed from the exact carrot distance, not the noisy observation.
