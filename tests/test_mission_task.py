@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,7 @@ from cadenza.residual.evaluate import evaluate
 from cadenza.residual.network import ResidualActor, ResidualArch
 from cadenza.residual.policy import save_policy
 from cadenza.tasks.factory import make_task
-from tests.conftest import make_project
+from tests.conftest import make_project, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +105,27 @@ def test_a_residual_trained_on_missions_acts_in_every_phase(tmp_path) -> None:
         ctl.residual.actor.net[-1].bias.fill_(5.0)
     a_base = ctl.base(obs)
     assert not np.allclose(ctl.act(obs, 0.0), a_base)  # the skill's weight 0 no longer turns it off
+
+
+@pytest.mark.slow
+def test_train_on_mission_episodes_end_to_end(tmp_path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`env residual train` on mission episodes: trains, scores on missions, records the task label that
+    `env run` reads, and `env run` then applies the candidate in every phase once it is the baseline."""
+    root = make_project(tmp_path / "dog", **{
+        "task.episodes": '"mission"', "task.num_envs": "16", "residual.hidden_dim": "32",
+        "governance.eval_episodes": "24", "governance.min_episodes": "12"})
+    code, out, err = run_cli(["env", "residual", "train", root, "--steps", "4096"], capsys, monkeypatch)
+    assert code in (0, 3, 4), err
+    assert "scorecard [proxy:missions], 24 episodes per policy" in " ".join(out.split())
+    reg = Registry(root)
+    version = reg.latest("residual")
+    assert reg.manifest("residual", version)["metadata"]["task"] == MISSION_LABEL
+    reg.promote("residual", version)
+    code, out, err = run_cli(["env", "run", root, "--headless", "--episodes", "1", "--perturb", "1.0"],
+                             capsys, monkeypatch)
+    assert code == 0 and "not trained on missions" not in err
+    log = sorted((root / ".cadenza-env").glob("*.log.jsonl"))[-1]
+    header = json.loads(log.read_text().splitlines()[0])
+    assert header["controller"]["residual_phases"] == "all"
+    assert header["controller"]["residual_trained_on"] == MISSION_LABEL
