@@ -6,10 +6,12 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cadenza.cli.main import main
 from cadenza.project.scaffold import init_project
+from cadenza.tasks.proxy.rescue_dog import RescueDogProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,3 +82,14 @@ def run_cli(args: list[str | Path], capsys: pytest.CaptureFixture[str],
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def proxy_observations(base, *, num_envs: int, steps: int, seed: int, level: float = 1.0) -> np.ndarray:
+    """Real float32 observations, shape (steps, num_envs, 18), of a base-driven rescue-dog proxy rollout."""
+    task = RescueDogProxy(num_envs=num_envs, level=level)
+    obs, _ = task.reset(seed=seed)
+    rows = []
+    for _ in range(steps):
+        rows.append(obs.copy())
+        obs, *_ = task.step(base(obs))
+    return np.array(rows)

@@ -17,6 +17,7 @@ from cadenza.base.loader import load_base
 from cadenza.residual.network import ResidualActor, ResidualArch
 from cadenza.runtime import BaseFault, SafeRuntime
 from cadenza.tasks.proxy.rescue_dog import RescueDogProxy
+from tests.conftest import proxy_observations
 
 ARCH = ResidualArch(obs_dim=18, act_dim=3, hidden_dim=32, alpha=0.3, rate_limit=0.5)
 # A deadline no healthy call misses even on a loaded CI machine (a worker thread can wait milliseconds
@@ -32,13 +33,7 @@ def base():
 @pytest.fixture(scope="module")
 def observations(base) -> np.ndarray:
     """Real proxy observations from base-driven rollouts at full perturbation."""
-    task = RescueDogProxy(num_envs=8, level=1.0)
-    obs, _ = task.reset(seed=11)
-    rows = []
-    for _ in range(12):
-        rows.append(obs.copy())
-        obs, *_ = task.step(base(obs))
-    return np.concatenate(rows)
+    return proxy_observations(base, num_envs=8, steps=12, seed=11).reshape(-1, 18)
 
 
 class FaultyResidual:

@@ -21,7 +21,7 @@ from cadenza.residual.network import ResidualActor, ResidualArch
 from cadenza.runtime import NumpyResidual, SafeRuntime
 from cadenza.runtime.fast_law import clamp, law_source, make_law
 from cadenza.runtime.safe import combined_health
-from cadenza.tasks.proxy.rescue_dog import RescueDogProxy
+from tests.conftest import proxy_observations
 
 EDGES = np.array([-np.inf, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, np.inf])
 
@@ -175,13 +175,7 @@ def base():
 @pytest.fixture(scope="module")
 def episode(base) -> np.ndarray:
     """Real float32 proxy observations from a base-driven rollout."""
-    task = RescueDogProxy(num_envs=1, level=1.0)
-    obs, _ = task.reset(seed=21)
-    rows = []
-    for _ in range(120):
-        rows.append(obs[0].copy())
-        obs, *_ = task.step(base(obs))
-    return np.array(rows)
+    return proxy_observations(base, num_envs=1, steps=120, seed=21)[:, 0]
 
 
 def _rescue_actor(episode: np.ndarray) -> ResidualActor:
