@@ -45,7 +45,16 @@ class LowLevelController:
     student: Any = None  # promoted student: .act(obs) or callable, .version
     version: str | None = None
     notes: list[str] = field(default_factory=list)
-    everywhere: bool = False  # apply the residual's whole correction in every phase (trained on missions)
+
+    @property
+    def trained_on(self) -> str | None:
+        """The task label the residual's policy file records (None without a residual or a label)."""
+        return getattr(self.residual, "meta", {}).get("task") if self.residual is not None else None
+
+    @property
+    def everywhere(self) -> bool:
+        """Apply the residual's whole correction in every phase: it was trained on mission episodes."""
+        return self.trained_on == MISSION_LABEL
 
     def reset(self) -> None:
         for part in (self.residual, self.student):
@@ -70,7 +79,7 @@ class LowLevelController:
         d = {"kind": self.kind, "version": self.version,
              "base": self.base.source if self.base is not None else None}
         if self.residual is not None:
-            d["residual_trained_on"] = getattr(self.residual, "meta", {}).get("task")
+            d["residual_trained_on"] = self.trained_on
             d["residual_phases"] = "all" if self.everywhere else "travel"
         return d
 
@@ -115,9 +124,9 @@ def load_controller(project: Project, kind: str = "residual") -> LowLevelControl
     notes = [note] if note else []
     if residual is None:
         return LowLevelController("base", base, notes=notes)
-    everywhere = getattr(residual, "meta", {}).get("task") == MISSION_LABEL
-    if not everywhere:
-        notes.append("the promoted residual was not trained on missions: it acts only while travelling; "
-                     "train with [task] episodes = \"mission\" for a residual that acts in every phase")
-    return LowLevelController("residual", base, residual=residual, version=str(getattr(residual, "version", None)),
-                              notes=notes, everywhere=everywhere)
+    ctl = LowLevelController("residual", base, residual=residual, version=str(getattr(residual, "version", None)),
+                             notes=notes)
+    if not ctl.everywhere:
+        ctl.notes.append("the promoted residual was not trained on missions: it acts only while travelling; "
+                         "train with [task] episodes = \"mission\" for a residual that acts in every phase")
+    return ctl

@@ -48,6 +48,7 @@ from gymnasium.vector import AutoresetMode
 
 from cadenza.mission.actions import ActionError, ActionStep, Vocabulary
 from cadenza.mission.body import ProxyBody, step_batch
+from cadenza.mission.controller import MISSION_LABEL
 from cadenza.mission.planners import Planner, PlannerInput, ScriptedPlanner
 from cadenza.mission.skills import StepRun
 from cadenza.mission.world import BodyState, Site, observe
@@ -71,7 +72,6 @@ class _Mission:
     steps: int = 0  # action steps started (refused and invalid ones included, as env run counts them)
     ticks: int = 0
     taken: list[ActionStep] = field(default_factory=list)
-    ret: float = 0.0  # the episode's return so far
 
 
 class RescueDogMissionTask(BatchedTaskBase):
@@ -95,7 +95,7 @@ class RescueDogMissionTask(BatchedTaskBase):
         self.horizon = int(horizon)
         self.env = RescueDogProxy(num_envs=self.num_envs, level=level, autoreset=False)
         self.set_level(level)
-        self.spec_ = TaskSpec(name="rescue-dog-missions", label="proxy:missions", obs_dim=OBS_DIM,
+        self.spec_ = TaskSpec(name="rescue-dog-missions", label=MISSION_LABEL, obs_dim=OBS_DIM,
                               act_dim=ACT_DIM, horizon=self.horizon, control_hz=1.0 / DT)
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
         self.single_action_space = gym.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
@@ -104,6 +104,7 @@ class RescueDogMissionTask(BatchedTaskBase):
         self._planners: list[Planner] = [ScriptedPlanner(vocabulary) for _ in range(self.num_envs)]
         self._rng = np.random.default_rng(0)
         self._missions: list[_Mission] = []
+        self._ret = np.zeros(self.num_envs)  # each env's return so far in its current mission
         self._obs = np.zeros((self.num_envs, OBS_DIM), np.float32)  # what the commands of the next step answer
 
     def set_level(self, level: float) -> None:
@@ -157,15 +158,14 @@ class RescueDogMissionTask(BatchedTaskBase):
                 m.run.prepare()  # type: ignore[union-attr]
         reward += success
         reward -= collision
-        for i, m in enumerate(self._missions):
-            m.ret += float(reward[i])
+        self._ret += reward
         obs = self.env._observe()
         info: dict[str, Any] = {"success": success, "collision": collision}
         done = terminated | truncated
         if done.any():
             info["final_obs"] = obs.copy()
             info["_final_obs"] = done
-            info["episode"] = {"r": np.array([m.ret for m in self._missions]),
+            info["episode"] = {"r": self._ret.copy(),
                                "l": np.array([m.ticks for m in self._missions]), "_r": done}
             for i in np.flatnonzero(done):
                 self._missions[i] = self._new_mission(int(i))
@@ -197,6 +197,7 @@ class RescueDogMissionTask(BatchedTaskBase):
         site = Site.generate(seed)
         body = ProxyBody.in_batch(self.env, i, site.rocks, site.start_yaw)
         m = _Mission(site, BodyState(body.x, body.y, body.yaw), body)
+        self._ret[i] = 0.0
         self._planners[i].reset(MISSION_GOAL, seed)
         if not self._begin_next_step(m):  # pragma: no cover - the scripted planner always starts a step
             raise RuntimeError("the planner did not start any action step")
