@@ -58,6 +58,7 @@ alpha = 0.2
 [governance]
 eval_episodes = {eval_episodes}
 min_episodes = {min_episodes}
+max_eval_episodes = {3 * eval_episodes}
 """)
     return path
 
@@ -66,7 +67,7 @@ def small_project(tmp_path: Path) -> Path:
     """A rescue-dog project with a tiny budget and evaluation, for fast end-to-end tests."""
     return make_project(tmp_path / "dog", **{
         "task.num_envs": "16", "residual.steps": "8192", "residual.hidden_dim": "32",
-        "governance.eval_episodes": "60", "governance.min_episodes": "50",
+        "governance.eval_episodes": "60", "governance.min_episodes": "50", "governance.max_eval_episodes": "180",
     })
 
 

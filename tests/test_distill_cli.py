@@ -18,7 +18,7 @@ from tests.conftest import make_project, run_cli
 LOOSE = {"task.num_envs": "16", "task.level": "0.0", "distill.hidden_dim": "16", "distill.rollout_envs": "16",
          "governance.success_threshold": "0.0", "governance.max_collision_rate": "1.0",
          "governance.regression_margin": "1.0", "governance.max_student_gap": "1.0",
-         "governance.min_episodes": "20", "governance.eval_episodes": "40"}
+         "governance.min_episodes": "20", "governance.eval_episodes": "40", "governance.max_eval_episodes": "120"}
 TINY = ["--epochs", "2", "--rounds", "2", "--episodes", "40"]
 
 

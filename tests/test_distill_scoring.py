@@ -7,15 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from cadenza.distill.scoring import (
-    StudentEvidence,
-    gap_check,
-    paired_diff_interval,
-    paired_table,
-    student_checks,
-)
-from cadenza.governance.scorecard import decide
-from cadenza.governance.stats import diff_interval
+from cadenza.distill.scoring import StudentEvidence, student_checks
+from cadenza.governance.scorecard import decide, gap_check
+from cadenza.governance.stats import diff_interval, paired_diff_interval, paired_table
 from cadenza.project.config import GovernanceSection
 
 G = GovernanceSection()  # defaults: success >= 0.85, collisions <= 0.10, gap <= 0.03, 200 episodes, 20 ms

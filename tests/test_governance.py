@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from cadenza.governance.governor import LocalGovernor, TaskProfile
 from cadenza.governance.scorecard import decide, rate_at_least, rate_at_most, residual_checks
-from cadenza.governance.stats import diff_interval, episodes_needed, wilson
+from cadenza.governance.stats import diff_interval, episodes_needed, paired_table, wilson
 from cadenza.project.config import GovernanceSection
 
 G = GovernanceSection()
@@ -34,8 +35,18 @@ def test_episodes_needed_grows_as_gap_shrinks() -> None:
     assert episodes_needed(0.85, 0.85) is None
 
 
+def _tables(n: int, succ: int, coll: int, ref: tuple[int, int, int]):
+    """Paired tables of a candidate and a reference on the same n episodes (wins overlap as much as
+    they can: both win the first episodes, both collide on the last)."""
+    i = np.arange(n)
+    cand_s, ref_s = i < succ, i < ref[1]
+    cand_c, ref_c = i >= n - coll, i >= n - ref[2]
+    return paired_table(cand_s, ref_s), paired_table(ref_c, cand_c)
+
+
 def _checks(succ: int, coll: int, n: int = 500, base=(500, 300, 80), baseline=None, delta=0.1, clamp=0.01, nan=0):
-    return residual_checks(episodes=n, successes=succ, collisions=coll, base=base, baseline=baseline,
+    return residual_checks(episodes=n, successes=succ, collisions=coll, vs_base=_tables(n, succ, coll, base),
+                           vs_baseline=None if baseline is None else _tables(n, succ, coll, baseline),
                            mean_abs_delta=delta, clamp_share=clamp, non_finite=nan, g=G)
 
 
@@ -135,3 +146,42 @@ def test_episodes_needed_decides_at_zero_rate() -> None:
     n = episodes_needed(0.0, 0.05)
     _, hi = wilson(0, n)
     assert hi <= 0.05 and wilson(0, n - 1)[1] > 0.05
+
+
+def test_governor_stops_once_the_validation_card_clears_every_gate_with_margin() -> None:
+    gov = LocalGovernor(stop_margin=0.01)
+    plan = gov.plan(_profile(1_000_000))
+    close = _row(0, 8192 * 40, val_passes=True, val_margin=0.004)
+    assert gov.review([close], plan).action == "continue"  # passes, but not with the margin
+    failing = _row(0, 8192 * 40, val_passes=False, val_margin=0.05)
+    assert gov.review([failing], plan).action == "continue"  # a failing check is never a stop
+    d = gov.review([_row(0, 8192 * 40, val_passes=True, val_margin=0.012)], plan)
+    assert d.action == "stop" and "validation card passes every gate" in d.reason
+
+
+def test_governor_stops_when_validation_stops_improving() -> None:
+    gov = LocalGovernor()
+    plan = gov.plan(_profile(10_000_000))
+    margins = [-0.10, -0.05, -0.02] + [-0.03] * plan.patience
+    hist = [_row(i, 8192 * (i + 1), val_passes=False, val_margin=m) for i, m in enumerate(margins)]
+    d = gov.review(hist, plan)
+    assert d.action == "stop" and f"last {plan.patience} validations" in d.reason
+    assert gov.review(hist[:-1], plan).action == "continue"
+
+
+def test_validation_schedule_by_task_and_only_at_the_target_level() -> None:
+    gov = LocalGovernor()
+    dash = gov.plan(_profile(200_000))
+    assert (dash.validate_every, dash.validation_episodes) == (1, 500)
+    missions = gov.plan(TaskProfile(obs_dim=18, act_dim=3, horizon=2000, num_envs=64, device="cpu",
+                                    budget_steps=1_000_000, target_level=1.0, label="proxy:missions"))
+    assert missions.validate_every == 16 and missions.validation_episodes == 200
+    full = gov.plan(TaskProfile(obs_dim=18, act_dim=3, horizon=350, num_envs=64, device="cpu",
+                                budget_steps=200_000, target_level=1.0, use_base=False))
+    assert full.validate_every == 0  # the bench's from-scratch arm is not governed by a validation card
+    assert not LocalGovernor.validates(dash, [_row(0, 8192, level=0.5)])  # still in the curriculum
+    assert LocalGovernor.validates(dash, [_row(0, 8192, level=0.5), _row(1, 16384, level=1.0)])
+    hist = [_row(i, 8192 * (i + 1), level=1.0) for i in range(20)]
+    assert [LocalGovernor.validates(missions, hist[: i + 1]) for i in range(20)].count(True) == 2  # rounds 0, 16
+    assert LocalGovernor.validates(gov.plan(_profile(8192 * 3)), hist[:3])  # the last round always validates
+    assert LocalGovernor(validation_episodes=64).plan(_profile()).validation_episodes == 64

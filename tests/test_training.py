@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import hashlib
 import subprocess
 import sys
@@ -34,7 +36,7 @@ def test_training_never_touches_the_base(tmp_path: Path) -> None:
 
     proj_dir = make_project(tmp_path / "dog", **{
         "base.source": '"tests.fixtures.torch_base:policy"', "task.num_envs": "16", "residual.hidden_dim": "32",
-        "governance.eval_episodes": "40", "governance.min_episodes": "20",
+        "governance.eval_episodes": "40", "governance.min_episodes": "20", "governance.max_eval_episodes": "120",
     })
     before = _weights_hash(torch_base.NET)
     res = train_residual(load_project(proj_dir), steps=8192, seed=3)
@@ -98,8 +100,8 @@ def test_harmful_residual_is_blocked_and_baseline_stays(small_project: Path, tmp
 def test_too_few_episodes_gives_needs_data(small_project: Path, tmp_path: Path) -> None:
     p = tmp_path / "zero.pt"
     save_policy(ResidualActor(ResidualArch(obs_dim=18, act_dim=3, hidden_dim=16)), p)
-    out = subprocess.run([*CLI, "env", "residual", "eval", str(small_project), "--policy", str(p), "--episodes", "10"],
-                         capture_output=True, text=True)
+    out = subprocess.run([*CLI, "env", "residual", "eval", str(small_project), "--policy", str(p), "--episodes", "10",
+                          "--max-episodes", "10"], capture_output=True, text=True)
     assert out.returncode == 4, out.stdout + out.stderr
     assert "NEEDS_DATA" in out.stdout and "only 10 episodes" in out.stdout
 
@@ -141,3 +143,48 @@ def test_train_cli_end_to_end(small_project: Path) -> None:
     assert "verdict:" in out.stdout and "[proxy]" in out.stdout
     hist = subprocess.run([*CLI, "env", "history", str(small_project)], capture_output=True, text=True)
     assert hist.returncode == 0 and "v0001" in hist.stdout and "verdict" in hist.stdout
+    report = json.loads((small_project / "residual" / "train_report.json").read_text())
+    assert report["heldout_block"] == 0 and report["scorecard"]["block"] == 0
+    assert report["scorecard_episodes"] == report["scorecard"]["episodes"] >= 60
+    assert any("val_margin" in h for h in report["history"])  # the last round always gets a validation card
+    assert report["best_env_steps"] <= report["env_steps"]
+
+    # eval right after train draws the next block: new episodes, a different table, both in the ledger
+    ev = subprocess.run([*CLI, "env", "residual", "eval", str(small_project)], capture_output=True, text=True)
+    assert ev.returncode in (0, 3, 4), ev.stderr
+    assert "held-out block 1" in ev.stdout
+    ev2 = subprocess.run([*CLI, "env", "residual", "eval", str(small_project)], capture_output=True, text=True)
+    assert "held-out block 2" in ev2.stdout
+    again = subprocess.run([*CLI, "env", "residual", "eval", str(small_project), "--seed", "0"],
+                           capture_output=True, text=True)
+    assert "held-out block 0 (reused on purpose: --seed)" in again.stdout
+    reg = Registry(small_project)
+    assert reg.blocks_used("residual", "v0001") == [0, 1, 2, 0]
+    verdicts = [e for e in reg.ledger("residual") if e["event"] == "verdict"]
+    assert [e["block"] for e in verdicts] == [0, 1, 2, 0] and all(e["episodes"] >= 60 for e in verdicts)
+    train_cand = report["scorecard"]["metrics"]["candidate"]
+    hist = subprocess.run([*CLI, "env", "history", str(small_project)], capture_output=True, text=True)
+    assert "block 1" in hist.stdout and "block 0" in hist.stdout
+    assert train_cand["episodes"] >= 60
+
+
+def test_eval_blocks_hold_different_episodes(small_project: Path) -> None:
+    """Two held-out blocks are different episodes: the base alone's per-episode outcomes differ."""
+    from cadenza.base.loader import load_base
+    from cadenza.governance.seeds import heldout_seed
+    from cadenza.residual.evaluate import evaluate
+    from cadenza.tasks.factory import make_task
+
+    proj = load_project(small_project)
+    base = load_base("builtin:rescue-dog", proj.root, 3)
+
+    def mk(n: int):
+        return make_task(proj, num_envs=n, level=1.0)
+
+    b0 = evaluate(mk, base, None, episodes=64, seed=heldout_seed(0), chunk=32)
+    b0_again = evaluate(mk, base, None, episodes=64, seed=heldout_seed(0), chunk=32)
+    b1 = evaluate(mk, base, None, episodes=64, seed=heldout_seed(1), chunk=32)
+    tail = evaluate(mk, base, None, episodes=32, seed=heldout_seed(0), chunk=32, first_chunk=1)
+    assert np.array_equal(b0.success, b0_again.success) and b0.mean_length == b0_again.mean_length
+    assert b0.mean_length != b1.mean_length  # another block: other layouts and robots
+    assert np.array_equal(b0.success[32:], tail.success)  # a later look continues the block where it stopped

@@ -110,9 +110,10 @@ def distill(project: Project, *, epochs: int | None = None, quantize: bool = Fal
     version = reg.register("student", files, reg_meta)
 
     stage(f"evaluate: teacher and student on the same {episodes or project.config.governance.eval_episodes} "
-          "held-out episodes; latency")
+          "episodes of held-out block 0 (one look: a preview; `distill eval` decides on the next block); latency")
     t = time.perf_counter()
-    score = score_student(project, version, episodes=episodes or project.config.governance.eval_episodes, real=real)
+    score = score_student(project, version, episodes=episodes, real=real, block=0, sequential=False)
+    reg.record_preview("student", version, score.card)
     latency = dict(score.latency)
     latency["numpy"] = latency_in_fresh_process({"numpy": files[WEIGHTS_NAME]})["numpy"]
     timings["evaluate_s"] = time.perf_counter() - t
@@ -142,7 +143,7 @@ def distill(project: Project, *, epochs: int | None = None, quantize: bool = Fal
 
 
 def _gap_summary(table: tuple[int, int, int, int]) -> dict[str, Any]:
-    from cadenza.distill.scoring import paired_diff_interval
+    from cadenza.governance.stats import paired_diff_interval
 
     n = sum(table)
     lo, hi = paired_diff_interval(*table)

@@ -1,8 +1,8 @@
 """Paired evaluation episodes: every policy runs the same seeded episodes, one episode per env.
 
-The seeding is the one ``cadenza.residual.evaluate`` uses (batch ``b`` of ``chunk`` envs resets with
-``seed + 7919 * b``), so with the residual's evaluation seed the teacher here meets exactly the
-episodes its own residual scorecard was computed on. Per-episode outcomes are kept, because the
+The seeding is the one ``cadenza.residual.evaluate`` uses (chunk ``c`` of ``chunk`` envs resets with
+``cadenza.governance.seeds.chunk_seed(seed, first_chunk + c)``), so on the same held-out block the
+teacher here meets exactly the episodes a residual scorecard of that block was computed on. Per-episode outcomes are kept, because the
 student is compared with its teacher episode by episode (a paired comparison).
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cadenza.governance.seeds import chunk_seed
 from cadenza.governance.stats import wilson
 from cadenza.tasks.interface import Task
 
@@ -28,6 +29,17 @@ class Outcomes:
     lengths: np.ndarray
     non_finite: int = 0  # action components that were NaN / inf (replaced by 0 before stepping)
     out_of_bounds: int = 0  # action components outside the task's bounds
+    chunks: int = 0  # env chunks run (the next draw of the same block starts at this chunk)
+
+    def extend(self, more: Outcomes) -> Outcomes:
+        """These episodes followed by ``more``'s."""
+        return Outcomes(label=self.label, task=self.task or more.task, level=self.level,
+                        success=np.concatenate([self.success, more.success]),
+                        collision=np.concatenate([self.collision, more.collision]),
+                        returns=np.concatenate([self.returns, more.returns]),
+                        lengths=np.concatenate([self.lengths, more.lengths]),
+                        non_finite=self.non_finite + more.non_finite,
+                        out_of_bounds=self.out_of_bounds + more.out_of_bounds, chunks=self.chunks + more.chunks)
 
     @property
     def episodes(self) -> int:
@@ -58,7 +70,7 @@ class Outcomes:
 def run_episodes(make_task: Callable[[int], Task], act: Callable[[np.ndarray], np.ndarray], *, episodes: int,
                  seed: int, chunk: int = 500, label: str = "policy",
                  reset: Callable[[np.ndarray | None], None] | None = None,
-                 keep_obs: int = 0) -> tuple[Outcomes, np.ndarray]:
+                 keep_obs: int = 0, first_chunk: int = 0) -> tuple[Outcomes, np.ndarray]:
     """Run ``episodes`` episodes of ``act`` (``obs[N, d] -> action[N, k]``); ``reset(mask)`` clears any
     per-env state of a stateful policy. Also returns up to ``keep_obs`` observations it met."""
     succ, coll, rets, lens = [], [], [], []
@@ -71,7 +83,7 @@ def run_episodes(make_task: Callable[[int], Task], act: Callable[[np.ndarray], n
         task = make_task(n)
         task_label, level = task.spec.label, task.level
         low, high = task.spec.action_low, task.spec.action_high
-        obs, _ = task.reset(seed=seed + 7919 * b)
+        obs, _ = task.reset(seed=chunk_seed(seed, first_chunk + b))
         if reset is not None:
             reset(None)
         active = np.ones(n, dtype=bool)
@@ -107,4 +119,4 @@ def run_episodes(make_task: Callable[[int], Task], act: Callable[[np.ndarray], n
     obs_kept = np.concatenate(kept)[:keep_obs] if kept else np.zeros((0, 0), dtype=np.float32)
     return Outcomes(label=label, task=task_label, level=level, success=np.concatenate(succ),
                     collision=np.concatenate(coll), returns=np.concatenate(rets), lengths=np.concatenate(lens),
-                    non_finite=non_finite, out_of_bounds=out_of_bounds), obs_kept
+                    non_finite=non_finite, out_of_bounds=out_of_bounds, chunks=b), obs_kept

@@ -5,7 +5,8 @@ so they are compared episode by episode: the gap ``teacher - student`` success g
 interval (Newcombe's method 10 for paired proportions, built on Wilson intervals), which is much
 narrower than an unpaired one when the two mostly succeed and fail on the same episodes.
 
-Pure functions first (``paired_diff_interval``, ``student_checks``), then the I/O that runs them.
+The paired checks live in ``cadenza.governance.scorecard``; here ``student_checks`` (pure), then the I/O that
+runs it in sequential looks on a held-out block.
 """
 
 from __future__ import annotations
@@ -15,98 +16,21 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from cadenza.governance.registry import Registry
 from cadenza.governance.scorecard import (
     Check,
     Scorecard,
     _safety,
-    decide,
     enough_episodes,
+    gap_check,
+    not_worse_paired,
     rate_at_least,
     rate_at_most,
 )
-from cadenza.governance.stats import smallest_passing, wilson
+from cadenza.governance.stats import paired_table
 from cadenza.project.config import Project
 
 EXPORT_PARITY_TOL = 1e-5  # fp32 export vs the torch student, max |action difference|
-
-
-# ---------------------------------------------------------------------------------------------- stats
-def paired_table(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int, int]:
-    """(both, only a, only b, neither) for two boolean outcome vectors over the same episodes."""
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    if a.shape != b.shape:
-        raise ValueError(f"paired outcomes need the same episodes, got {a.shape} and {b.shape}")
-    return int((a & b).sum()), int((a & ~b).sum()), int((~a & b).sum()), int((~a & ~b).sum())
-
-
-def paired_diff_interval(both: int, only_a: int, only_b: int, neither: int,
-                         confidence: float = 0.95) -> tuple[float, float]:
-    """Interval for ``p_a - p_b`` from paired outcomes (Newcombe 1998, method 10: Wilson score
-    intervals of the two margins combined with the correlation of the pairs)."""
-    n = both + only_a + only_b + neither
-    if n <= 0:
-        return -1.0, 1.0
-    ka, kb = both + only_a, both + only_b
-    pa, pb = ka / n, kb / n
-    la, ua = wilson(ka, n, confidence)
-    lb, ub = wilson(kb, n, confidence)
-    denom = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
-    phi = (both * neither - only_a * only_b) / math.sqrt(denom) if denom > 0 else 0.0
-    d = pa - pb
-    lo = d - math.sqrt(max((pa - la) ** 2 - 2 * phi * (pa - la) * (ub - pb) + (ub - pb) ** 2, 0.0))
-    hi = d + math.sqrt(max((ua - pa) ** 2 - 2 * phi * (ua - pa) * (pb - lb) + (pb - lb) ** 2, 0.0))
-    return max(-1.0, lo), min(1.0, hi)
-
-
-def _scaled_episodes_needed(table: tuple[int, int, int, int], decided: Any, confidence: float,
-                            n_max: int = 1_000_000) -> int | None:
-    """Smallest n for which the same paired rates, scaled to n episodes, give a decided interval."""
-    n0 = sum(table)
-    if n0 == 0:
-        return None
-
-    def ok(n: int) -> bool:
-        scaled = [round(c * n / n0) for c in table]
-        return decided(*paired_diff_interval(*scaled, confidence=confidence))
-
-    return smallest_passing(ok, n_max, start=n0, tol=max(1, n0 // 100))
-
-
-def gap_check(name: str, table: tuple[int, int, int, int], max_gap: float, confidence: float) -> Check:
-    """``table`` = paired (both, teacher only, student only, neither) successes. PASS when the whole
-    interval of teacher - student success is at or below ``max_gap``; FAIL when wholly above."""
-    n = sum(table)
-    lo, hi = paired_diff_interval(*table, confidence=confidence)
-    gap = (table[1] - table[2]) / n if n else 0.0
-    txt = (f"teacher - student success {100 * gap:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}] "
-           f"(paired, {table[1]} episodes only the teacher won, {table[2]} only the student; "
-           f"allowed gap {100 * max_gap:.1f} pts)")
-    if hi <= max_gap:
-        return Check(name, "PASS", txt)
-    if lo > max_gap:
-        return Check(name, "FAIL", txt + ": too far from the teacher")
-    need = _scaled_episodes_needed(table, lambda lo_, hi_: hi_ <= max_gap or lo_ > max_gap, confidence)
-    return Check(name, "UNDECIDED", txt + ": interval straddles it",
-                 more_episodes=None if need is None else max(need - n, 1))
-
-
-def not_worse_paired(name: str, table: tuple[int, int, int, int], margin: float, confidence: float) -> Check:
-    """``table`` = paired (both, candidate only, reference only, neither); non-inferiority with ``margin``."""
-    n = sum(table)
-    lo, hi = paired_diff_interval(*table, confidence=confidence)
-    d = (table[1] - table[2]) / n if n else 0.0
-    txt = (f"improvement {100 * d:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}] (paired; allowed worsening "
-           f"{100 * margin:.1f} pts)")
-    if lo >= -margin:
-        return Check(name, "PASS", txt)
-    if hi < -margin:
-        return Check(name, "FAIL", txt + ": regression")
-    need = _scaled_episodes_needed(table, lambda lo_, hi_: lo_ >= -margin or hi_ < -margin, confidence)
-    return Check(name, "UNDECIDED", txt + ": interval straddles the margin",
-                 more_episodes=None if need is None else max(need - n, 1))
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -127,9 +51,10 @@ class StudentEvidence:
     teacher_note: str | None = None  # e.g. the teacher is no longer the promoted residual
 
 
-def student_checks(ev: StudentEvidence, g: Any) -> list[Check]:
-    """The checks of a student candidate; ``g`` is the ``[governance]`` section."""
-    c = g.confidence
+def student_checks(ev: StudentEvidence, g: Any, confidence: float | None = None) -> list[Check]:
+    """The checks of a student candidate; ``g`` is the ``[governance]`` section; ``confidence``
+    overrides ``g.confidence`` (one sequential look's)."""
+    c = g.confidence if confidence is None else confidence
     checks = [
         enough_episodes(ev.episodes, g.min_episodes),
         rate_at_least("success", ev.successes, ev.episodes, g.success_threshold, c),
@@ -168,12 +93,14 @@ class StudentScore:
     wall_s: float
 
 
-def score_student(project: Project, version: str, *, episodes: int, real: bool = False,
-                  seed: int | None = None) -> StudentScore:
+def score_student(project: Project, version: str, *, episodes: int | None = None, real: bool = False,
+                  block: int = 0, sequential: bool = True, max_episodes: int | None = None,
+                  on_look: Any = None) -> StudentScore:
     """Score a registered student against its teacher (and the current student baseline) on the same
-    held-out episodes; measure its latency and re-check its fp32 export's parity."""
+    episodes of held-out block ``block``, in sequential looks (``cadenza.governance.sequential``);
+    measure its latency and re-check its fp32 export's parity."""
     from cadenza.distill.dagger import load_teacher
-    from cadenza.distill.evaluate import run_episodes
+    from cadenza.distill.evaluate import Outcomes, run_episodes
     from cadenza.distill.export import load_weights, parity
     from cadenza.distill.runtime import (
         FP32_NAME,
@@ -182,7 +109,9 @@ def score_student(project: Project, version: str, *, episodes: int, real: bool =
         latency_in_fresh_process,
         load_registered_student,
     )
-    from cadenza.residual.scoring import EVAL_SEED, eval_chunk
+    from cadenza.governance.seeds import heldout_seed
+    from cadenza.governance.sequential import LookPlan, run_looks
+    from cadenza.residual.scoring import eval_chunk
     from cadenza.tasks.factory import make_task
 
     t0 = time.perf_counter()
@@ -202,36 +131,22 @@ def score_student(project: Project, version: str, *, episodes: int, real: bool =
                            real=real, obs_dim=arch.obs_dim, act_dim=arch.act_dim)
     level = project.config.task.level
     chunk = eval_chunk(project, real)
-    seed = EVAL_SEED if seed is None else seed
+    first_seed = heldout_seed(block)
 
     def mk(n: int) -> Any:
         return make_task(project, num_envs=n, level=level, real=real)
 
-    teacher_out, _ = run_episodes(mk, teacher.act, episodes=episodes, seed=seed, chunk=chunk, reset=teacher.reset,
-                                  label=f"teacher ({teacher.label})")
-    runs = {"teacher": teacher_out}
     precisions = ["fp32"] + (["int8"] if INT8_NAME in man["files"] else [])
-    obs_sample = np.zeros((0, arch.obs_dim), np.float32)
-    students = {}
+    players: dict[str, tuple[Any, Any, str]] = {"teacher": (teacher.act, teacher.reset, f"teacher ({teacher.label})")}
     for p in precisions:
-        rt = load_registered_student(project.root, version, p)
-        students[p] = rt
-        out, kept = run_episodes(mk, rt.act, episodes=episodes, seed=seed, chunk=chunk, label=f"student {version} ({p})",
-                                 keep_obs=4096 if p == "fp32" else 0)
-        runs[f"student_{p}"] = out
-        if p == "fp32":
-            obs_sample = kept
+        players[f"student_{p}"] = (load_registered_student(project.root, version, p).act, None,
+                                   f"student {version} ({p})")
     bl = reg.baseline("student")
-    baseline_table = None
     if bl is not None and bl != version:
-        base_rt = load_registered_student(project.root, bl)
-        base_out, _ = run_episodes(mk, base_rt.act, episodes=episodes, seed=seed, chunk=chunk, label=f"baseline {bl}")
-        runs["baseline"] = base_out
-        baseline_table = paired_table(runs["student_fp32"].success, base_out.success)
+        players["baseline"] = (load_registered_student(project.root, bl).act, None, f"baseline {bl}")
     files = {"fp32": reg.path("student", version, FP32_NAME)}
     if "int8" in precisions:
         files["int8"] = reg.path("student", version, INT8_NAME)
-    par = parity(torch_student, obs_sample, files)
     runtime = str(meta.get("runtime", "fp32"))
     latency = latency_in_fresh_process({p: reg.path("student", version, n) for p, n in
                                         (("fp32", FP32_NAME), ("int8", INT8_NAME)) if p in precisions})
@@ -241,22 +156,43 @@ def score_student(project: Project, version: str, *, episodes: int, real: bool =
     if tdesc.get("kind") == "residual" and promoted_residual != tdesc.get("residual_version"):
         note = (f"distilled from residual {tdesc.get('residual_version')}; the promoted residual is now "
                 f"{promoted_residual or 'none'} (distill again to follow it)")
+
+    runs: dict[str, Outcomes] = {}
+    state: dict[str, Any] = {"chunk": 0, "parity": None}
+
+    def draw(start: int, count: int) -> None:
+        used = 0
+        for key, (act, reset, label) in players.items():
+            keep = 4096 if key == "student_fp32" and start == 0 else 0
+            out, kept = run_episodes(mk, act, episodes=count, seed=first_seed, chunk=chunk, reset=reset, label=label,
+                                     keep_obs=keep, first_chunk=state["chunk"])
+            runs[key] = runs[key].extend(out) if key in runs else out
+            used = out.chunks
+            if keep:
+                state["parity"] = parity(torch_student, kept, files)
+        state["chunk"] += used
+
+    def evidence() -> StudentEvidence:
+        s = runs["student_fp32"]
+        return StudentEvidence(
+            episodes=s.episodes, successes=s.successes, collisions=s.collisions,
+            gaps={p: paired_table(runs["teacher"].success, runs[f"student_{p}"].success) for p in precisions},
+            non_finite=sum(runs[f"student_{p}"].non_finite for p in precisions),
+            out_of_bounds=sum(runs[f"student_{p}"].out_of_bounds for p in precisions),
+            latency_p50_ms=shipped["p50_us"] / 1000, latency_p99_ms=shipped["p99_us"] / 1000,
+            fp32_parity=state["parity"]["fp32"],
+            baseline=paired_table(runs["student_fp32"].success, runs["baseline"].success) if "baseline" in runs
+            else None, teacher_note=note)
+
+    plan = LookPlan.from_governance(g, first=episodes, sequential=sequential, cap=max_episodes)
+    res = run_looks(plan, draw, lambda conf: student_checks(evidence(), g, confidence=conf), on_look=on_look)
     s = runs["student_fp32"]
-    ev = StudentEvidence(
-        episodes=s.episodes, successes=s.successes, collisions=s.collisions,
-        gaps={p: paired_table(teacher_out.success, runs[f"student_{p}"].success) for p in precisions},
-        non_finite=sum(runs[f"student_{p}"].non_finite for p in precisions),
-        out_of_bounds=sum(runs[f"student_{p}"].out_of_bounds for p in precisions),
-        latency_p50_ms=shipped["p50_us"] / 1000, latency_p99_ms=shipped["p99_us"] / 1000,
-        fp32_parity=par["fp32"], baseline=baseline_table, teacher_note=note,
-    )
-    checks = student_checks(ev, g)
-    verdict, reasons = decide(checks)
-    metrics: dict[str, Any] = {name: o.as_dict() for name, o in runs.items()}
-    card = Scorecard(kind="student", task=s.task, episodes=s.episodes, metrics=metrics, checks=checks,
-                     verdict=verdict, reasons=reasons)
-    return StudentScore(card=card, evidence=ev, latency=latency, parity=par, teacher=teacher.describe(),
-                        wall_s=time.perf_counter() - t0)
+    card = Scorecard(kind="student", task=s.task, episodes=s.episodes,
+                     metrics={name: o.as_dict() for name, o in runs.items()}, checks=res.checks, verdict=res.verdict,
+                     reasons=res.reasons, block=block, confidence=res.looks[-1].confidence,
+                     looks=[lk.as_dict() for lk in res.looks], plan=plan.as_dict())
+    return StudentScore(card=card, evidence=evidence(), latency=latency, parity=state["parity"],
+                        teacher=teacher.describe(), wall_s=time.perf_counter() - t0)
 
 
 def apply_verdict(project: Project, card: Scorecard, version: str, promote: bool) -> str:

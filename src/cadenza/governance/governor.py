@@ -35,6 +35,17 @@ class Plan:
     plateau_window: int
     plateau_min_gain: float
     kl_blowup: float
+    # the validation card (cadenza.residual.validation): every `validate_every` rounds at the target
+    # level, on `validation_episodes` episodes of the validation block
+    validate_every: int = 1
+    validation_episodes: int = 500
+    stop_margin: float = 0.01  # stop once a card passes every check with its worst gate cleared by this
+    patience: int = 8  # ... or once this many validations in a row brought no better card
+    # collisions as a constraint (Lagrangian): after each round the extra collision cost moves by
+    # collision_lr * (round collision rate - target), never below 0; target = the base alone's collision
+    # rate on the validation block, or collision_target_share of governance.max_collision_rate if lower
+    collision_lr: float = 2.0
+    collision_target_share: float = 0.6
 
     def level_at(self, step: int) -> float:
         level = self.curriculum[0][1]
@@ -60,8 +71,25 @@ class Governor(Protocol):
     def review(self, history: list[dict[str, Any]], plan: Plan) -> Decision: ...
 
 
+# label prefix -> (validate every N rounds at the target level, validation episodes), first match wins.
+# Chosen so that validating costs about as much CPU as training or less (measured on 2 cores, one
+# thread, docs/governance.md): 500 proxy dashes ~1.5 s against ~3 s per round; 200 missions ~35 s
+# against ~2 s per round; 200 MuJoCo quadruped episodes ~27 s against ~7 s per round; 256 reacher
+# episodes ~5 s against ~3 s per round.
+VALIDATION_SCHEDULE = {
+    "proxy:missions": (16, 200),
+    "mujoco:rescue-dog": (6, 200),
+    "mujoco:": (2, 256),
+    "": (1, 500),
+}
+
+
 class LocalGovernor:
     """Offline governor with documented rules (docs/governance.md)."""
+
+    def __init__(self, stop_margin: float = 0.01, validation_episodes: int | None = None) -> None:
+        self.stop_margin = stop_margin
+        self.validation_episodes = validation_episodes
 
     def plan(self, p: TaskProfile) -> Plan:
         n_steps = max(32, min(256, 8192 // p.num_envs))
@@ -102,8 +130,25 @@ class LocalGovernor:
             # 88.0-92.6% at -0.25 over 3 seeds; 94.2% without the ramp on the seed that gave 88.0%)
             hp["init_log_std"] = -0.25
             curriculum = [(0, p.target_level)]
+        every, episodes = next(v for k, v in VALIDATION_SCHEDULE.items() if p.label.startswith(k)) \
+            if p.use_base else (0, 0)
         return Plan(hyperparameters=hp, budget_steps=p.budget_steps, rounds=rounds, curriculum=curriculum,
-                    plateau_window=5, plateau_min_gain=0.01, kl_blowup=0.5)
+                    plateau_window=5, plateau_min_gain=0.01, kl_blowup=0.5, validate_every=every,
+                    validation_episodes=self.validation_episodes or episodes, stop_margin=self.stop_margin)
+
+    @staticmethod
+    def validates(plan: Plan, history: list[dict[str, Any]]) -> bool:
+        """Whether the round just finished gets a validation card: at the target level, every
+        ``validate_every`` rounds counted from the first round at the target, and the last round."""
+        if plan.validate_every <= 0:
+            return False
+        target = plan.curriculum[-1][1]
+        at_target = [h for h in history if h["level"] >= target]
+        if not at_target or history[-1]["level"] < target:
+            return False
+        batch = plan.hyperparameters["n_steps"] * plan.hyperparameters["num_envs"]
+        last = history[-1]["env_steps_total"] + batch > plan.budget_steps
+        return last or (len(at_target) - 1) % plan.validate_every == 0
 
     def review(self, history: list[dict[str, Any]], plan: Plan) -> Decision:
         """Decide after a round. ``history`` holds one dict per round (RoundStats + env_steps_total, level)."""
@@ -117,6 +162,16 @@ class LocalGovernor:
             return Decision("stop", "divergence: a loss or the policy std is NaN/inf", warnings)
         if cur.get("approx_kl", 0.0) > plan.kl_blowup:
             return Decision("stop", f"divergence: KL blow-up ({cur['approx_kl']:.3f} > {plan.kl_blowup})", warnings)
+        if cur.get("val_passes") and cur.get("val_margin", -1.0) >= plan.stop_margin:
+            return Decision("stop", f"validation card passes every gate with margin {cur['val_margin']:+.1%} "
+                            f"(>= {plan.stop_margin:.1%}) at {cur['env_steps_total']:,} env steps", warnings)
+        cards = [h for h in history if "val_margin" in h]
+        if len(cards) > plan.patience and plan.patience > 0:
+            best = max(range(len(cards)), key=lambda i: cards[i]["val_margin"])
+            if len(cards) - 1 - best >= plan.patience:
+                return Decision("stop", f"no better validation card in the last {plan.patience} validations "
+                                f"(best {cards[best]['val_margin']:+.1%} at {cards[best]['env_steps_total']:,} env "
+                                "steps)", warnings)
         batch = plan.hyperparameters["n_steps"] * plan.hyperparameters["num_envs"]
         if cur["env_steps_total"] + batch > plan.budget_steps:
             return Decision("stop", f"budget reached ({cur['env_steps_total']:,} env steps)", warnings)

@@ -210,16 +210,33 @@ class Registry:
             action = f"blocked {version}; baseline stays {bl}" if bl else f"blocked {version}; {no_baseline}"
         else:
             action = f"{version} kept as a candidate; baseline unchanged"
-        self.record_verdict(kind, version, card.verdict, card.reasons, metrics, action)
+        evidence = {"block": getattr(card, "block", None), "episodes": card.episodes,
+                    "looks": len(getattr(card, "looks", []) or []) or 1}
+        self.record_verdict(kind, version, card.verdict, card.reasons, metrics, action, evidence)
         if card.verdict == "DEPLOY" and promote:
             self.promote(kind, version, card.reasons, metrics)
         return action
 
     # ------------------------------------------------------------------ ledger
     def record_verdict(self, kind: str, version: str, verdict: str, reasons: list[str],
-                       metrics: dict[str, Any], action: str) -> None:
+                       metrics: dict[str, Any], action: str, evidence: dict[str, Any] | None = None) -> None:
         self._ledger({"event": "verdict", "kind": kind, "version": version, "verdict": verdict,
-                      "action": action, "reasons": reasons, "metrics": metrics})
+                      "action": action, **(evidence or {}), "reasons": reasons, "metrics": metrics})
+
+    def record_preview(self, kind: str, version: str, card: Any) -> None:
+        """Record a scorecard that decides nothing (a preview), so that its seed block counts as used."""
+        self._ledger({"event": "preview", "kind": kind, "version": version, "verdict": card.verdict,
+                      "block": getattr(card, "block", None), "episodes": card.episodes})
+
+    def blocks_used(self, kind: str, version: str) -> list[int]:
+        """Held-out seed blocks the scorecards (verdicts and previews) of ``version`` used, in ledger order."""
+        return [int(e["block"]) for e in self.ledger(kind) if e.get("event") in ("verdict", "preview")
+                and e.get("version") == version and e.get("block") is not None]
+
+    def next_block(self, kind: str, version: str) -> int:
+        """The first held-out block no scoring of ``version`` has used yet."""
+        used = self.blocks_used(kind, version)
+        return max(used) + 1 if used else 0
 
     def _ledger(self, entry: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

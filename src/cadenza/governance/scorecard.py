@@ -15,7 +15,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from cadenza.governance.stats import diff_interval, episodes_needed, episodes_needed_diff, wilson
+from cadenza.governance.stats import (
+    episodes_needed,
+    paired_diff_interval,
+    paired_episodes_needed,
+    wilson,
+)
 
 Status = Literal["PASS", "FAIL", "UNDECIDED", "WARN"]
 Verdict = Literal["DEPLOY", "BLOCK", "NEEDS_DATA"]
@@ -43,6 +48,10 @@ class Scorecard:
     checks: list[Check]
     verdict: Verdict = "NEEDS_DATA"
     reasons: list[str] = field(default_factory=list)
+    block: int | None = None  # the held-out seed block the episodes came from (cadenza.governance.seeds)
+    confidence: float | None = None  # confidence of the intervals at the deciding look
+    looks: list[dict[str, Any]] = field(default_factory=list)  # one entry per sequential look
+    plan: dict[str, Any] = field(default_factory=dict)  # the look plan (cadenza.governance.sequential)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,25 +110,41 @@ def rate_at_most(name: str, k: int, n: int, threshold: float, confidence: float)
                  more_episodes=None if need is None else max(need - n, 1))
 
 
-def not_worse(name: str, k: int, n: int, k_ref: int, n_ref: int, margin: float, confidence: float,
-              higher_is_better: bool = True) -> Check:
-    """Non-inferiority of a rate against a reference with ``margin`` (Newcombe interval on the difference)."""
-    p, p_ref = (k / n if n else 0.0), (k_ref / n_ref if n_ref else 0.0)
-    if higher_is_better:
-        lo, hi = diff_interval(k, n, k_ref, n_ref, confidence)
-        d = p - p_ref
-    else:  # a rate that should not rise: the improvement is reference minus candidate
-        lo, hi = diff_interval(k_ref, n_ref, k, n, confidence)
-        d = p_ref - p
-    txt = (f"{_pct(p)} vs {_pct(p_ref)}: improvement {100 * d:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}] "
-           f"(allowed worsening {100 * margin:.1f} pts)")
+def not_worse_paired(name: str, table: tuple[int, int, int, int], margin: float, confidence: float) -> Check:
+    """Paired non-inferiority: ``table`` = (both, candidate only, reference only, neither) of the event
+    that should not become rarer (a success; for collisions pass the *reference's* events first, so the
+    difference is reference minus candidate). PASS when the interval of the improvement is above
+    ``-margin``, FAIL when it is wholly below."""
+    n = sum(table)
+    lo, hi = paired_diff_interval(*table, confidence=confidence)
+    d = (table[1] - table[2]) / n if n else 0.0
+    txt = (f"improvement {100 * d:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}] (paired over {n} episodes; "
+           f"allowed worsening {100 * margin:.1f} pts)")
     if lo >= -margin:
         return Check(name, "PASS", txt)
     if hi < -margin:
         return Check(name, "FAIL", txt + ": regression")
-    need = episodes_needed_diff(p if higher_is_better else p_ref, p_ref if higher_is_better else p, margin, confidence)
+    need = paired_episodes_needed(table, lambda lo_, hi_: lo_ >= -margin or hi_ < -margin, confidence)
     return Check(name, "UNDECIDED", txt + ": interval straddles the margin",
-                 more_episodes=None if need is None else max(need - min(n, n_ref), 1))
+                 more_episodes=None if need is None else max(need - n, 1))
+
+
+def gap_check(name: str, table: tuple[int, int, int, int], max_gap: float, confidence: float) -> Check:
+    """``table`` = paired (both, teacher only, student only, neither) successes. PASS when the whole
+    interval of teacher - student success is at or below ``max_gap``; FAIL when wholly above."""
+    n = sum(table)
+    lo, hi = paired_diff_interval(*table, confidence=confidence)
+    gap = (table[1] - table[2]) / n if n else 0.0
+    txt = (f"teacher - student success {100 * gap:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}] "
+           f"(paired, {table[1]} episodes only the teacher won, {table[2]} only the student; "
+           f"allowed gap {100 * max_gap:.1f} pts)")
+    if hi <= max_gap:
+        return Check(name, "PASS", txt)
+    if lo > max_gap:
+        return Check(name, "FAIL", txt + ": too far from the teacher")
+    need = paired_episodes_needed(table, lambda lo_, hi_: hi_ <= max_gap or lo_ > max_gap, confidence)
+    return Check(name, "UNDECIDED", txt + ": interval straddles it",
+                 more_episodes=None if need is None else max(need - n, 1))
 
 
 def _safety(check: Check) -> Check:
@@ -127,23 +152,25 @@ def _safety(check: Check) -> Check:
     return check
 
 
-def residual_checks(*, episodes: int, successes: int, collisions: int, base: tuple[int, int, int],
-                    baseline: tuple[int, int, int] | None, mean_abs_delta: float, clamp_share: float,
-                    non_finite: int, g: Any) -> list[Check]:
-    """Checks of a residual candidate. ``base`` / ``baseline`` are (episodes, successes, collisions)
-    measured on the same episodes; ``g`` is the ``[governance]`` config section."""
-    c = g.confidence
+def residual_checks(*, episodes: int, successes: int, collisions: int,
+                    vs_base: tuple[tuple[int, int, int, int], tuple[int, int, int, int]],
+                    vs_baseline: tuple[tuple[int, int, int, int], tuple[int, int, int, int]] | None,
+                    mean_abs_delta: float, clamp_share: float, non_finite: int, g: Any,
+                    confidence: float | None = None) -> list[Check]:
+    """Checks of a residual candidate. ``vs_base`` / ``vs_baseline`` are the paired tables
+    (success table with the candidate first, collision table with the reference first) over the same
+    episodes; ``g`` is the ``[governance]`` section; ``confidence`` overrides ``g.confidence`` (the
+    confidence of one sequential look)."""
+    c = g.confidence if confidence is None else confidence
     checks = [
         enough_episodes(episodes, g.min_episodes),
         rate_at_least("success", successes, episodes, g.success_threshold, c),
         _safety(rate_at_most("collision (safety)", collisions, episodes, g.max_collision_rate, c)),
-        not_worse("regression vs base alone", successes, episodes, base[1], base[0], g.regression_margin, c),
-        _safety(not_worse("collisions vs base alone (safety)", collisions, episodes, base[2], base[0],
-                          g.regression_margin, c, higher_is_better=False)),
+        not_worse_paired("regression vs base alone", vs_base[0], g.regression_margin, c),
+        _safety(not_worse_paired("collisions vs base alone (safety)", vs_base[1], g.regression_margin, c)),
     ]
-    if baseline is not None:
-        checks.append(not_worse("regression vs current baseline", successes, episodes, baseline[1], baseline[0],
-                                g.regression_margin, c))
+    if vs_baseline is not None:
+        checks.append(not_worse_paired("regression vs current baseline", vs_baseline[0], g.regression_margin, c))
     checks.append(Check("finite actions (safety)", "FAIL" if non_finite else "PASS",
                         f"{non_finite} non-finite residual outputs", safety=True))
     checks.append(Check("clamp share (safety)", "FAIL" if clamp_share > g.max_clamp_share else "PASS",

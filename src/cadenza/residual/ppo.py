@@ -15,6 +15,10 @@ What differs from textbook PPO, and why:
 * a time-limit truncation either ends the episode's value (``bootstrap_truncation=False``: the task
   counts a timeout as a failure, so the value of "almost there when the time ran out" is 0) or is
   bootstrapped with the value of its final observation (a time limit outside the task);
+* collisions cost ``1 + collision_cost`` in what PPO optimises: the task's reward already pays -1
+  for one, and the trainer raises ``collision_cost`` (a Lagrange multiplier) while the rollouts
+  collide more often than the base alone does (docs/governance.md, "Training that aims past the
+  gates"), so the residual cannot buy success with collisions;
 * optionally (``noise_hold > 1``) each env keeps its exploration noise for several control steps, so
   an exploratory correction lasts long enough to change the outcome of an episode; each step's
   action is still a sample of the current Gaussian, so the likelihood ratio stays per step.
@@ -122,6 +126,7 @@ class PPO:
         self.rate_limit = arch.rate_limit if arch.use_base else None
         self.alpha = arch.alpha if arch.use_base else 1.0
         self.rounds_done = 0
+        self.collision_cost = 0.0  # extra reward cost of a collision, on top of the task's own (set per round)
         self._noise: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ acting
@@ -173,6 +178,8 @@ class PPO:
                 fo = info["final_obs"][trunc]
                 r[trunc] += cfg.gamma * self.critic(self._features(fo, self._base(fo))).cpu().numpy()
             self.prev_delta = np.where(done[:, None], 0.0, delta_eff)  # the rate limit restarts per episode
+            if self.collision_cost and done.any():
+                r[done & info["collision"]] -= self.collision_cost
             if done.any():
                 eps += int(done.sum())
                 succ += int(info["success"][done].sum())

@@ -24,6 +24,7 @@ from cadenza.residual.policy import ResidualController, save_policy
 from cadenza.residual.ppo import PPO, PPOConfig
 from cadenza.residual.scaffold import arch_from_spec
 from cadenza.residual.scoring import apply_verdict, score_residual
+from cadenza.residual.validation import Validator
 from cadenza.tasks.factory import base_source, make_task
 from cadenza.utils.io import atomic_write_json, atomic_write_with
 from cadenza.utils.versions import library_versions
@@ -36,6 +37,8 @@ class TrainResult:
     action: str
     stop_reason: str
     env_steps: int
+    best_round: int  # the round whose policy was registered (the best validation card)
+    best_env_steps: int
     wall_s: float
     report_path: Path
     curve_path: Path
@@ -58,15 +61,17 @@ def _load_checkpoint(path: Path) -> dict[str, Any] | None:
 
 def train_residual(project: Project, *, steps: int | None = None, seed: int | None = None, device: str = "auto",
                    real: bool = False, fresh: bool = False, governor: Governor | None = None,
-                   on_round: Any = None) -> TrainResult:
-    """Run a governed training; ``on_round(history_row, plan)`` is called after every round (progress)."""
+                   on_round: Any = None, on_stage: Any = None) -> TrainResult:
+    """Run a governed training; ``on_round(history_row, plan)`` is called after every round (progress),
+    ``on_stage(text)`` when a stage starts, ``on_look(look)`` through ``on_stage`` after each scorecard look."""
     rc = project.config.residual
+    g = project.config.governance
     seed = rc.seed if seed is None else seed
     budget = steps or rc.steps
     arch = arch_from_spec(project, real)
     base = load_base(base_source(project, real), project.root, arch.act_dim)
     accel = configure(device)
-    governor = governor or LocalGovernor()
+    governor = governor or LocalGovernor(stop_margin=g.stop_margin, validation_episodes=g.validation_episodes)
     profile_task = make_task(project, num_envs=1, real=real)
     profile = TaskProfile(obs_dim=arch.obs_dim, act_dim=arch.act_dim, horizon=profile_task.spec.horizon,
                           num_envs=project.config.task.num_envs, device=accel.device, budget_steps=budget,
@@ -82,7 +87,7 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
                                                 + count_params(Critic(arch)), batch=minibatch, expected_calls=updates))
 
     rdir = run_dir(project, real)
-    ckpt_path, prog_path = rdir / "checkpoint.pt", rdir / "progress.json"
+    ckpt_path, prog_path, best_path = rdir / "checkpoint.pt", rdir / "progress.json", rdir / "best.pt"
     history: list[dict[str, Any]] = []
     resumed_from = 0
     ckpt = None
@@ -99,6 +104,12 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     ppo = PPO(arch, cfg, task, base, device=accel.device, seed=seed + 1000 * resumed_from, accel=accel)
     if ckpt is not None:
         ppo.load_state_dict(ckpt)
+    ppo.collision_cost = history[-1].get("collision_cost", 0.0) if history else 0.0
+    validator = Validator(project, base, episodes=plan.validation_episodes, real=real)
+    cards = [h for h in history if "val_margin" in h]
+    best = max(cards, key=lambda h: h["val_margin"]) if cards else None
+    best_state = _load_checkpoint(best_path) if best is not None else None
+    collision_target: float | None = None
     t0 = time.perf_counter()
     wall_before = history[-1]["wall_s"] if history else 0.0
     latest_warning: dict[str, str] = {}  # one line per kind of warning (the text before ':'), the latest
@@ -109,8 +120,25 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
         st = ppo.round()
         steps_done += st.env_steps
         row = {"round": len(history), "level": level, "env_steps_total": steps_done,
-               "wall_s": wall_before + time.perf_counter() - t0, **st.as_dict()}
+               "wall_s": wall_before + time.perf_counter() - t0, **st.as_dict(),
+               "collision_cost": ppo.collision_cost}
         history.append(row)
+        if plan.validate_every and st.episodes:  # collisions as a constraint: the base alone's rate is the target
+            if collision_target is None:
+                collision_target = min(validator.base_stats.collision_rate,
+                                       plan.collision_target_share * g.max_collision_rate)
+            rate = st.collisions / st.episodes
+            ppo.collision_cost = max(0.0, ppo.collision_cost + plan.collision_lr * (rate - collision_target))
+            row["collision_target"] = collision_target
+        if LocalGovernor.validates(plan, history):
+            card = validator.score(ResidualController(ppo.actor.eval(), "candidate"))
+            ppo.actor.train()
+            row.update(card.as_dict())
+            row["wall_s"] = wall_before + time.perf_counter() - t0
+            if best is None or card.margin > best["val_margin"]:
+                best = row
+                best_state = {k: v.detach().clone() for k, v in ppo.actor.state_dict().items()}
+                atomic_write_with(best_path, lambda tmp, sd=best_state: torch.save(sd, tmp))
         decision = governor.review(history, plan)
         for w in decision.warnings:
             latest_warning[w.split(":")[0]] = f"{w} (round {row['round']})"
@@ -129,13 +157,25 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     # register the candidate, score it on held-out episodes, let the verdict move the baseline
     meta = {"task": profile.label, "env_steps": steps_done, "seed": seed, "stop_reason": stop_reason,
             "base": base.source, "real": real}
+    actor = ppo.actor.cpu()
+    best_round, best_steps = history[-1]["round"], steps_done
+    if best is not None and best_state is not None:  # the round with the best validation card, not the last
+        actor.load_state_dict(best_state)
+        best_round, best_steps = best["round"], best["env_steps_total"]
+    meta.update({"best_round": best_round, "best_env_steps": best_steps,
+                 "validation": {k: best[k] for k in best if k.startswith("val_")} if best else None})
     tmp_policy = rdir / "candidate.pt"
-    save_policy(ppo.actor.cpu(), tmp_policy, meta)
+    save_policy(actor, tmp_policy, meta)
     reg = Registry(project.root)
     version = reg.register("residual", {"policy.pt": tmp_policy}, meta)
-    controller = ResidualController(ppo.actor.eval(), version)
-    card, _ = score_residual(project, controller, base, episodes=project.config.governance.eval_episodes, real=real,
-                             candidate_version=version)
+    controller = ResidualController(actor.eval(), version)
+    if on_stage is not None:
+        on_stage(f"scoring {version} on held-out block 0 (looks of {g.eval_episodes} up to {g.max_eval_episodes} "
+                 "episodes)")
+    card, _ = score_residual(project, controller, base, real=real, candidate_version=version, block=0,
+                             on_look=None if on_stage is None else lambda lk: on_stage(
+                                 f"look at {lk.episodes} episodes ({lk.confidence:.2%} intervals): {lk.verdict}"
+                                 + (f", undecided: {', '.join(lk.undecided)}" if lk.undecided else "")))
     action = apply_verdict(project, card, version, promote=True)
 
     curve_path = project.residual_dir / ("learning_curve_real.png" if real else "learning_curve.png")
@@ -143,7 +183,8 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     report = {
         "kind": "cadenza.residual.train_report", "project": project.name, "task": profile.label,
         "version": version, "verdict": card.verdict, "action": action, "stop_reason": stop_reason,
-        "env_steps": steps_done, "wall_s": wall, "seed": seed, "resumed_from_round": resumed_from,
+        "env_steps": steps_done, "best_round": best_round, "best_env_steps": best_steps,
+        "heldout_block": card.block, "scorecard_episodes": card.episodes, "wall_s": wall, "seed": seed, "resumed_from_round": resumed_from,
         "warnings": warnings, "plan": plan.as_dict(), "architecture": arch.as_dict(), "accel": accel.as_dict(),
         "scorecard": card.as_dict(), "history": history, "versions": library_versions("torch"),
     }
@@ -152,7 +193,7 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     atomic_write_json(prog_path, {"status": "done", "seed": seed, "budget": budget, "history": history,
                                   "plan": plan.as_dict(), "version": version})
     return TrainResult(version=version, card=card, action=action, stop_reason=stop_reason, env_steps=steps_done,
-                       wall_s=wall, report_path=report_path, curve_path=curve_path, warnings=warnings,
+                       best_round=best_round, best_env_steps=best_steps, wall_s=wall, report_path=report_path, curve_path=curve_path, warnings=warnings,
                        resumed_from=resumed_from)
 
 

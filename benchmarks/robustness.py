@@ -1,0 +1,172 @@
+"""Do verdicts hold across seeds, thread counts and tasks? The default `train`, on fresh copies.
+
+Each run copies an example project to a fresh temp folder, runs exactly what a user runs
+(`cadenza env residual train <copy> --seed S`, plus `--real` for the MuJoCo tasks) with
+`CADENZA_NUM_THREADS=T`, and reads the train report: verdict, success and collisions with their
+intervals (at the deciding look's confidence), the episodes the scorecard used, env steps at the
+stop and of the kept round, and the wall time of the whole command.
+
+    .venv/bin/python benchmarks/robustness.py                      # everything (about an hour on 2 cores)
+    .venv/bin/python benchmarks/robustness.py --only dash          # one group: dash, mission, reacher, dog-real
+    .venv/bin/python benchmarks/robustness.py --workers 1          # one run at a time
+
+Runs already in the JSON (same group, seed, threads) are kept and skipped, so a long sweep can be
+run in parts; `--redo` starts over. Writes benchmarks/results/robustness.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "robustness.json"
+CADENZA = str(Path(sys.executable).with_name("cadenza"))
+
+# group -> (example, extra args, edit to cadenza.toml, seeds, thread counts)
+GROUPS: dict[str, tuple[str, list[str], tuple[str, str] | None, list[int], list[int]]] = {
+    "dash": ("rescue-dog", [], None, [0, 1, 2, 3, 4], [1, 2]),
+    "mission": ("rescue-dog", [], ('# episodes = "mission"', 'episodes = "mission"'), [0, 1, 2], [1]),
+    "reacher": ("reacher", ["--real"], None, [0, 1, 2], [1]),
+    "dog-real": ("rescue-dog", ["--real"], None, [0, 1, 2], [1]),
+}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def one_run(group: str, seed: int, threads: int) -> dict:
+    example, extra, edit, _, _ = GROUPS[group]
+    with tempfile.TemporaryDirectory(prefix=f"cadenza-robust-{group}-") as tmp:
+        proj = Path(tmp) / example
+        shutil.copytree(ROOT / "examples" / example, proj)
+        if edit is not None:
+            toml = proj / "cadenza.toml"
+            text = toml.read_text()
+            assert edit[0] in text, f"{toml}: cannot apply {edit}"
+            toml.write_text(text.replace(edit[0], edit[1]))
+        env = {**os.environ, "CADENZA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+        t0 = time.perf_counter()
+        p = subprocess.run([CADENZA, "env", "residual", "train", str(proj), "--seed", str(seed), *extra],
+                           env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        name = "train_report_real.json" if "--real" in extra else "train_report.json"
+        rep_path = proj / "residual" / name
+        if not rep_path.is_file():
+            return {"group": group, "seed": seed, "threads": threads, "verdict": f"ERROR (exit {p.returncode})",
+                    "error": (p.stderr or p.stdout)[-2000:], "wall_s": wall}
+        rep = json.loads(rep_path.read_text())
+    card = rep["scorecard"]
+    cand = card["metrics"]["candidate"]
+    base = card["metrics"]["base"]
+    conf = card.get("confidence") or 0.95
+    from cadenza.governance.stats import wilson
+
+    def ci(k: int, n: int) -> list[float]:
+        return list(wilson(k, n, conf))
+
+    return {
+        "group": group, "task": rep["task"], "seed": seed, "threads": threads, "verdict": rep["verdict"],
+        "exit_code": p.returncode, "success": cand["success_rate"], "success_ci": ci(cand["successes"], cand["episodes"]),
+        "collision": cand["collision_rate"], "collision_ci": ci(cand["collisions"], cand["episodes"]),
+        "base_success": base["success_rate"], "base_collision": base["collision_rate"],
+        "episodes": card["episodes"], "looks": len(card.get("looks") or [1]), "confidence": conf,
+        "env_steps": rep["env_steps"], "best_env_steps": rep.get("best_env_steps"), "stop_reason": rep["stop_reason"],
+        "train_wall_s": rep["wall_s"], "wall_s": wall,
+    }
+
+
+def table(runs: list[dict]) -> str:
+    lines = ["| group | seed | threads | verdict | success [CI] | collisions [CI] | episodes (looks) | env steps at stop "
+             "(kept) | wall |", "|---|---:|---:|---|---|---|---:|---:|---:|"]
+    for r in sorted(runs, key=lambda r: (list(GROUPS).index(r["group"]), r["seed"], r["threads"])):
+        if "success" not in r:
+            lines.append(f"| {r['group']} | {r['seed']} | {r['threads']} | {r['verdict']} | | | | | {r['wall_s']:.0f} s |")
+            continue
+        lines.append(
+            f"| {r['group']} | {r['seed']} | {r['threads']} | {r['verdict']} | {r['success']:.1%} "
+            f"[{r['success_ci'][0]:.1%}, {r['success_ci'][1]:.1%}] | {r['collision']:.1%} "
+            f"[{r['collision_ci'][0]:.1%}, {r['collision_ci'][1]:.1%}] | {r['episodes']:,} ({r['looks']}) | "
+            f"{r['env_steps']:,} ({r['best_env_steps']:,}) | {r['wall_s']:.0f} s |")
+    return "\n".join(lines)
+
+
+def summary(runs: list[dict]) -> dict:
+    out = {}
+    for g in GROUPS:
+        rs = [r for r in runs if r["group"] == g]
+        if not rs:
+            continue
+        dep = [r for r in rs if r["verdict"] == "DEPLOY"]
+        out[g] = {"runs": len(rs), "deploy": len(dep),
+                  "median_env_steps_to_deploy": statistics.median(r["best_env_steps"] for r in dep) if dep else None,
+                  "env_steps_range": [min(r["best_env_steps"] for r in dep), max(r["best_env_steps"] for r in dep)]
+                  if dep else None,
+                  "median_success": statistics.median(r["success"] for r in dep) if dep else None,
+                  "median_wall_s": statistics.median(r["wall_s"] for r in rs)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated groups of {', '.join(GROUPS)}")
+    ap.add_argument("--workers", type=int, default=2, help="runs at a time (default 2: one per core)")
+    ap.add_argument("--redo", action="store_true", help="forget earlier runs in the JSON")
+    ap.add_argument("--out", type=Path, default=OUT)
+    a = ap.parse_args()
+    groups = [g.strip() for g in a.only.split(",") if g.strip()]
+    bad = [g for g in groups if g not in GROUPS]
+    if bad:
+        ap.error(f"--only: unknown group(s) {', '.join(bad)}; expected {', '.join(GROUPS)}")
+    prev = [] if a.redo or not a.out.is_file() else json.loads(a.out.read_text()).get("runs", [])
+    done = {(r["group"], r["seed"], r["threads"]) for r in prev if not r["verdict"].startswith("ERROR")}
+    prev = [r for r in prev if (r["group"], r["seed"], r["threads"]) in done]
+    todo = [(g, s, t) for g in groups for s in GROUPS[g][3] for t in GROUPS[g][4] if (g, s, t) not in done]
+    print(f"robustness: {len(todo)} runs to do ({len(prev)} kept), {a.workers} at a time, CPU: {cpu_model()}",
+          flush=True)
+    runs = list(prev)
+
+    def save() -> None:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"kind": "cadenza.benchmarks.robustness", "cpu": cpu_model(), "cores": os.cpu_count(),
+               "python": platform.python_version(), "runs": runs, "summary": summary(runs)}
+        tmp = a.out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2))
+        tmp.replace(a.out)
+
+    with ThreadPoolExecutor(max_workers=max(1, a.workers)) as pool:
+        for r in pool.map(lambda job: one_run(*job), todo):
+            runs.append(r)
+            save()
+            print(f"  {r['group']:<8} seed {r['seed']} threads {r['threads']}: {r['verdict']}"
+                  + (f" ({r['success']:.1%} success, {r['collision']:.1%} collisions, {r['episodes']} episodes, "
+                     f"{r['best_env_steps']:,} env steps, {r['wall_s']:.0f} s)" if "success" in r else ""), flush=True)
+    save()
+    print()
+    print(table(runs))
+    print()
+    for g, s in summary(runs).items():
+        med = f"{s['median_env_steps_to_deploy']:,.0f}" if s["median_env_steps_to_deploy"] else "-"
+        print(f"{g}: {s['deploy']}/{s['runs']} DEPLOY, median env steps to DEPLOY {med}")
+    print(f"CPU: {cpu_model()}; JSON: {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""The validation card: what the governor reads during training to keep the best round and to stop.
+
+Each validation runs the deterministic residual on the same ``episodes`` of the *validation block*
+(``cadenza.governance.seeds.VALIDATION_SEED``, disjoint from every held-out block) and builds the
+same checks as the final scorecard, at ``governance.confidence``, against the base alone on those
+episodes (run once per training). Its **margin** is how far the worst gate is cleared:
+
+    margin = min(success_low - success_threshold, max_collision_rate - collision_high)
+
+(Wilson bounds; negative when a gate is missed). The trainer keeps the round with the highest margin
+and the governor stops once a card passes every check with ``margin >= governance.stop_margin``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cadenza.base.loader import BasePolicy
+from cadenza.governance.scorecard import decide, residual_checks
+from cadenza.governance.seeds import VALIDATION_SEED
+from cadenza.governance.stats import paired_table, wilson
+from cadenza.project.config import Project
+from cadenza.residual.evaluate import EvalStats, evaluate
+from cadenza.residual.policy import ResidualController
+from cadenza.tasks.factory import make_task
+
+
+@dataclass
+class ValidationCard:
+    episodes: int
+    success: float
+    collision: float
+    margin: float
+    passes: bool  # every check passes (the card would DEPLOY)
+    failing: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"val_episodes": self.episodes, "val_success": self.success, "val_collision": self.collision,
+                "val_margin": self.margin, "val_passes": self.passes, "val_failing": self.failing}
+
+
+def card_margin(successes: int, collisions: int, n: int, g: Any) -> float:
+    """How far the worst of the two rate gates is cleared (Wilson bounds at ``g.confidence``)."""
+    s_lo, _ = wilson(successes, n, g.confidence)
+    _, c_hi = wilson(collisions, n, g.confidence)
+    return min(s_lo - g.success_threshold, g.max_collision_rate - c_hi)
+
+
+class Validator:
+    """Scores training checkpoints on the validation block (the base alone is run once, lazily)."""
+
+    def __init__(self, project: Project, base: BasePolicy, *, episodes: int, real: bool = False) -> None:
+        from cadenza.residual.scoring import eval_chunk
+
+        self.project, self.base, self.episodes, self.real = project, base, episodes, real
+        self.chunk = eval_chunk(project, real)
+        self._base_stats: EvalStats | None = None
+
+    def _mk(self, n: int) -> Any:
+        return make_task(self.project, num_envs=n, level=self.project.config.task.level, real=self.real)
+
+    def _run(self, controller: ResidualController | None, label: str) -> EvalStats:
+        return evaluate(self._mk, self.base, controller, episodes=self.episodes, seed=VALIDATION_SEED,
+                        chunk=self.chunk, label=label)
+
+    @property
+    def base_stats(self) -> EvalStats:
+        if self._base_stats is None:
+            self._base_stats = self._run(None, "base alone")
+        return self._base_stats
+
+    def score(self, controller: ResidualController) -> ValidationCard:
+        g = self.project.config.governance
+        c, b = self._run(controller, "residual"), self.base_stats
+        checks = residual_checks(
+            episodes=c.episodes, successes=c.successes, collisions=c.collisions,
+            vs_base=(paired_table(c.success, b.success), paired_table(b.collision, c.collision)), vs_baseline=None,
+            mean_abs_delta=c.mean_abs_delta, clamp_share=c.clamp_share, non_finite=c.non_finite, g=g)
+        verdict, _ = decide(checks)
+        return ValidationCard(episodes=c.episodes, success=c.success_rate, collision=c.collision_rate,
+                              margin=card_margin(c.successes, c.collisions, c.episodes, g),
+                              passes=verdict == "DEPLOY",
+                              failing=[ch.name for ch in checks if ch.status in ("FAIL", "UNDECIDED")])
