@@ -16,6 +16,12 @@ class NotBuiltError(CadenzaError):
     exit_code = 1
 
 
+class UsageError(CadenzaError):
+    """A flag value that cannot work (exit code 2, like a command-line usage error); the message names the flag."""
+
+    exit_code = 2
+
+
 class ArtefactError(CadenzaError):
     """A missing, corrupt or tampered artefact (exit code 2): never loaded."""
 

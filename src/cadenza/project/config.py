@@ -10,9 +10,17 @@ import hashlib
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,21 +29,53 @@ else:  # pragma: no cover
 
 CONFIG_NAME = "cadenza.toml"
 PROMPT_NAME = "SYSTEM_PROMPT.md"
+SEED_LIMIT = 1_000_000  # training seeds are 0 .. 999,999; held-out evaluation seeds start at 1,000,003
+MAX_NUMBER = 10**12  # no number in cadenza.toml means anything beyond this size
+MAX_TEXT = 2000  # longest goal / name-like text accepted
 
 
 class ConfigError(Exception):
     """A project or config problem, reported to the user as one line (exit code 2)."""
 
 
+def _is_number(annotation: Any) -> bool:
+    """``int``, ``float`` or an optional / union of them (not ``bool``)."""
+    if annotation in (int, float):
+        return True
+    if get_origin(annotation) is Union or type(annotation).__name__ == "UnionType":
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return bool(args) and all(a in (int, float) for a in args)
+    return False
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and infinity mean nothing anywhere in cadenza.toml (docs/config.md)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_scalar(cls, v: Any, info: ValidationInfo) -> Any:
+        """A number key takes a TOML number (not ``true``, not ``"1"``, which pydantic would convert; nothing
+        huge), a boolean key a TOML boolean (not ``1`` or ``"yes"``)."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None:
+            return v
+        if field.annotation is bool and not isinstance(v, bool):
+            raise ValueError(f"expected true or false, not {type(v).__name__}")
+        if not _is_number(field.annotation) or v is None:
+            return v
+        if isinstance(v, (bool, str)):
+            raise ValueError(f"expected a number, not a {'boolean' if isinstance(v, bool) else 'string'}")
+        if isinstance(v, (int, float)) and v == v and abs(v) != float("inf") and abs(v) > MAX_NUMBER:
+            raise ValueError(f"expected a number no larger than {MAX_NUMBER:.0e} in size")
+        return v
 
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class ProjectSection(_Section):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
 
 
@@ -52,7 +92,7 @@ class PerturbationSpec(_Section):
     kind: Literal["mass", "friction", "actuator_gain", "damping", "joint_friction", "bias_torque",
                   "obs_noise", "latency", "push"]
     target: str = ""
-    scale: float = Field(0.0, ge=0.0)
+    scale: float = Field(0.0, ge=0.0, le=1e6)
 
     @model_validator(mode="after")
     def _share_below_one(self) -> PerturbationSpec:
@@ -125,7 +165,7 @@ class ResidualSection(_Section):
     rate_limit: float = Field(0.5, gt=0.0, le=2.0)
     gate: bool = True
     steps: int = Field(200_000, ge=1_000)  # default training budget (env steps)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)  # held-out evaluation seeds start at 1,000,003
     # the reward PPO trains on: "dense" = the task's documented shaped reward (progress toward the goal
     # plus the +1/-1 outcome), "sparse" = the outcome alone. Scoring always counts outcomes.
     reward: Literal["sparse", "dense"] = "dense"
@@ -141,7 +181,7 @@ class GovernanceSection(_Section):
     saturation_warn: Unit = 0.5  # mean |delta| above this share of its bound is a warning
     max_clamp_share: Unit = 0.5  # share of steps with the action at its bounds above this: BLOCK
     max_student_gap: Unit = 0.03  # teacher minus student success
-    latency_budget_ms: float = Field(20.0, gt=0.0)  # 50 Hz control loop
+    latency_budget_ms: float = Field(20.0, gt=0.0, le=1e6)  # 50 Hz control loop
 
 
 class DistillSection(_Section):
@@ -154,8 +194,8 @@ class DistillSection(_Section):
 class BenchSection(_Section):
     steps: int = Field(200_000, ge=1_000)
     seeds: int = Field(3, ge=1)
-    cost_per_gpu_hour: float = Field(2.0, ge=0.0)
-    cost_per_cpu_core_hour: float = Field(0.05, ge=0.0)
+    cost_per_gpu_hour: float = Field(2.0, ge=0.0, le=1e6)
+    cost_per_cpu_core_hour: float = Field(0.05, ge=0.0, le=1e6)
 
 
 class ActionSpec(_Section):
@@ -176,17 +216,29 @@ class ActionSpec(_Section):
 class MissionSection(_Section):
     goals: list[str] = Field(default_factory=list)
     actions: dict[str, ActionSpec] = Field(default_factory=dict)
-    max_steps: int = Field(40, ge=1)
+    max_steps: int = Field(40, ge=1, le=100_000)
+
+    @field_validator("goals")
+    @classmethod
+    def _goal_text(cls, v: list[str]) -> list[str]:
+        for i, goal in enumerate(v):
+            if not goal.strip():
+                raise ValueError(f"goal {i} is empty")
+            if len(goal) > MAX_TEXT:
+                raise ValueError(f"goal {i} is {len(goal)} characters long; at most {MAX_TEXT}")
+        return v
 
 
 class VlaFinetuneSection(_Section):
-    prompt_template: str = "{system_prompt}\n\nGoal: {goal}\nObservation: {observation}\nNext action:"
+    prompt_template: str = Field("{system_prompt}\n\nGoal: {goal}\nObservation: {observation}\nNext action:",
+                                 min_length=1)
 
 
 class LlmSection(_Section):
-    base_url: str = "https://api.groq.com/openai/v1"
-    model: str = "llama-3.3-70b-versatile"
-    api_key_env: str = "GROQ_API_KEY"
+    base_url: str = Field("https://api.groq.com/openai/v1", pattern=r"^https?://\S+$")
+    model: str = Field("llama-3.3-70b-versatile", min_length=1)
+    # the name of the environment variable holding the key; the key itself never goes in the file
+    api_key_env: str = Field("GROQ_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ProjectConfig(_Section):
@@ -254,8 +306,12 @@ def _format_error(path: Path, err: dict) -> str:
         return f"{path}: missing required key '{loc}'"
     msg = err.get("msg", "invalid value").removeprefix("Value error, ")
     got = err.get("input")
-    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    shown = "" if isinstance(got, dict) else f" (got {_short(repr(got))})"
     return f"{path}: key '{loc}': {msg}{shown}" if loc else f"{path}: {msg}"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def parse_config(path: Path, raw: bytes) -> ProjectConfig:
@@ -276,12 +332,15 @@ def parse_config(path: Path, raw: bytes) -> ProjectConfig:
 def load_project(root: str | Path) -> Project:
     """Load and validate ``<root>/cadenza.toml``; raises :class:`ConfigError` with one line."""
     root = Path(root)
-    if not root.exists():
-        raise ConfigError(f"{root}: no such project directory (create one with: cadenza init {root})")
-    if not root.is_dir():
-        raise ConfigError(f"{root}: not a directory; expected a project directory holding {CONFIG_NAME}")
     path = root / CONFIG_NAME
-    if not path.is_file():
-        raise ConfigError(f"{path}: missing; is {root} a cadenza project? (create one with: cadenza init {root})")
-    raw = path.read_bytes()
+    try:
+        if not root.exists():
+            raise ConfigError(f"{root}: no such project directory (create one with: cadenza init {root})")
+        if not root.is_dir():
+            raise ConfigError(f"{root}: not a directory; expected a project directory holding {CONFIG_NAME}")
+        if not path.is_file():
+            raise ConfigError(f"{path}: missing; is {root} a cadenza project? (create one with: cadenza init {root})")
+        raw = path.read_bytes()
+    except (OSError, ValueError) as e:  # a name too long, a NUL byte, no permission: still one line
+        raise ConfigError(f"{_short(str(root))}: cannot read the project ({getattr(e, 'strerror', None) or e})") from None
     return Project(root, parse_config(path, raw), raw)

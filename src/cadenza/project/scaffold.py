@@ -5,7 +5,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from cadenza.project.config import CONFIG_NAME, PROMPT_NAME, ConfigError, parse_config
+from pydantic import ValidationError
+
+from cadenza.project.config import CONFIG_NAME, PROMPT_NAME, ConfigError, ProjectSection, parse_config
 from cadenza.utils.io import atomic_write_text
 
 TEMPLATES = ("rescue-dog",)
@@ -26,6 +28,11 @@ def init_project(directory: Path, template: str = "rescue-dog", name: str | None
     target = directory / CONFIG_NAME
     if target.exists() and not force:
         raise ConfigError(f"{target}: already exists (use --force to overwrite)")
+    try:  # the directory's own name may be anything (even bytes that are not UTF-8); the project's may not
+        ProjectSection(name=name)
+    except ValidationError as e:
+        msg = e.errors()[0]["msg"]
+        raise ConfigError(f"{target}: key 'project.name': {msg} (got {name[:80]!r}); choose a name with --name") from None
     config_text = files[CONFIG_NAME].replace("{name}", name)
     parse_config(target, config_text.encode())  # the name must be valid before anything is written
     directory.mkdir(parents=True, exist_ok=True)
