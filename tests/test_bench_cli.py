@@ -94,15 +94,17 @@ def test_sb3_arm_is_skipped_cleanly_without_the_package(tmp_path: Path, capsys: 
     (["--arms", "residual,a2c"], "unknown arm 'a2c'"),
     (["--arms", "full,sb3"], "include 'residual'"),
     (["--full-reward", "shaped"], "--full-reward"),
-    (["--steps", "0"], "--steps must be >= 1"),
-    (["--seeds", "0"], "--seeds must be >= 1"),
-    (["--cost-per-gpu-hour", "-1"], "GPU-hour"),
+    (["--steps", "0"], "--steps: expected an integer >= 1,000"),
+    (["--seeds", "0"], "--seeds: expected an integer >= 1"),
+    (["--cost-per-gpu-hour", "-1"], "--cost-per-gpu-hour: expected a finite number >= 0"),
+    (["--cost-per-cpu-core-hour", "nan"], "--cost-per-cpu-core-hour: expected a finite number >= 0"),
 ])
 def test_bad_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch, args: list[str], needle: str) -> None:
+    """A flag that cannot work is a usage error (exit 2), refused before anything is written."""
     proj = _bench_project(tmp_path)
     code, _, err = run_cli(["env", "residual", "bench", proj, *args], capsys, monkeypatch)
-    assert code == 1 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (proj / "bench").exists()
 
 
@@ -110,7 +112,7 @@ def test_bench_refuses_mission_episodes(tmp_path: Path, capsys: pytest.CaptureFi
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     proj = make_project(tmp_path / "dog", **{"task.episodes": '"mission"'})
     code, _, err = run_cli(["env", "residual", "bench", str(proj), "--steps", "1000"], capsys, monkeypatch)
-    assert code == 1 and "task.episodes" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "task.episodes" in err and len(err.strip().splitlines()) == 1
     assert not (proj / "bench").exists()
 
 

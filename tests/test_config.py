@@ -204,7 +204,7 @@ def test_init_unknown_template(tmp_path: Path, capsys: pytest.CaptureFixture[str
     proj = tmp_path / "p"
     code, _, err = run_cli(["init", proj, "--template", "cartpole"], capsys, monkeypatch)
     assert code == EXIT_USAGE
-    assert_one_line_error(err, "unknown template", "'cartpole'", "rescue-dog")
+    assert_one_line_error(err, "--template", "'cartpole'", "rescue-dog")
     assert not proj.exists()
 
 

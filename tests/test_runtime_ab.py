@@ -108,7 +108,7 @@ def test_cli_eval_ab_reports_both_arms(small_project: Path, tmp_path: Path, caps
 
 def test_cli_eval_ab_refuses_promote(small_project: Path, capsys, monkeypatch) -> None:
     code, _, err = run_cli(["env", "residual", "eval", small_project, "--ab", "--promote"], capsys, monkeypatch)
-    assert code == 1
+    assert code == 2  # flags that do not go together: a usage error, refused before anything is loaded
     assert "--ab" in err and "--promote" in err and len(err.strip().splitlines()) == 1
 
 

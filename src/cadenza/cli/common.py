@@ -1,9 +1,14 @@
-"""Shared CLI pieces: the console, option types, the default-command group, verdict exit codes."""
+"""Shared CLI pieces: the console, option types and checks, the project lock, verdict exit codes."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import math
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,6 +17,9 @@ from typer.core import TyperGroup
 
 from cadenza.errors import NotBuiltError
 
+if TYPE_CHECKING:
+    from cadenza.project.config import Project
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
@@ -19,8 +27,16 @@ err_console = Console(stderr=True, highlight=False)
 EXIT_DEPLOY, EXIT_ERROR, EXIT_USAGE, EXIT_BLOCK, EXIT_NEEDS_DATA = 0, 1, 2, 3, 4
 VERDICT_EXIT = {"DEPLOY": EXIT_DEPLOY, "BLOCK": EXIT_BLOCK, "NEEDS_DATA": EXIT_NEEDS_DATA}
 
-ProjectArg = Annotated[Path, typer.Argument(help="Project directory (holds cadenza.toml).", show_default=False)]
-DeviceOpt = Annotated[str, typer.Option("--device", help="Torch device: auto (cuda -> mps -> cpu), cuda, mps or cpu.")]
+
+
+def directory_arg(value: Any) -> Path:
+    """Parser of a directory argument: an empty one (an unset shell variable) never means the current directory."""
+    if not str(value).strip():
+        raise ValueError("expected a directory, got an empty value (use . for the current directory)")
+    return Path(value)
+
+
+ProjectArg = Annotated[Path, typer.Argument(parser=directory_arg, help="Project directory (holds cadenza.toml).", show_default=False)]
 RealOpt = Annotated[bool, typer.Option("--real", help="Run on the real simulator (MuJoCo) named in [task.real].")]
 
 
@@ -61,3 +77,158 @@ class DefaultCommandGroup(TyperGroup):
             formatter.write_text(f"Running `{ctx.command_path} PROJECT [OPTIONS]` (no sub-command):")
             cmd.format_help_text(sub, formatter)
             cmd.format_options(sub, formatter)
+
+
+# ---------------------------------------------------------------------------------------------- flag checks
+# Option callbacks: a bad value stops the command at parse time, before any work, with one line
+# `error: --flag: expected ..., got ...` and exit code 2 (cadenza.cli.main formats click's errors).
+def _describe(kind: str, ge: float | None, gt: float | None, le: float | None, lt: float | None) -> str:
+    parts = [f"{op} {v:g}" if isinstance(v, float) else f"{op} {v:,}"
+             for op, v in ((">=", ge), (">", gt), ("<=", le), ("<", lt)) if v is not None]
+    return f"{kind} {' and '.join(parts)}".strip()
+
+
+def number_check(*, ge: float | None = None, gt: float | None = None, le: float | None = None,
+                 lt: float | None = None) -> Callable[[Any], Any]:
+    """A typer option callback that refuses NaN, infinity and values outside the given bounds."""
+
+    def check(value: Any) -> Any:
+        if value is None or isinstance(value, bool):
+            return value
+        kind = "an integer" if isinstance(value, int) else "a finite number"
+        ok = not (isinstance(value, float) and not math.isfinite(value))
+        ok = ok and (ge is None or value >= ge) and (gt is None or value > gt)
+        ok = ok and (le is None or value <= le) and (lt is None or value < lt)
+        if not ok:
+            raise typer.BadParameter(f"expected {_describe(kind, ge, gt, le, lt)}, got {value!r}")
+        return value
+
+    return check
+
+
+SEED_CHECK = number_check(ge=0, lt=1_000_000)  # = project.config.SEED_LIMIT (held-out seeds start at 1,000,003)
+STEPS_CHECK = number_check(ge=1_000, le=10**12)
+EPISODES_CHECK = number_check(ge=1, le=10_000_000)
+VERSION = re.compile(r"v\d{4,}")
+
+
+def choice_check(*choices: str) -> Callable[[Any], Any]:
+    """A callback for a string option with a fixed set of values (the help keeps its compact layout)."""
+
+    def check(value: Any) -> Any:
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"expected one of {', '.join(repr(c) for c in choices)}, got {_short(str(value))!r}")
+        return value
+
+    return check
+
+
+DeviceOpt = Annotated[str, typer.Option("--device", callback=choice_check("auto", "cuda", "mps", "cpu"), help="Torch device: auto (cuda -> mps -> cpu), cuda, mps or cpu.")]
+
+
+def text_check(*, max_len: int = 2000, allow_empty: bool = False) -> Callable[[Any], Any]:
+    """A callback for free text: not empty (unless allowed), valid UTF-8, at most ``max_len`` characters."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        if not allow_empty and not str(value).strip():
+            raise typer.BadParameter("expected some text, got an empty value")
+        try:
+            str(value).encode("utf-8")
+        except UnicodeEncodeError:
+            raise typer.BadParameter("expected UTF-8 text, got bytes that are not UTF-8") from None
+        if len(value) > max_len:
+            raise typer.BadParameter(f"expected at most {max_len} characters, got {len(value)}")
+        return value
+
+    return check
+
+
+def version_check(value: str | None) -> str | None:
+    """``--version`` / ``--to``: a registry version name such as v0003."""
+    if value is not None and not VERSION.fullmatch(value):
+        raise typer.BadParameter(f"expected a registry version such as v0001, got {_short(value)!r}")
+    return value
+
+
+def existing_file(value: Any) -> Any:
+    """A path option or argument naming a file that exists (checked before any work)."""
+    for p in value if isinstance(value, (list, tuple)) else [value]:
+        if p is None:
+            continue
+        try:
+            ok, exists = Path(p).is_file(), Path(p).exists()
+        except (OSError, ValueError) as e:
+            raise typer.BadParameter(f"cannot read {_short(str(p))!r} ({getattr(e, 'strerror', None) or e})") from None
+        if not ok:
+            raise typer.BadParameter(f"{_short(str(p))}: {'not a file' if exists else 'no such file'}")
+    return value
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+# ---------------------------------------------------------------------------------------------- lock
+F = TypeVar("F", bound=Callable[..., Any])
+Check = Callable[["Project", dict[str, Any]], None]
+
+
+def _params(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    return dict(inspect.signature(fn).bind(*args, **kwargs).arguments) if args else dict(kwargs)
+
+
+def _preflight(check: Check | None, params: dict[str, Any], project_param: str) -> None:
+    if check is None:
+        return
+    from cadenza.project.config import load_project
+
+    check(load_project(params[project_param]), params)
+
+
+def checked(check: Check, *, project_param: str = "project") -> Callable[[F], F]:
+    """Run ``check(project, params)`` before the command (read-only commands): one line on a problem."""
+
+    def deco(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            _preflight(check, _params(fn, args, kwargs), project_param)
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco
+
+
+def locked(command: str, *, check: Check | None = None, project_param: str = "project",
+           when: Callable[[dict[str, Any]], bool] | None = None) -> Callable[[F], F]:
+    """A command that writes the project: checks first, then holds ``<project>/.cadenza/lock`` while it runs.
+
+    ``check(project, params)`` runs before the lock is taken (nothing is written when it refuses);
+    ``when(params)`` can say the lock is not needed (e.g. an export that writes outside the project).
+    A second command on a locked project is refused with one line naming the holder (exit code 1).
+    """
+
+    def deco(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            params = _params(fn, args, kwargs)
+            _preflight(check, params, project_param)
+            root = Path(params[project_param])
+            try:
+                is_project = (root / "cadenza.toml").is_file()
+            except (OSError, ValueError):
+                is_project = False
+            if not is_project or (when is not None and not when(params)):
+                return fn(*args, **kwargs)  # nothing to lock: the command reports the problem itself
+            from cadenza.project.lock import ProjectLock
+
+            with ProjectLock(root, f"cadenza {command}") as lock:
+                if lock.note:
+                    err_console.print(f"note: {lock.note}", markup=False, soft_wrap=True)
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco

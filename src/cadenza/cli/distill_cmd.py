@@ -6,7 +6,21 @@ from typing import Annotated, Any
 
 import typer
 
-from cadenza.cli.common import DefaultCommandGroup, DeviceOpt, ProjectArg, RealOpt, console, kv_table
+from cadenza.cli import preflight
+from cadenza.cli.common import (
+    EPISODES_CHECK,
+    SEED_CHECK,
+    DefaultCommandGroup,
+    DeviceOpt,
+    ProjectArg,
+    RealOpt,
+    choice_check,
+    console,
+    kv_table,
+    locked,
+    number_check,
+    version_check,
+)
 
 app = typer.Typer(rich_markup_mode="markdown", cls=DefaultCommandGroup, no_args_is_help=True,
                   help="Distill base+residual into a compact base-free student (fp32 / int8 ONNX), and govern it.")
@@ -72,16 +86,17 @@ def _print_verdict(card: Any, action: str | None = None) -> None:
 
 
 @app.command("build", hidden=True)
+@locked("env distill", check=preflight.distill_build)
 def build(
     project: ProjectArg,
-    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Distillation epochs: passes over all labelled states in the last DAgger round (a quarter of that in earlier rounds). [default: 60, distill.epochs]", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", callback=number_check(ge=1, le=100_000), help="Distillation epochs: passes over all labelled states in the last DAgger round (a quarter of that in earlier rounds). [default: 60, distill.epochs]", show_default=False)] = None,
     quantize: Annotated[bool, typer.Option("--quantize", help="Also export an int8 student (ONNX Runtime dynamic quantization). [default: off]")] = False,
     device: DeviceOpt = "auto",
     real: RealOpt = False,
-    teacher: Annotated[str, typer.Option("--teacher", help="residual: base + the promoted residual; base: the base alone (when no residual has passed governance). [default: residual]", show_default=False)] = "residual",
-    rounds: Annotated[int | None, typer.Option("--rounds", min=1, help="DAgger rounds; 1 is plain behaviour cloning. [default: 4, distill.dagger_rounds]", show_default=False)] = None,
-    episodes: Annotated[int | None, typer.Option("--episodes", min=1, help="Held-out episodes for the teacher / student comparison. [default: governance.eval_episodes]", show_default=False)] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the rollouts and the student's initialisation. [default: 0]", show_default=False)] = 0,
+    teacher: Annotated[str, typer.Option("--teacher", callback=choice_check("residual", "base"), help="residual: base + the promoted residual; base: the base alone (when no residual has passed governance). [default: residual]", show_default=False)] = "residual",
+    rounds: Annotated[int | None, typer.Option("--rounds", callback=number_check(ge=1, le=1000), help="DAgger rounds; 1 is plain behaviour cloning. [default: 4, distill.dagger_rounds]", show_default=False)] = None,
+    episodes: Annotated[int | None, typer.Option("--episodes", callback=EPISODES_CHECK, help="Held-out episodes for the teacher / student comparison. [default: governance.eval_episodes]", show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", callback=SEED_CHECK, help="Seed of the rollouts and the student's initialisation. [default: 0]", show_default=False)] = 0,
 ) -> None:
     """Collect teacher rollouts (DAgger), train + export the student into PROJECT/student/, register it.
 
@@ -131,11 +146,12 @@ def build(
 
 
 @app.command("eval")
+@locked("env distill eval", check=preflight.distill_eval)
 def eval_(
     project: ProjectArg,
     promote: Annotated[bool, typer.Option("--promote", help="Set the student as the baseline if it passes. [default: off]")] = False,
-    episodes: Annotated[int | None, typer.Option("--episodes", min=1, help="Evaluation episodes. [default: governance.eval_episodes]", show_default=False)] = None,
-    version: Annotated[str | None, typer.Option("--version", help="Registry version to score. [default: the newest student]", show_default=False)] = None,
+    episodes: Annotated[int | None, typer.Option("--episodes", callback=EPISODES_CHECK, help="Evaluation episodes. [default: governance.eval_episodes]", show_default=False)] = None,
+    version: Annotated[str | None, typer.Option("--version", callback=version_check, help="Registry version to score. [default: the newest student]", show_default=False)] = None,
     real: RealOpt = False,
 ) -> None:
     """Score the student on gap / success / latency / regression -> DEPLOY | BLOCK | NEEDS_DATA.

@@ -7,18 +7,31 @@ from typing import Annotated
 
 import typer
 
-from cadenza.cli.common import ProjectArg, console, err_console, not_built
+from cadenza.cli import preflight
+from cadenza.cli.common import (
+    SEED_CHECK,
+    ProjectArg,
+    choice_check,
+    console,
+    err_console,
+    existing_file,
+    locked,
+    not_built,
+    number_check,
+    text_check,
+)
 
 
+@locked("env run", check=preflight.run)
 def run(
     project: ProjectArg,
     headless: Annotated[bool, typer.Option("--headless", help="Do not draw the replay image (the log is always written).")] = False,
-    policy: Annotated[str, typer.Option("--policy", help="Planner: scripted (offline, rule based), lora or llm.")] = "scripted",
-    goal: Annotated[str | None, typer.Option("--goal", help="Goal text for every mission. [default: the project's mission.goals in turn]", show_default=False)] = None,
-    episodes: Annotated[int, typer.Option("--episodes", min=1, help="Number of missions to run.")] = 1,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the first mission (mission i uses seed + i).")] = 0,
-    perturb: Annotated[float, typer.Option("--perturb", min=0.0, max=1.0, help="Perturbation level of the robot's dynamics in [0, 1].")] = 0.0,
-    controller: Annotated[str, typer.Option("--controller", help="Low-level controller: residual (base + promoted residual, or base alone) or student.")] = "residual",
+    policy: Annotated[str, typer.Option("--policy", callback=choice_check("scripted", "lora", "llm"), help="Planner: scripted (offline, rule based), lora or llm.")] = "scripted",
+    goal: Annotated[str | None, typer.Option("--goal", callback=text_check(), help="Goal text for every mission. [default: the project's mission.goals in turn]", show_default=False)] = None,
+    episodes: Annotated[int, typer.Option("--episodes", callback=number_check(ge=1, le=1_000_000), help="Number of missions to run.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", callback=SEED_CHECK, help="Seed of the first mission (mission i uses seed + i).")] = 0,
+    perturb: Annotated[float, typer.Option("--perturb", callback=number_check(ge=0.0, le=1.0), help="Perturbation level of the robot's dynamics in [0, 1].")] = 0.0,
+    controller: Annotated[str, typer.Option("--controller", callback=choice_check("residual", "student"), help="Low-level controller: residual (base + promoted residual, or base alone) or student.")] = "residual",
 ) -> None:
     """Run missions and log every step to PROJECT/.cadenza-env/RUN-ID.log.jsonl (a replay image too, unless --headless)."""
     from rich.markup import escape
@@ -62,11 +75,12 @@ def run(
         console.print(f"replay: {out}", markup=False, soft_wrap=True)
 
 
+@locked("env finetune", check=preflight.finetune, when=preflight.writes_inside("project", "output"))
 def finetune(
     project: ProjectArg,
-    logs: Annotated[list[Path], typer.Argument(help="One or more .log.jsonl files written by env run.", show_default=False)],
+    logs: Annotated[list[Path], typer.Argument(callback=existing_file, help="One or more .log.jsonl files written by env run.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output file (jsonl) or directory (lerobot).", show_default=False)],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl (prompt, action, reward records) or lerobot (LeRobot-style dataset directory).")] = "jsonl",
+    fmt: Annotated[str, typer.Option("--format", callback=choice_check("jsonl", "lerobot"), help="jsonl (prompt, action, reward records) or lerobot (LeRobot-style dataset directory).")] = "jsonl",
     skip_bad_lines: Annotated[bool, typer.Option("--skip-bad-lines", help="Skip and count malformed log lines instead of failing.")] = False,
 ) -> None:
     """Export run logs as (prompt, action, reward) records for VLA fine-tuning."""
@@ -83,6 +97,7 @@ def finetune(
                       soft_wrap=True)
 
 
+@locked("env train", check=preflight.nothing)
 def train(
     project: ProjectArg,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the rewritten prompt without saving it.")] = False,

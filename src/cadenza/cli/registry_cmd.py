@@ -7,12 +7,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cadenza.cli.common import ProjectArg, console
+from cadenza.cli import preflight
+from cadenza.cli.common import ProjectArg, checked, choice_check, console, locked, version_check
+
+KIND_CHECK = choice_check("residual", "student", "lora", "prompt")  # = governance.registry.KINDS
 
 
+@checked(preflight.nothing)
 def history(
     project: ProjectArg,
-    kind: Annotated[str | None, typer.Option("--kind", help="Only this kind: residual, student, lora or prompt.")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", callback=KIND_CHECK, help="Only this kind: residual, student, lora or prompt.")] = None,
 ) -> None:
     """List every artefact version, verdict and baseline move of the project."""
     from cadenza.governance.registry import KINDS, Registry
@@ -25,25 +29,33 @@ def history(
         reg._check_kind(k)
     rows = reg.ledger(kind)
     t = Table(title=f"registry of {proj.name}", title_justify="left")
-    for col in ("time", "kind", "version", "event", "verdict / detail"):
+    for col in ("time", "kind", "version", "event", "evidence", "verdict / detail"):
         t.add_column(col)
     for e in rows:
+        evidence = ""
+        if e.get("block") is not None:
+            evidence = f"block {e['block']}, {e.get('episodes', '?')} episodes"
+            if (e.get("looks") or 1) > 1:
+                evidence += f" ({e['looks']} looks)"
         if e["event"] == "verdict":
             detail = f"{e['verdict']}: {e.get('action', '')}"
+        elif e["event"] == "preview":
+            detail = f"{e['verdict']} (preview, not recorded as a verdict)"
         elif e["event"] in ("promote", "rollback"):
             detail = f"baseline {e.get('from') or '-'} -> {e['version']}"
         else:
             detail = ", ".join(f"{k}={v}" for k, v in (e.get("metadata") or {}).items() if k in ("task", "env_steps", "stop_reason", "imported_from"))
-        t.add_row(e["time"], e["kind"], e["version"], e["event"], detail)
+        t.add_row(e["time"], e["kind"], e["version"], e["event"], evidence, detail)
     console.print(t)
     for k in kinds:
         console.print(f"{k:9s} baseline: {reg.baseline(k) or '-'}   versions: {len(reg.versions(k))}")
 
 
+@locked("env rollback", check=preflight.nothing)
 def rollback(
     project: ProjectArg,
-    kind: Annotated[str, typer.Argument(help="residual, student, lora or prompt.", show_default=False)],
-    to: Annotated[str | None, typer.Option("--to", help="Version to restore. [default: the previous baseline]", show_default=False)] = None,
+    kind: Annotated[str, typer.Argument(callback=KIND_CHECK, help="residual, student, lora or prompt.", show_default=False)],
+    to: Annotated[str | None, typer.Option("--to", callback=version_check, help="Version to restore. [default: the previous baseline]", show_default=False)] = None,
 ) -> None:
     """Move the baseline of KIND back to an earlier version (its files are re-published)."""
     from cadenza.governance.registry import Registry

@@ -7,19 +7,35 @@ from typing import Annotated
 
 import typer
 
-from cadenza.cli.common import DeviceOpt, ProjectArg, RealOpt, console, kv_table
+from cadenza.cli import preflight
+from cadenza.cli.common import (
+    EPISODES_CHECK,
+    SEED_CHECK,
+    STEPS_CHECK,
+    DeviceOpt,
+    ProjectArg,
+    RealOpt,
+    choice_check,
+    console,
+    existing_file,
+    kv_table,
+    locked,
+    number_check,
+    version_check,
+)
 
 app = typer.Typer(rich_markup_mode="markdown", help="The residual stack: scaffold and profile, governed training, governance, bench.",
                   no_args_is_help=True)
 
 
 @app.command("init")
+@locked("env residual init", check=preflight.residual_init)
 def init(
     project: ProjectArg,
-    hidden_dim: Annotated[int | None, typer.Option("--hidden-dim", help="Residual MLP hidden width. [default: 256, from cadenza.toml]", show_default=False)] = None,
-    alpha: Annotated[float | None, typer.Option("--alpha", help="Action scale: how hard the residual may nudge the base. [default: 0.15, from cadenza.toml]", show_default=False)] = None,
-    obs_dim: Annotated[int | None, typer.Option("--obs-dim", help="Observation width. [default: probed from the task/base]", show_default=False)] = None,
-    rate_limit: Annotated[float | None, typer.Option("--rate-limit", help="Largest per-step change of the residual output. [default: 0.5, from cadenza.toml]", show_default=False)] = None,
+    hidden_dim: Annotated[int | None, typer.Option("--hidden-dim", callback=number_check(ge=4, le=8192), help="Residual MLP hidden width. [default: 256, from cadenza.toml]", show_default=False)] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", callback=number_check(gt=0.0, le=1.0), help="Action scale: how hard the residual may nudge the base. [default: 0.15, from cadenza.toml]", show_default=False)] = None,
+    obs_dim: Annotated[int | None, typer.Option("--obs-dim", callback=number_check(ge=1, le=1_000_000), help="Observation width. [default: probed from the task/base]", show_default=False)] = None,
+    rate_limit: Annotated[float | None, typer.Option("--rate-limit", callback=number_check(gt=0.0, le=2.0), help="Largest per-step change of the residual output. [default: 0.5, from cadenza.toml]", show_default=False)] = None,
     no_gate: Annotated[bool, typer.Option("--no-gate", help="Drop the gate term: a = clamp(a_base + alpha * delta).")] = False,
     device: DeviceOpt = "auto",
     real: RealOpt = False,
@@ -70,10 +86,11 @@ def print_scorecard(card, action: str | None = None) -> None:
 
 
 @app.command("train")
+@locked("env residual train", check=preflight.residual_train)
 def train(
     project: ProjectArg,
-    steps: Annotated[int | None, typer.Option("--steps", help="Env-step budget. [default: residual.steps in cadenza.toml]", show_default=False)] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Random seed. [default: residual.seed in cadenza.toml]", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option("--steps", callback=STEPS_CHECK, help="Env-step budget. [default: residual.steps in cadenza.toml]", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", callback=SEED_CHECK, help="Random seed. [default: residual.seed in cadenza.toml]", show_default=False)] = None,
     device: DeviceOpt = "auto",
     real: RealOpt = False,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore an interrupted run's checkpoint and start over.")] = False,
@@ -118,12 +135,13 @@ def train(
 
 
 @app.command("eval")
+@locked("env residual eval", check=preflight.residual_eval)
 def eval_(
     project: ProjectArg,
     promote: Annotated[bool, typer.Option("--promote", help="Set the residual as the baseline if it passes.")] = False,
-    episodes: Annotated[int | None, typer.Option("--episodes", help="Evaluation episodes. [default: governance.eval_episodes]", show_default=False)] = None,
-    version: Annotated[str | None, typer.Option("--version", help="Registry version to score. [default: the newest]", show_default=False)] = None,
-    policy: Annotated[Path | None, typer.Option("--policy", help="Score this residual policy file (it is registered first).", show_default=False)] = None,
+    episodes: Annotated[int | None, typer.Option("--episodes", callback=EPISODES_CHECK, help="Evaluation episodes. [default: governance.eval_episodes]", show_default=False)] = None,
+    version: Annotated[str | None, typer.Option("--version", callback=version_check, help="Registry version to score. [default: the newest]", show_default=False)] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", callback=existing_file, help="Score this residual policy file (it is registered first).", show_default=False)] = None,
     real: RealOpt = False,
     ab: Annotated[bool, typer.Option("--ab", help="A/B through the safe runtime instead: switch the residual on and off by episode and report both success rates with intervals (--episodes per arm; no verdict, baseline unchanged). [default: off]", show_default=False)] = False,
 ) -> None:
@@ -172,16 +190,17 @@ def eval_(
 
 
 @app.command("bench")
+@locked("env residual bench", check=preflight.residual_bench)
 def bench(
     project: ProjectArg,
-    steps: Annotated[int | None, typer.Option("--steps", help="Env steps per arm and seed. [default: bench.steps in cadenza.toml, 200000]", show_default=False)] = None,
-    seeds: Annotated[int | None, typer.Option("--seeds", help="Seeds per arm (residual.seed, +1, ...). [default: bench.seeds in cadenza.toml, 3]", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option("--steps", callback=STEPS_CHECK, help="Env steps per arm and seed. [default: bench.steps in cadenza.toml, 200000]", show_default=False)] = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", callback=number_check(ge=1, le=1000), help="Seeds per arm (residual.seed, +1, ...). [default: bench.seeds in cadenza.toml, 3]", show_default=False)] = None,
     arms: Annotated[str, typer.Option("--arms", help="Comma-separated arms: residual (governed PPO on the base), full (the same PPO without a base), sb3 (Stable-Baselines3 PPO; skipped with a note if not installed).")] = "residual,full,sb3",
-    full_reward: Annotated[str | None, typer.Option("--full-reward", help="Reward the full-RL arms train on: sparse (outcome only), dense (the task's documented shaped reward) or both (one arm each). [default: the residual's, residual.reward in cadenza.toml]", show_default=False)] = None,
-    cost_per_gpu_hour: Annotated[float | None, typer.Option("--cost-per-gpu-hour", help="Dollars per GPU-hour, for runs on cuda/mps. [default: bench.cost_per_gpu_hour in cadenza.toml, 2.0]", show_default=False)] = None,
-    cost_per_cpu_core_hour: Annotated[float | None, typer.Option("--cost-per-cpu-core-hour", help="Dollars per CPU core-hour, for runs on the CPU. [default: bench.cost_per_cpu_core_hour in cadenza.toml, 0.05]", show_default=False)] = None,
-    eval_episodes: Annotated[int | None, typer.Option("--eval-episodes", help="Held-out episodes per point of the learning curve (the final point uses governance.eval_episodes). [default: 200]", show_default=False)] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Training runs at a time, one process each. [default: physical CPU cores on the CPU, 1 on a GPU]", show_default=False)] = None,
+    full_reward: Annotated[str | None, typer.Option("--full-reward", callback=choice_check("sparse", "dense", "both"), help="Reward the full-RL arms train on: sparse (outcome only), dense (the task's documented shaped reward) or both (one arm each). [default: the residual's, residual.reward in cadenza.toml]", show_default=False)] = None,
+    cost_per_gpu_hour: Annotated[float | None, typer.Option("--cost-per-gpu-hour", callback=number_check(ge=0.0, le=1e6), help="Dollars per GPU-hour, for runs on cuda/mps. [default: bench.cost_per_gpu_hour in cadenza.toml, 2.0]", show_default=False)] = None,
+    cost_per_cpu_core_hour: Annotated[float | None, typer.Option("--cost-per-cpu-core-hour", callback=number_check(ge=0.0, le=1e6), help="Dollars per CPU core-hour, for runs on the CPU. [default: bench.cost_per_cpu_core_hour in cadenza.toml, 0.05]", show_default=False)] = None,
+    eval_episodes: Annotated[int | None, typer.Option("--eval-episodes", callback=number_check(ge=1, le=1_000_000), help="Held-out episodes per point of the learning curve (the final point uses governance.eval_episodes). [default: 200]", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", callback=number_check(ge=1, le=1024), help="Training runs at a time, one process each. [default: physical CPU cores on the CPU, 1 on a GPU]", show_default=False)] = None,
     device: DeviceOpt = "auto",
     real: RealOpt = False,
 ) -> None:
