@@ -5,6 +5,11 @@ when an env finishes, ``step`` already returns the first observation of its next
 the last observation in ``info["final_obs"]``. ``info`` always carries boolean arrays ``success``
 and ``collision`` of shape ``(num_envs,)``; they refer to the step that just happened (so they
 describe the episode that ended when ``terminated | truncated``).
+
+Actions (every built-in task, batched or single env): finite values outside the action ``Box`` are
+clipped to it; a NaN or an infinite component is refused with a ``ValueError`` that names the env
+and the offending components, raised before anything changes (no state, no random draw, no
+step count moves), so the caller can drop the bad action and go on. See :func:`check_finite`.
 """
 
 from __future__ import annotations
@@ -28,6 +33,23 @@ class TaskSpec:
     control_hz: float
     action_low: float = -1.0
     action_high: float = 1.0
+
+
+def check_finite(actions: np.ndarray, env: str) -> None:
+    """Raise a ``ValueError`` naming ``env`` and the non-finite components of ``actions``.
+
+    One pass over the actions (about 2-3 us for 1 to 1024 envs of 3 components); the offending
+    components are only looked for once it has failed.
+    """
+    if np.isfinite(actions).all():
+        return
+    bad = np.argwhere(~np.isfinite(actions))
+    index = "(env, component)" if actions.ndim == 2 else "component"
+    where = ", ".join(f"{tuple(int(x) for x in b) if len(b) > 1 else int(b[0])}: {actions[tuple(b)]}"
+                      for b in bad[:6])
+    more = f" and {len(bad) - 6} more" if len(bad) > 6 else ""
+    raise ValueError(f"{env}: non-finite action at {index} {where}{more}; actions must be finite (values outside "
+                     "the action box are clipped, NaN and inf are refused); nothing was stepped")
 
 
 @runtime_checkable

@@ -49,7 +49,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from cadenza.tasks.interface import BatchedTaskBase, TaskSpec
+from cadenza.tasks.interface import BatchedTaskBase, TaskSpec, check_finite
 
 OBS_DIM = 18
 ACT_DIM = 3
@@ -204,6 +204,7 @@ class RescueDogProxy(BatchedTaskBase):
         if arrival not in ARRIVALS:
             raise ValueError(f"arrival must be 'reach' or 'stop', got {arrival!r}")
         self.arrival = arrival
+        self._env_name = "RescueDogProxy (cadenza/RescueDog-v0, batched)"
         self.num_envs = int(num_envs)
         self.reward_mode = reward
         self.autoreset = autoreset
@@ -262,7 +263,9 @@ class RescueDogProxy(BatchedTaskBase):
 
     def step(self, actions: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        a = np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_envs, ACT_DIM), -1.0, 1.0)
+        a = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, ACT_DIM)
+        check_finite(a, self._env_name)  # NaN / inf: ValueError before anything changes
+        a = np.clip(a, -1.0, 1.0)
         self._physics(a)
         self.t += 1
 
@@ -542,6 +545,8 @@ class RescueDogEnv(gym.Env):
         return obs[0], {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        obs, r, term, trunc, info = self._core.step(np.asarray(action, dtype=np.float64)[None])
+        a = np.asarray(action, dtype=np.float64)
+        check_finite(a, "cadenza/RescueDog-v0")  # NaN / inf: ValueError before anything changes
+        obs, r, term, trunc, info = self._core.step(a[None])
         return (obs[0], float(r[0]), bool(term[0]), bool(trunc[0]),
                 {"success": bool(info["success"][0]), "collision": bool(info["collision"][0])})

@@ -22,7 +22,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from cadenza.project.config import PerturbationSpec
-from cadenza.tasks.interface import BatchedTaskBase, TaskSpec
+from cadenza.tasks.interface import BatchedTaskBase, TaskSpec, check_finite
 from cadenza.tasks.real import perturb
 
 Outcome = Callable[[np.ndarray, dict[str, Any]], Any]
@@ -173,7 +173,9 @@ class RealTask(BatchedTaskBase):
         if not self._reset_done:
             self.reset()
         n = self.num_envs
-        a = np.clip(np.asarray(actions, dtype=np.float64).reshape(n, -1), -1.0, 1.0)
+        a = np.asarray(actions, dtype=np.float64).reshape(n, -1)
+        check_finite(a, f"RealTask {self.spec_.label} (batched)")  # NaN / inf: ValueError before any env steps
+        a = np.clip(a, -1.0, 1.0)
         a_env = self._low + 0.5 * (a + 1.0) * (self._high - self._low)
         obs = np.empty((n, self.spec_.obs_dim))
         reward = np.zeros(n)

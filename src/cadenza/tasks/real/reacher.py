@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from cadenza.project.config import PerturbationSpec
+from cadenza.tasks.interface import check_finite
 
 ENV_ID = "Reacher-v5"
 HORIZON = 50
@@ -43,17 +44,20 @@ PERTURBATIONS: tuple[PerturbationSpec, ...] = (
 )
 
 
-class ReacherOutcome(gym.Wrapper):
+class ReacherOutcome(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Adds ``success`` (the 1 cm end-of-episode rule), ``collision`` and ``fingertip_dist`` to info,
     and replaces Reacher-v5's reward with the dense shaping term (its own reward stays in
     ``info["env_reward"]``)."""
 
     def __init__(self, env: gym.Env, distance_reward: float = DISTANCE_REWARD) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, distance_reward=distance_reward)  # env checkers re-make it
+        gym.Wrapper.__init__(self, env)
         self.distance_reward = float(distance_reward)
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        obs, r, term, trunc, info = self.env.step(action)
+        a = np.asarray(action, dtype=np.float64)
+        check_finite(a, "builtin:reacher (Reacher-v5)")  # NaN / inf: ValueError, the arm does not move
+        obs, r, term, trunc, info = self.env.step(np.clip(a, self.action_space.low, self.action_space.high))
         dist = fingertip_distance(self.env)
         info["env_reward"] = r
         info["fingertip_dist"] = dist

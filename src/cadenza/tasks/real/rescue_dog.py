@@ -42,6 +42,7 @@ import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
 from cadenza.project.config import PerturbationSpec
+from cadenza.tasks.interface import check_finite
 from cadenza.tasks.real.quadruped_layout import GAIT_HZ, STAND_POSE
 
 FRAME_SKIP = 2  # 2 x 10 ms: 50 Hz control
@@ -123,7 +124,9 @@ class RescueDogMujoco(AntEnv):
 
     # ----------------------------------------------------------------- gymnasium API
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        self.do_simulation(action, self.frame_skip)
+        a = np.asarray(action, dtype=np.float64)
+        check_finite(a, "builtin:rescue-dog (RescueDogMujoco)")  # NaN / inf: ValueError, nothing moves
+        self.do_simulation(np.clip(a, self.action_space.low, self.action_space.high), self.frame_skip)
         self.t += 1
         dist = self.goal_distance()
         fell = self.fell()
