@@ -38,6 +38,11 @@ class ConfigError(Exception):
     """A project or config problem, reported to the user as one line (exit code 2)."""
 
 
+def _toml_type(v: Any) -> str:
+    return {bool: "a boolean", str: "a string", int: "an integer", float: "a float", list: "an array",
+            dict: "a table"}.get(type(v), type(v).__name__)
+
+
 def _is_number(annotation: Any) -> bool:
     """``int``, ``float`` or an optional / union of them (not ``bool``)."""
     if annotation in (int, float):
@@ -61,11 +66,12 @@ class _Section(BaseModel):
         if field is None:
             return v
         if field.annotation is bool and not isinstance(v, bool):
-            raise ValueError(f"expected true or false, not {type(v).__name__}")
+            raise ValueError(f"Input should be a valid boolean (true or false), not {_toml_type(v)}")
         if not _is_number(field.annotation) or v is None:
             return v
         if isinstance(v, (bool, str)):
-            raise ValueError(f"expected a number, not a {'boolean' if isinstance(v, bool) else 'string'}")
+            what = "integer" if field.annotation is int else "number"
+            raise ValueError(f"Input should be a valid {what}, not {_toml_type(v)}")
         if isinstance(v, (int, float)) and v == v and abs(v) != float("inf") and abs(v) > MAX_NUMBER:
             raise ValueError(f"expected a number no larger than {MAX_NUMBER:.0e} in size")
         return v
