@@ -53,6 +53,11 @@ def test_distill_eval_promote_run_and_rollback(tmp_path: Path, capsys, monkeypat
 
     code, out, _ = run_cli(["env", "distill", "eval", root, "--promote"], capsys, monkeypatch)
     assert code == 0 and "verdict: DEPLOY" in out and "promoted v0001" in out
+    # distill's preview used block 0; the eval decided on fresh episodes of block 1, both in the ledger
+    assert "held-out block 1" in out
+    assert Registry(root).blocks_used("student", "v0001") == [0, 1]
+    events = [(e["event"], e.get("block")) for e in Registry(root).ledger("student") if e.get("version") == "v0001"]
+    assert ("preview", 0) in events and ("verdict", 1) in events
     for name in ("student.onnx", "student.int8.onnx", "student.safetensors", "student.json"):
         assert (root / "student" / name).is_file()
     student = load_promoted_student(load_project(root))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -90,10 +92,8 @@ def test_false_deploy_rate_of_paired_non_inferiority_on_the_margin() -> None:
     plan = LookPlan(first=200, batch=200, cap=1600, confidence=0.95)
     margin, reps = 0.05, 1500
     rng = np.random.default_rng(7)
-    deploys = 0
-    for _ in range(reps):
-        ref_all, cand_all = [], []
 
+    def one(ref_all: list[np.ndarray], cand_all: list[np.ndarray]) -> str:
         def draw(start: int, count: int) -> None:
             ref = rng.random(count) < 0.70
             # the candidate loses each reference win with probability margin / 0.70: p = 0.65, correlated
@@ -105,7 +105,9 @@ def test_false_deploy_rate_of_paired_non_inferiority_on_the_margin() -> None:
             t = paired_table(np.concatenate(cand_all), np.concatenate(ref_all))
             return [not_worse_paired("regression", t, margin, conf)]
 
-        deploys += run_looks(plan, draw, checks_at).verdict == "DEPLOY"
+        return run_looks(plan, draw, checks_at).verdict
+
+    deploys = sum(one([], []) == "DEPLOY" for _ in range(reps))
     assert deploys / reps <= 0.05
 
 
@@ -133,11 +135,11 @@ def test_a_clear_candidate_is_decided_at_the_first_look_and_an_edge_one_later() 
 def test_seed_blocks_never_overlap_each_other_validation_or_training() -> None:
     firsts = [heldout_seed(k) for k in range(40)]
     assert firsts[0] == 1_000_003
-    assert all(b - a == BLOCK_STRIDE for a, b in zip(firsts, firsts[1:]))
+    assert all(b - a == BLOCK_STRIDE for a, b in pairwise(firsts))
     last_chunk = [chunk_seed(f, MAX_CHUNKS - 1) for f in firsts]
-    assert all(lc < nxt for lc, nxt in zip(last_chunk, firsts[1:]))
+    assert all(lc < nxt for lc, nxt in zip(last_chunk, firsts[1:], strict=False))
     assert last_chunk[-1] < VALIDATION_SEED
-    assert TRAIN_SEED_LIMIT < firsts[0]
+    assert firsts[0] > TRAIN_SEED_LIMIT
     assert block_of_seed(heldout_seed(3)) == 3 and block_of_seed(VALIDATION_SEED) is None
     assert chunk_seed(heldout_seed(0), 1) == 1_000_003 + CHUNK_STRIDE
     from cadenza.errors import CadenzaError

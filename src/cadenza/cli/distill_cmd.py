@@ -46,7 +46,7 @@ def _success_table(score: Any) -> Any:
 
 
 def _gap_lines(score: Any) -> list[str]:
-    from cadenza.distill.scoring import paired_diff_interval
+    from cadenza.governance.stats import paired_diff_interval
 
     out = []
     for p, tab in score.evidence.gaps.items():
@@ -153,6 +153,8 @@ def eval_(
     episodes: Annotated[int | None, typer.Option("--episodes", callback=EPISODES_CHECK, help="Evaluation episodes. [default: governance.eval_episodes]", show_default=False)] = None,
     version: Annotated[str | None, typer.Option("--version", callback=version_check, help="Registry version to score. [default: the newest student]", show_default=False)] = None,
     real: RealOpt = False,
+    max_episodes: Annotated[int | None, typer.Option("--max-episodes", callback=EPISODES_CHECK, help="Most episodes the sequential scorecard may draw per policy before it answers NEEDS_DATA; equal to --episodes for a single fixed-size look. [default: governance.max_eval_episodes, 3000]", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", callback=number_check(ge=0, lt=40), help="Held-out seed block to score on, 0-39 (`env distill`'s preview used block 0; each eval takes the next; `cadenza env history` lists them). Reusing a block replays its episodes on purpose. [default: the first block this student has not used]", show_default=False)] = None,
 ) -> None:
     """Score the student on gap / success / latency / regression -> DEPLOY | BLOCK | NEEDS_DATA.
 
@@ -172,7 +174,13 @@ def eval_(
     if version is None:
         raise CadenzaError(f"{proj.root}: no student distilled yet; run: cadenza env distill {proj.root}")
     n = episodes or proj.config.governance.eval_episodes
-    score = score_student(proj, version, episodes=n, real=real)
+    block = reg.next_block("student", version) if seed is None else seed
+    console.print(f"student {version}: scoring on held-out block {block}; looks of {n} episodes up to "
+                  f"{max(n, max_episodes or proj.config.governance.max_eval_episodes)}")
+    score = score_student(proj, version, episodes=n, real=real, block=block, max_episodes=max_episodes,
+                          on_look=lambda lk: console.print(
+                              f"  look at {lk.episodes} episodes ({lk.confidence:.2%} intervals): {lk.verdict}"
+                              + (f", undecided: {', '.join(lk.undecided)}" if lk.undecided else "")))
     action = apply_verdict(proj, score.card, version, promote=promote)
     console.print(f"student {version}, teacher: {score.teacher['label']}")
     console.print(_success_table(score))

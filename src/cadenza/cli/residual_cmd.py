@@ -67,13 +67,17 @@ def print_scorecard(card, action: str | None = None) -> None:
     """The scorecard table and the verdict with its reasons, one line each."""
     from rich.table import Table
 
-    t = Table(title=f"scorecard \\[{card.task}], {card.episodes} episodes per policy", title_justify="left")
-    for col in ("policy", "success", "95% interval", "collision", "return", "mean |delta|", "clamped"):
+    where = f", held-out block {card.block}" if card.block is not None else ""
+    looks = f", {len(card.looks)} looks" if len(card.looks) > 1 else ""
+    conf = card.confidence or 0.95
+    t = Table(title=f"scorecard \\[{card.task}], {card.episodes} episodes per policy{where}{looks}",
+              title_justify="left")
+    for col in ("policy", "success", f"{conf:.1%} interval", "collision", "return", "mean |delta|", "clamped"):
         t.add_column(col, justify="right" if col != "policy" else "left")
     from cadenza.governance.stats import wilson
 
     for m in card.metrics.values():
-        lo, hi = wilson(m["successes"], m["episodes"])
+        lo, hi = wilson(m["successes"], m["episodes"], conf)
         t.add_row(m["label"], f"{m['success_rate']:.1%}", f"[{lo:.1%}, {hi:.1%}]", f"{m['collision_rate']:.1%}",
                   f"{m['mean_return']:+.3f}", f"{m['mean_abs_delta']:.3f}", f"{m['clamp_share']:.1%}")
     console.print(t)
@@ -113,20 +117,27 @@ def train(
         def on_round(row: dict, plan) -> None:
             sr = "  n/a" if row["episodes"] == 0 else f"{row['success_rate']:5.1%}"
             ret = "n/a" if row["episodes"] == 0 else f"{row['mean_return']:+.2f}"
+            val = (f"  val {row['val_success']:.1%} / {row['val_collision']:.1%} coll, margin {row['val_margin']:+.1%}"
+                   if "val_margin" in row else "")
             bar.update(job, total=plan.budget_steps, completed=min(row["env_steps_total"], plan.budget_steps),
                        round=row["round"], info=f"level {row['level']:.2f}  success {sr}  return {ret}  "
-                       f"KL {row['approx_kl']:.4f}")
+                       f"KL {row['approx_kl']:.4f}{val}")
+
+        def on_stage(text: str) -> None:
+            bar.console.print(text, soft_wrap=True)
 
         try:
             res = train_residual(proj, steps=steps, seed=seed, device=device, real=real, fresh=fresh,
-                                 on_round=on_round)
+                                 on_round=on_round, on_stage=on_stage)
         except KeyboardInterrupt:
             bar.stop()
             console.print("interrupted: the last finished round is checkpointed; run the same command to resume")
             raise typer.Exit(130) from None
     if res.resumed_from:
         console.print(f"resumed from round {res.resumed_from}")
-    console.print(f"stopped: {res.stop_reason}  ({res.env_steps:,} env steps, {res.wall_s:.1f} s)")
+    console.print(f"stopped: {res.stop_reason}  ({res.env_steps:,} env steps, {res.wall_s:.1f} s)", soft_wrap=True)
+    if res.best_env_steps != res.env_steps:
+        console.print(f"kept round {res.best_round} ({res.best_env_steps:,} env steps): the best validation card")
     for w in res.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
     print_scorecard(res.card, res.action)
@@ -143,6 +154,8 @@ def eval_(
     version: Annotated[str | None, typer.Option("--version", callback=version_check, help="Registry version to score. [default: the newest]", show_default=False)] = None,
     policy: Annotated[Path | None, typer.Option("--policy", callback=existing_file, help="Score this residual policy file (it is registered first).", show_default=False)] = None,
     real: RealOpt = False,
+    max_episodes: Annotated[int | None, typer.Option("--max-episodes", callback=EPISODES_CHECK, help="Most episodes the sequential scorecard may draw per policy before it answers NEEDS_DATA; equal to --episodes for a single fixed-size look. [default: governance.max_eval_episodes, 3000]", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", callback=number_check(ge=0, lt=40), help="Held-out seed block to score on (0 = train's scorecard, 1, 2, ... later evals; `cadenza env history` lists the blocks each version used). Reusing a block replays its episodes on purpose. [default: the first block this version has not used]", show_default=False)] = None,
     ab: Annotated[bool, typer.Option("--ab", help="A/B through the safe runtime instead: switch the residual on and off by episode and report both success rates with intervals (--episodes per arm; no verdict, baseline unchanged). [default: off]", show_default=False)] = False,
 ) -> None:
     """Re-score a residual: success / collision / sanity / regression -> DEPLOY | BLOCK | NEEDS_DATA.
@@ -181,10 +194,16 @@ def eval_(
         print_ab(result)
         console.print(f"report: {path}")
         return
+    block = reg.next_block("residual", version) if seed is None else seed
+    reused = " (reused on purpose: --seed)" if seed is not None and seed in reg.blocks_used("residual", version) else ""
+    console.print(f"residual {version}: scoring on held-out block {block}{reused}; looks of {n} episodes up to "
+                  f"{max(n, max_episodes or proj.config.governance.max_eval_episodes)}")
     card, _ = score_residual(proj, ResidualController(actor, version), base, episodes=n, real=real,
-                             candidate_version=version)
+                             candidate_version=version, block=block, max_episodes=max_episodes,
+                             on_look=lambda lk: console.print(
+                                 f"  look at {lk.episodes} episodes ({lk.confidence:.2%} intervals): {lk.verdict}"
+                                 + (f", undecided: {', '.join(lk.undecided)}" if lk.undecided else "")))
     action = apply_verdict(proj, card, version, promote=promote)
-    console.print(f"residual {version}")
     print_scorecard(card, action)
     raise typer.Exit(VERDICT_EXIT[card.verdict])
 

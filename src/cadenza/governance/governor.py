@@ -41,10 +41,12 @@ class Plan:
     validation_episodes: int = 500
     stop_margin: float = 0.01  # stop once a card passes every check with its worst gate cleared by this
     patience: int = 8  # ... or once this many validations in a row brought no better card
-    # collisions as a constraint (Lagrangian): after each round the extra collision cost moves by
-    # collision_lr * (round collision rate - target), never below 0; target = the base alone's collision
-    # rate on the validation block, or collision_target_share of governance.max_collision_rate if lower
-    collision_lr: float = 2.0
+    # collisions as a constraint (Lagrangian): after each validation card the extra collision cost moves
+    # by collision_lr * (card's collision rate - target), kept in [0, collision_cost_max]; target = the
+    # base alone's collision rate on the validation block, or collision_target_share of
+    # governance.max_collision_rate if lower
+    collision_lr: float = 10.0
+    collision_cost_max: float = 5.0
     collision_target_share: float = 0.6
 
     def level_at(self, step: int) -> float:

@@ -170,7 +170,7 @@ class ResidualSection(_Section):
     alpha: float = Field(0.15, gt=0.0, le=1.0)
     rate_limit: float = Field(0.5, gt=0.0, le=2.0)
     gate: bool = True
-    steps: int = Field(200_000, ge=1_000)  # default training budget (env steps)
+    steps: int = Field(1_000_000, ge=1_000)  # training budget (env steps), a ceiling: validation stops it earlier
     seed: int = Field(0, ge=0, lt=SEED_LIMIT)  # held-out evaluation seeds start at 1,000,003
     # the reward PPO trains on: "dense" = the task's documented shaped reward (progress toward the goal
     # plus the +1/-1 outcome), "sparse" = the outcome alone. Scoring always counts outcomes.
@@ -182,7 +182,12 @@ class GovernanceSection(_Section):
     max_collision_rate: Unit = 0.10  # the collision interval must sit at or below this
     regression_margin: Unit = 0.05  # allowed drop vs the baseline / base alone (non-inferiority)
     min_episodes: int = Field(200, ge=1)
-    eval_episodes: int = Field(500, ge=1)
+    eval_episodes: int = Field(500, ge=1)  # episodes per look of a scorecard (the first look and each batch)
+    # sequential scoring in simulation: an undecided scorecard draws eval_episodes more fresh held-out
+    # episodes per look, up to this many (alpha spent linearly over the looks; docs/governance.md)
+    max_eval_episodes: int = Field(3000, ge=1, le=1_000_000)
+    validation_episodes: int | None = Field(None, ge=1, le=100_000)  # training's validation card [governor's]
+    stop_margin: float = Field(0.01, ge=0.0, le=0.5)  # training stops once its validation card clears every gate by this
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     saturation_warn: Unit = 0.5  # mean |delta| above this share of its bound is a warning
     max_clamp_share: Unit = 0.5  # share of steps with the action at its bounds above this: BLOCK

@@ -16,9 +16,9 @@ What differs from textbook PPO, and why:
   counts a timeout as a failure, so the value of "almost there when the time ran out" is 0) or is
   bootstrapped with the value of its final observation (a time limit outside the task);
 * collisions cost ``1 + collision_cost`` in what PPO optimises: the task's reward already pays -1
-  for one, and the trainer raises ``collision_cost`` (a Lagrange multiplier) while the rollouts
-  collide more often than the base alone does (docs/governance.md, "Training that aims past the
-  gates"), so the residual cannot buy success with collisions;
+  for one, and the trainer raises ``collision_cost`` (a Lagrange multiplier) while the validation
+  card collides more often than the base alone does (docs/governance.md, "Training that aims past
+  the gates"), so the residual cannot buy success with collisions;
 * optionally (``noise_hold > 1``) each env keeps its exploration noise for several control steps, so
   an exploratory correction lasts long enough to change the outcome of an episode; each step's
   action is still a sample of the current Gaussian, so the likelihood ratio stays per step.

@@ -109,7 +109,6 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     cards = [h for h in history if "val_margin" in h]
     best = max(cards, key=lambda h: h["val_margin"]) if cards else None
     best_state = _load_checkpoint(best_path) if best is not None else None
-    collision_target: float | None = None
     t0 = time.perf_counter()
     wall_before = history[-1]["wall_s"] if history else 0.0
     latest_warning: dict[str, str] = {}  # one line per kind of warning (the text before ':'), the latest
@@ -123,17 +122,15 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
                "wall_s": wall_before + time.perf_counter() - t0, **st.as_dict(),
                "collision_cost": ppo.collision_cost}
         history.append(row)
-        if plan.validate_every and st.episodes:  # collisions as a constraint: the base alone's rate is the target
-            if collision_target is None:
-                collision_target = min(validator.base_stats.collision_rate,
-                                       plan.collision_target_share * g.max_collision_rate)
-            rate = st.collisions / st.episodes
-            ppo.collision_cost = max(0.0, ppo.collision_cost + plan.collision_lr * (rate - collision_target))
-            row["collision_target"] = collision_target
         if LocalGovernor.validates(plan, history):
             card = validator.score(ResidualController(ppo.actor.eval(), "candidate"))
             ppo.actor.train()
             row.update(card.as_dict())
+            # collisions as a constraint (a Lagrange multiplier on the deterministic policy's collision rate)
+            target = min(validator.base_stats.collision_rate, plan.collision_target_share * g.max_collision_rate)
+            ppo.collision_cost = min(plan.collision_cost_max, max(
+                0.0, ppo.collision_cost + plan.collision_lr * (card.collision - target)))
+            row["collision_target"] = target
             row["wall_s"] = wall_before + time.perf_counter() - t0
             if best is None or card.margin > best["val_margin"]:
                 best = row
