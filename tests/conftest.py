@@ -59,6 +59,7 @@ alpha = 0.2
 eval_episodes = {eval_episodes}
 min_episodes = {min_episodes}
 max_eval_episodes = {3 * eval_episodes}
+validation_episodes = {eval_episodes}
 """)
     return path
 
@@ -68,6 +69,7 @@ def small_project(tmp_path: Path) -> Path:
     return make_project(tmp_path / "dog", **{
         "task.num_envs": "16", "residual.steps": "8192", "residual.hidden_dim": "32",
         "governance.eval_episodes": "60", "governance.min_episodes": "50", "governance.max_eval_episodes": "180",
+        "governance.validation_episodes": "60",
     })
 
 

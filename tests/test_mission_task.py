@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -114,10 +115,12 @@ def test_train_on_mission_episodes_end_to_end(tmp_path, capsys: pytest.CaptureFi
     `env run` reads, and `env run` then applies the candidate in every phase once it is the baseline."""
     root = make_project(tmp_path / "dog", **{
         "task.episodes": '"mission"', "task.num_envs": "16", "residual.hidden_dim": "32",
-        "governance.eval_episodes": "24", "governance.min_episodes": "12", "governance.max_eval_episodes": "72"})
+        "governance.eval_episodes": "24", "governance.min_episodes": "12", "governance.max_eval_episodes": "72",
+        "governance.validation_episodes": "24"})
     code, out, err = run_cli(["env", "residual", "train", root, "--steps", "4096"], capsys, monkeypatch)
     assert code in (0, 3, 4), err
-    assert "scorecard [proxy:missions], 24 episodes per policy" in " ".join(out.split())
+    assert re.search(r"scorecard \[proxy:missions\], (24|48|72) episodes per policy, held-out block 0",
+                     " ".join(out.split()))
     reg = Registry(root)
     version = reg.latest("residual")
     assert reg.manifest("residual", version)["metadata"]["task"] == MISSION_LABEL
