@@ -5,7 +5,7 @@ Copies ``examples/<task>`` to a temporary folder (the example stays clean), runs
 report (per arm: final success with its interval, steps to the threshold per seed, CPU seconds,
 cost; the verdict and ratios; wall time and load) to ``benchmarks/results/real_bench_<task>.json``,
 plus a copy of ``curves.png`` next to it. CI runs the same command at a tiny budget
-(``tests/test_bench_cli.py``); these are the figures quoted in the README.
+(``tests/test_bench_cli.py``); these are the figures quoted in docs/results.md.
 
     OMP_NUM_THREADS=1 python benchmarks/real_bench.py                         # reacher, 200k x 3 seeds
     OMP_NUM_THREADS=1 python benchmarks/real_bench.py --steps 50000 --seeds 1 --arms residual,full
