@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
-# Exit codes a CI pipeline can gate on (docs/cli.md).
+# Exit codes a CI pipeline can gate on (docs/config.md, "Errors and exit codes").
 EXIT_DEPLOY, EXIT_ERROR, EXIT_USAGE, EXIT_BLOCK, EXIT_NEEDS_DATA = 0, 1, 2, 3, 4
 VERDICT_EXIT = {"DEPLOY": EXIT_DEPLOY, "BLOCK": EXIT_BLOCK, "NEEDS_DATA": EXIT_NEEDS_DATA}
 
@@ -40,8 +40,8 @@ ProjectArg = Annotated[Path, typer.Argument(parser=directory_arg, help="Project 
 RealOpt = Annotated[bool, typer.Option("--real", help="Run on the real simulator (MuJoCo) named in [task.real].")]
 
 
-def not_built(what: str, issue: int) -> None:
-    raise NotBuiltError(f"{what} is not built yet (tracked in issue {issue})")
+def not_built(what: str, issue: str) -> None:
+    raise NotBuiltError(f"{what} is not built yet (tracked in the [{issue}] issue)")
 
 
 def kv_table(title: str, rows: list[tuple[str, Any]]) -> Table:

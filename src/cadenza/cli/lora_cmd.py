@@ -22,7 +22,7 @@ def add(
     image: Annotated[Path | None, typer.Option("--image", callback=existing_file, help="Optional visual context for the example.")] = None,
 ) -> None:
     """Add a goal -> action-steps training example."""
-    not_built("cadenza env lora add", 9)
+    not_built("cadenza env lora add", "lora")
 
 
 @app.command("data")
@@ -32,7 +32,7 @@ def data(
     finetune: Annotated[Path | None, typer.Option("--finetune", callback=existing_file, help="Also show records from a finetune export.")] = None,
 ) -> None:
     """Show the current training dataset."""
-    not_built("cadenza env lora data", 9)
+    not_built("cadenza env lora data", "lora")
 
 
 @app.command("finetune")
@@ -45,7 +45,7 @@ def finetune(
     gate: Annotated[bool, typer.Option("--gate", help="Run the scorecard afterwards and promote or roll back.")] = False,
 ) -> None:
     """Generate goal -> action data and fine-tune the adapter."""
-    not_built("cadenza env lora finetune", 9)
+    not_built("cadenza env lora finetune", "lora")
 
 
 @app.command("eval")
@@ -55,7 +55,7 @@ def eval_(
     promote: Annotated[bool, typer.Option("--promote", help="Deploy the adapter if it passes.")] = False,
 ) -> None:
     """Run the governance scorecard on the trained adapter."""
-    not_built("cadenza env lora eval", 9)
+    not_built("cadenza env lora eval", "lora")
 
 
 @app.command("decode")
@@ -65,4 +65,4 @@ def decode(
     goal: Annotated[str, typer.Argument(callback=text_check(), help="The goal to decode into action steps.", show_default=False)],
 ) -> None:
     """Decode a goal into action steps with the trained adapter."""
-    not_built("cadenza env lora decode", 9)
+    not_built("cadenza env lora decode", "lora")

@@ -103,7 +103,7 @@ def train(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the rewritten prompt without saving it.")] = False,
 ) -> None:
     """LLM-as-judge over the project's runs: rewrite SYSTEM_PROMPT.md to fix the failures it finds."""
-    not_built("cadenza env train", 10)
+    not_built("cadenza env train", "prompt-train")
 
 
 def register(app: typer.Typer) -> None:

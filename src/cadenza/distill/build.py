@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza.accel import configure
-from cadenza.distill.dagger import DaggerConfig, RoundStats, load_teacher, run_dagger
+from cadenza.distill.dagger import DaggerConfig, DaggerRound, load_teacher, run_dagger
 from cadenza.distill.export import export_onnx, parity, quantize_int8, save_weights
 from cadenza.distill.runtime import FP32_NAME, INT8_NAME, META_NAME, WEIGHTS_NAME, latency_in_fresh_process
 from cadenza.distill.scoring import StudentScore, score_student
@@ -44,7 +44,7 @@ def candidate_dir(project: Project, real: bool = False) -> Path:
 
 def distill(project: Project, *, epochs: int | None = None, quantize: bool = False, device: str = "auto",
             real: bool = False, teacher: str = "residual", rounds: int | None = None, episodes: int | None = None,
-            seed: int = 0, envs: int | None = None, on_round: Callable[[RoundStats], None] | None = None,
+            seed: int = 0, envs: int | None = None, on_round: Callable[[DaggerRound], None] | None = None,
             on_stage: Callable[[str], None] | None = None) -> DistillResult:
     """Distill the project's teacher into a student; see the module docstring."""
     t0 = time.perf_counter()

@@ -117,7 +117,7 @@ class DaggerConfig:
 
 
 @dataclass
-class RoundStats:
+class DaggerRound:
     round: int
     beta: float
     samples: int  # labelled states collected this round
@@ -137,7 +137,7 @@ class RoundStats:
 @dataclass
 class DaggerResult:
     student: Student
-    rounds: list[RoundStats]
+    rounds: list[DaggerRound]
     val_obs: np.ndarray  # held-out observations (for parity checks)
     ignored_obs: list[int] = field(default_factory=list)  # observation entries the student ignores
     config: dict[str, Any] = field(default_factory=dict)
@@ -263,7 +263,7 @@ def mse(student: Student, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def run_dagger(make_task: Callable[[int], Task], teacher: Teacher, arch: StudentArch, cfg: DaggerConfig, *,
-               device: str = "cpu", on_round: Callable[[RoundStats], None] | None = None) -> DaggerResult:
+               device: str = "cpu", on_round: Callable[[DaggerRound], None] | None = None) -> DaggerResult:
     """Collect, aggregate and fit for ``cfg.rounds`` rounds; see the module docstring."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -275,7 +275,7 @@ def run_dagger(make_task: Callable[[int], Task], teacher: Teacher, arch: Student
     train_y: list[np.ndarray] = []
     val_x: list[np.ndarray] = []
     val_y: list[np.ndarray] = []
-    rounds: list[RoundStats] = []
+    rounds: list[DaggerRound] = []
     ignored: list[int] = []
     try:
         for r in range(cfg.rounds):
@@ -300,7 +300,7 @@ def run_dagger(make_task: Callable[[int], Task], teacher: Teacher, arch: Student
             train_mse = fit(student, xt, yt, epochs=cfg.epochs_of(r), batch_size=cfg.batch_size, lr=cfg.lr, gen=gen)
             vx = torch.from_numpy(np.concatenate(val_x)).to(device)
             vy = torch.from_numpy(np.concatenate(val_y)).to(device)
-            stats = RoundStats(round=r, beta=beta, samples=len(x), total_samples=sum(len(a) for a in train_x + val_x),
+            stats = DaggerRound(round=r, beta=beta, samples=len(x), total_samples=sum(len(a) for a in train_x + val_x),
                                student_share=roll.student_share, episodes=roll.episodes,
                                success_rate=roll.success_rate, on_policy_mse=on_policy,
                                train_mse=train_mse, val_mse=mse(student, vx, vy), wall_s=time.perf_counter() - t0)

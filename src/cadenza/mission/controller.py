@@ -85,11 +85,7 @@ class LowLevelController:
 
 
 def _load_student(project: Project) -> Any:
-    try:
-        from cadenza.distill.runtime import load_promoted_student  # type: ignore[import-not-found]
-    except ImportError:
-        raise CadenzaError("--controller student: the distilled-student runtime is not built yet "
-                           "(issue 5); use --controller residual") from None
+    from cadenza.distill.runtime import load_promoted_student
     student = load_promoted_student(project)
     if student is None:
         raise CadenzaError(f"--controller student: {project.root} has no promoted student; run "

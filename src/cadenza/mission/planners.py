@@ -5,8 +5,8 @@ A planner turns a goal into action steps, one decision at a time. At each decisi
 vocabulary, the steps taken so far) and returns one :class:`~cadenza.mission.actions.ActionStep`.
 
 * ``scripted``: rule based, offline, deterministic; reads only the observation summary.
-* ``lora``: the LoRA action head (``cadenza env lora``), built in issue 9.
-* ``llm``: an OpenAI-compatible chat model driven by the prompt, built in issue 10.
+* ``lora``: the LoRA action head (``cadenza env lora``); not built yet (the [lora] issue).
+* ``llm``: an OpenAI-compatible chat model driven by the prompt; not built yet (the [prompt-train] issue).
 
 Later implementations plug in with :func:`register_planner`.
 """
@@ -202,14 +202,14 @@ def _scripted(project: Project, vocabulary: Vocabulary) -> Planner:
     return ScriptedPlanner(vocabulary)
 
 
-def _not_built(name: str, issue: int) -> PlannerFactory:
+def _not_built(name: str, issue: str) -> PlannerFactory:
     def factory(project: Project, vocabulary: Vocabulary) -> Planner:
-        raise NotBuiltError(f"--policy {name}: the {name} planner is not built yet (tracked in issue {issue}); "
+        raise NotBuiltError(f"--policy {name}: the {name} planner is not built yet (tracked in the [{issue}] issue); "
                             f"use --policy scripted")
 
     return factory
 
 
 register_planner("scripted", _scripted)
-register_planner("lora", _not_built("lora", 9))
-register_planner("llm", _not_built("llm", 10))
+register_planner("lora", _not_built("lora", "lora"))
+register_planner("llm", _not_built("llm", "prompt-train"))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza import __version__
+from cadenza.governance.stats import wilson
 from cadenza.mission.actions import ActionError, ActionStep, Vocabulary
 from cadenza.mission.body import ProxyBody
 from cadenza.mission.controller import LowLevelController, load_controller
@@ -75,13 +76,8 @@ class RunResult:
 
 
 def success_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for ``k`` successes in ``n`` trials."""
-    if n == 0:
-        return 0.0, 1.0
-    from scipy.stats import binomtest
-
-    ci = binomtest(k, n).proportion_ci(confidence, method="wilson")
-    return float(ci.low), float(ci.high)
+    """Wilson score interval for ``k`` successes in ``n`` trials (:func:`cadenza.governance.stats.wilson`)."""
+    return wilson(k, n, confidence)
 
 
 def mission_vocabulary(project: Project) -> tuple[Vocabulary, list[str]]:
