@@ -280,7 +280,8 @@ def print_table(result: dict[str, Any]) -> None:
         t.add_section()
     con.print(t)
     la, lb = result["machine"]["loadavg_before"], result["machine"]["loadavg_after"]
-    con.print(f"load average {la[0]:.1f} -> {lb[0]:.1f} on {result['machine']['cpus']} CPUs; wall {result['wall_s']:.0f} s")
+    con.print(f"load average {la[0]:.1f} -> {lb[0]:.1f} on {result['machine']['cpus']} CPUs; wall "
+              f"{result['wall_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -89,7 +89,8 @@ def onnx_forward(fwd: NumpyResidual) -> Callable[[np.ndarray, np.ndarray], np.nd
     nodes = [helper.make_node("Max", ["obs", "low"], ["lo_obs"]), helper.make_node("Min", ["lo_obs", "high"], ["z"]),
              helper.make_node("Concat", ["z", "base"], ["h0"], axis=1)]
     for i, w in enumerate(fwd.weights):
-        inits += [numpy_helper.from_array(np.ascontiguousarray(w[:-1]), f"w{i}"), numpy_helper.from_array(w[-1], f"b{i}")]
+        inits += [numpy_helper.from_array(np.ascontiguousarray(w[:-1]), f"w{i}"),
+                  numpy_helper.from_array(w[-1], f"b{i}")]
         last = i == len(fwd.weights) - 1
         nodes.append(helper.make_node("Gemm", [f"h{i}", f"w{i}", f"b{i}"], ["u" if last else f"p{i}"]))
         if not last:

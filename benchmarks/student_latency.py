@@ -49,8 +49,13 @@ from cadenza.utils.versions import library_versions
 OUT = Path(__file__).parent / "results" / "student_latency.json"
 SHIPPED = "onnx_fp32"
 GOAL_P50_US, GOAL_RATIO = 10.0, 1.5
-LABELS = {"torch_fp32": "torch fp32", "onnx_fp32_run": "ONNX fp32, session.run()", "onnx_fp32": "ONNX fp32 (I/O binding)",
-          "onnx_int8": "ONNX int8 (I/O binding)", "numpy_fp32": "numpy fp32"}
+LABELS = {
+    "torch_fp32": "torch fp32",
+    "onnx_fp32_run": "ONNX fp32, session.run()",
+    "onnx_fp32": "ONNX fp32 (I/O binding)",
+    "onnx_int8": "ONNX int8 (I/O binding)",
+    "numpy_fp32": "numpy fp32",
+}
 
 
 def _student_files(project: str | None, workdir: Path) -> tuple[dict[str, Path], str]:
@@ -113,7 +118,8 @@ def main() -> None:
         runtimes = _runtimes(files)
         obs = np.random.default_rng(1).normal(size=18)
         ref = runtimes["torch_fp32"](obs).ravel()
-        max_diff = {k: float(np.abs(np.asarray(f(obs), dtype=np.float64).ravel() - ref).max()) for k, f in runtimes.items()}
+        max_diff = {k: float(np.abs(np.asarray(f(obs), dtype=np.float64).ravel() - ref).max())
+                    for k, f in runtimes.items()}
         per: dict[str, list[tuple[float, float]]] = {k: [] for k in runtimes}
         for _ in range(args.repeats):
             for name, fn in runtimes.items():

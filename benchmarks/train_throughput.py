@@ -109,11 +109,14 @@ def main() -> None:
     t.add_column("runs (wall)", justify="right")
     t.add_row("cadenza residual PPO", f"{med_ours:,.0f}", f"{med_ours_cpu:,.0f}", ", ".join(f"{x:,.0f}" for x in ours))
     if med_sb3 and med_sb3_cpu:
-        t.add_row("Stable-Baselines3 PPO", f"{med_sb3:,.0f}", f"{med_sb3_cpu:,.0f}", ", ".join(f"{x:,.0f}" for x in sb3))
+        t.add_row("Stable-Baselines3 PPO", f"{med_sb3:,.0f}", f"{med_sb3_cpu:,.0f}",
+                  ", ".join(f"{x:,.0f}" for x in sb3))
     Console().print(t)
     if med_sb3 and med_sb3_cpu:
-        Console().print(f"ratio: {med_ours / med_sb3:.1f}x SB3 per wall second, {med_ours_cpu / med_sb3_cpu:.1f}x per CPU "
-                        f"second (goal >= 10x); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        Console().print(
+            f"ratio: {med_ours / med_sb3:.1f}x SB3 per wall second, {med_ours_cpu / med_sb3_cpu:.1f}x per CPU "
+            f"second (goal >= 10x); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
     else:
         Console().print("stable-baselines3 not installed: install the bench extra for the comparison")
     print(f"wrote {OUT}")

@@ -71,7 +71,8 @@ def test_due_fires_once_per_crossed_target() -> None:
 
 
 def _curve(xs: list[int], rates: list[float], eps: int = 100) -> list[dict]:
-    return [{"env_steps": x, "episodes": eps, "successes": round(r * eps), "success_rate": r} for x, r in zip(xs, rates, strict=True)]
+    return [{"env_steps": x, "episodes": eps, "successes": round(r * eps), "success_rate": r}
+            for x, r in zip(xs, rates, strict=True)]
 
 
 def test_first_reaching_and_median_over_seeds() -> None:

@@ -21,10 +21,17 @@ from tests.conftest import make_project, run_cli, tiny_reacher_project
 
 
 def _bench_project(tmp_path: Path) -> Path:
-    return make_project(tmp_path / "dog", **{
-        "task.num_envs": "16", "residual.hidden_dim": "32", "governance.eval_episodes": "40", "governance.max_eval_episodes": "120",
-        "governance.min_episodes": "20", "bench.cost_per_cpu_core_hour": "0.1",
-    })
+    return make_project(
+        tmp_path / "dog",
+        **{
+            "task.num_envs": "16",
+            "residual.hidden_dim": "32",
+            "governance.eval_episodes": "40",
+            "governance.max_eval_episodes": "120",
+            "governance.min_episodes": "20",
+            "bench.cost_per_cpu_core_hour": "0.1",
+        },
+    )
 
 
 def _only_report(project: Path) -> tuple[Path, dict]:

@@ -52,26 +52,39 @@ BAD_CONFIGS = {
     "toml-syntax": ('[project]\nname = "x"\n[residual\nalpha = 0.1\n', ["TOML syntax error", "line 3"]),
     "unknown-key": ('[project]\nname = "x"\n[residual]\nalfa = 0.1\n', ["unknown key", "residual.alfa"]),
     "unknown-section": ('[project]\nname = "x"\n[residul]\nalpha = 0.1\n', ["unknown key", "residul"]),
-    "wrong-type-int": ('[project]\nname = "x"\n[residual]\nhidden_dim = "big"\n',
-                       ["residual.hidden_dim", "integer", "'big'"]),
+    "wrong-type-int": (
+        '[project]\nname = "x"\n[residual]\nhidden_dim = "big"\n',
+        ["residual.hidden_dim", "integer", "'big'"],
+    ),
     "wrong-type-bool": ('[project]\nname = "x"\n[residual]\ngate = "maybe"\n', ["residual.gate", "boolean"]),
     "wrong-type-table": ('project = "x"\n', ["'project'", "dictionary"]),
-    "out-of-range-alpha": ('[project]\nname = "x"\n[residual]\nalpha = 1.5\n',
-                           ["residual.alpha", "less than or equal to 1", "1.5"]),
-    "out-of-range-level": ('[project]\nname = "x"\n[task]\nlevel = -0.2\n', ["task.level", "greater than or equal to 0"]),
+    "out-of-range-alpha": (
+        '[project]\nname = "x"\n[residual]\nalpha = 1.5\n',
+        ["residual.alpha", "less than or equal to 1", "1.5"],
+    ),
+    "out-of-range-level": (
+        '[project]\nname = "x"\n[task]\nlevel = -0.2\n',
+        ["task.level", "greater than or equal to 0"],
+    ),
     "out-of-range-num-envs": ('[project]\nname = "x"\n[task]\nnum_envs = 0\n', ["task.num_envs"]),
-    "out-of-range-confidence": ('[project]\nname = "x"\n[governance]\nconfidence = 1.0\n',
-                                ["governance.confidence", "less than 1"]),
-    "missing-project": ('[residual]\nalpha = 0.1\n', ["[project]"]),
+    "out-of-range-confidence": (
+        '[project]\nname = "x"\n[governance]\nconfidence = 1.0\n',
+        ["governance.confidence", "less than 1"],
+    ),
+    "missing-project": ("[residual]\nalpha = 0.1\n", ["[project]"]),
     "missing-project-name": ('[project]\ndescription = "no name"\n', ["missing required key", "project.name"]),
     "bad-project-name": ('[project]\nname = "has space"\n', ["project.name", "pattern"]),
     "bad-base-source": ('[project]\nname = "x"\n[base]\nsource = "nonsense"\n', ["base.source", "builtin:", ".onnx"]),
     "unknown-proxy-task": ('[project]\nname = "x"\n[task]\nid = "proxy:cartpole"\n', ["task.id", "proxy:rescue-dog"]),
-    "inverted-param-range": ('[project]\nname = "x"\n[mission.actions.walk]\nparams = { distance_m = [3.0, 0.1] }\n',
-                             ["mission.actions.walk.params", "distance_m"]),
+    "inverted-param-range": (
+        '[project]\nname = "x"\n[mission.actions.walk]\nparams = { distance_m = [3.0, 0.1] }\n',
+        ["mission.actions.walk.params", "distance_m"],
+    ),
     "duplicate-goals": ('[project]\nname = "x"\n[mission]\ngoals = ["a", "a"]\n', ["mission.goals", "duplicates"]),
-    "unknown-perturbation": ('[project]\nname = "x"\n[[task.real.perturbations]]\nkind = "gravity"\n',
-                             ["task.real.perturbations.0.kind", "'gravity'"]),
+    "unknown-perturbation": (
+        '[project]\nname = "x"\n[[task.real.perturbations]]\nkind = "gravity"\n',
+        ["task.real.perturbations.0.kind", "'gravity'"],
+    ),
 }
 
 
@@ -88,7 +101,8 @@ def test_bad_config_is_one_line_exit_2(case: str, tmp_path: Path, capsys: pytest
     assert not (tmp_path / "residual").exists(), "nothing may be written when the config is bad"
 
 
-def test_non_utf8_config(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_utf8_config(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                         monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / CONFIG_NAME
     cfg.write_bytes(b'[project]\nname = "\xff"\n')
     code, _, err = run_cli(["env", "residual", "init", tmp_path], capsys, monkeypatch)
@@ -96,7 +110,8 @@ def test_non_utf8_config(tmp_path: Path, capsys: pytest.CaptureFixture[str], mon
     assert_one_line_error(err, str(cfg), "UTF-8")
 
 
-def test_missing_project_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_project_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
     missing = tmp_path / "nope"
     code, _, err = run_cli(["env", "residual", "init", missing], capsys, monkeypatch)
     assert code == EXIT_USAGE
@@ -104,7 +119,8 @@ def test_missing_project_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert not missing.exists()
 
 
-def test_project_path_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_project_path_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
     a_file = tmp_path / "file.txt"
     a_file.write_text("hello")
     code, _, err = run_cli(["env", "residual", "init", a_file], capsys, monkeypatch)
@@ -112,7 +128,8 @@ def test_project_path_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert_one_line_error(err, str(a_file), "not a directory")
 
 
-def test_missing_cadenza_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_cadenza_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
     code, _, err = run_cli(["env", "residual", "init", tmp_path], capsys, monkeypatch)
     assert code == EXIT_USAGE
     assert_one_line_error(err, str(tmp_path / CONFIG_NAME), "missing", "cadenza init")
@@ -164,7 +181,8 @@ def test_init_writes_a_project_that_loads(tmp_path: Path, capsys: pytest.Capture
     assert sorted(p.name for p in proj.iterdir()) == sorted([CONFIG_NAME, PROMPT_NAME]), "no temporary files left"
 
 
-def test_init_name_option(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_name_option(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                          monkeypatch: pytest.MonkeyPatch) -> None:
     code, _, err = run_cli(["init", tmp_path / "dir", "--name", "rover_2"], capsys, monkeypatch)
     assert code == 0, err
     assert load_project(tmp_path / "dir").name == "rover_2"
@@ -200,7 +218,8 @@ def test_init_keeps_an_existing_prompt(tmp_path: Path, capsys: pytest.CaptureFix
     assert load_project(tmp_path).name == "p"
 
 
-def test_init_unknown_template(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_unknown_template(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
     proj = tmp_path / "p"
     code, _, err = run_cli(["init", proj, "--template", "cartpole"], capsys, monkeypatch)
     assert code == EXIT_USAGE

@@ -86,10 +86,12 @@ def test_template_errors_are_clear(project, logs, tmp_path: Path) -> None:
     assert render("{{x}} {step:03d}", {f: "" for f in FIELDS} | {"step": 7}) == "{x} 007"
     proj = _set_template(project, "Goal: {goal}\nSeen: {camera}")
     try:
-        with pytest.raises(TemplateError, match=r"cadenza.toml: key 'vla_finetune.prompt_template': unknown field \{camera\}"):
+        with pytest.raises(TemplateError, match=r"cadenza.toml: key 'vla_finetune.prompt_template': unknown field "
+                                                r"\{camera\}"):
             export(proj, logs, tmp_path / "x.jsonl")
         assert not (tmp_path / "x.jsonl").exists()
-        result = CliRunner().invoke(app, ["env", "finetune", str(proj.root), str(logs[0]), "-o", str(tmp_path / "y.jsonl")])
+        result = CliRunner().invoke(app, ["env", "finetune", str(proj.root), str(logs[0]),
+                                          "-o", str(tmp_path / "y.jsonl")])
         assert exit_code_for(result.exception) == 2 and "available: {system_prompt}" in str(result.exception)
     finally:
         _set_template(project, "{system_prompt}\n\nGoal: {goal}\nObservation: {observation}\nNext action:")
@@ -140,7 +142,8 @@ def test_lerobot_dataset_loads_with_pyarrow_and_indices_agree(project, logs, tmp
         width = info["features"]["action"]["shape"][0]
         names = info["features"]["action"]["names"]
         for vec, text in zip(d["action"], d["action_text"], strict=True):
-            assert len(vec) == width and sum(vec[: names.index(next(x for x in names if "." in x and not x.startswith("is.")))]) == 1.0
+            first_other = names.index(next(x for x in names if "." in x and not x.startswith("is.")))
+            assert len(vec) == width and sum(vec[:first_other]) == 1.0
             assert names[vec.index(1.0)] == "is." + text.split()[0]
         assert d["next.done"][-1] is True and not any(d["next.done"][:-1])
         index += n
@@ -165,5 +168,6 @@ def test_finetune_cli_writes_jsonl(project, logs, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert f"to {out}" in result.output.replace("\n", "")
     assert len(out.read_text().splitlines()) == sum(len(read_log(p).steps) for p in logs)
-    result = CliRunner().invoke(app, ["env", "finetune", str(project.root), str(logs[0]), "-o", str(out), "--format", "csv"])
+    result = CliRunner().invoke(app, ["env", "finetune", str(project.root), str(logs[0]), "-o", str(out),
+                                      "--format", "csv"])
     assert result.exit_code == 2 and "--format" in result.output and "'csv'" in result.output  # a usage error

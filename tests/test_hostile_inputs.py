@@ -604,8 +604,10 @@ def test_real_entry_point_gives_one_line_and_never_imports_torch(places: Places)
              "    sys.stderr.write('TORCH_IMPORTED\\n' if 'torch' in sys.modules else '')\n")
     project = os.fsencode(places.project)
     for args, needle in SUBPROCESS_SAMPLE:
-        argv = [a.replace(b"{project}", project) if isinstance(a, bytes) else a.replace("{project}", str(places.project))
-                for a in args]
+        argv = [
+            a.replace(b"{project}", project) if isinstance(a, bytes) else a.replace("{project}", str(places.project))
+            for a in args
+        ]
         before = tree_state(places.base)
         proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, timeout=120)
         err = proc.stderr.decode("utf-8", "backslashreplace")

@@ -185,7 +185,8 @@ def test_mission_actions_are_checked_against_the_world(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"key 'mission.actions.jump': the rescue-dog world has no skill 'jump'"):
         run_missions(load_project(root), RunOptions())
     cfg.write_text(text.replace("params = { distance_m = [0.1, 3.0] }", "params = { metres = [0.1, 3.0] }"))
-    with pytest.raises(ConfigError, match=r"mission.actions.walk_forward.params': the skill takes distance_m, got metres"):
+    with pytest.raises(ConfigError, match=r"mission.actions.walk_forward.params': the skill takes distance_m, got "
+                                          r"metres"):
         run_missions(load_project(root), RunOptions())
     start = text.index("[mission.actions.walk_forward]")
     cfg.write_text(text[:start] + text[text.index("[vla_finetune]"):])

@@ -108,7 +108,8 @@ def test_vocabulary_checks_clamps_and_parses() -> None:
 def _fresh(seed: int, level: float = 0.0) -> tuple[Site, ProxyBody, BodyState, LowLevelController]:
     site = Site.generate(seed)
     body = ProxyBody(level, seed, site.rocks, 0.0)
-    return site, body, BodyState(body.x, body.y, body.yaw), LowLevelController("base", load_base("builtin:rescue-dog", None, 3))
+    controller = LowLevelController("base", load_base("builtin:rescue-dog", None, 3))
+    return site, body, BodyState(body.x, body.y, body.yaw), controller
 
 
 def test_skills_move_the_proxy_body_as_asked() -> None:
@@ -119,7 +120,8 @@ def test_skills_move_the_proxy_body_as_asked() -> None:
     assert out.trace[0] == [0.0, 0.0] and len(out.trace) > 3
     out = execute(ActionStep("turn_left", {"degrees": 60.0}), site, state, body, ctrl)
     assert math.degrees(state.yaw) == pytest.approx(60.0, abs=8.0)
-    assert math.hypot(out.trace[-1][0] - out.trace[0][0], out.trace[-1][1] - out.trace[0][1]) < 0.25  # turns on the spot
+    # turns on the spot
+    assert math.hypot(out.trace[-1][0] - out.trace[0][0], out.trace[-1][1] - out.trace[0][1]) < 0.25
     before = (state.x, state.y)
     out = execute(ActionStep("climb_step"), site, state, body, ctrl)
     assert out.ticks == 0 and "no step within reach" in out.note and (state.x, state.y) == before

@@ -75,8 +75,10 @@ def test_user_collision_function_and_sparse_reward(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ("def explode(obs):\n    raise RuntimeError('motor driver offline')\n", "raised RuntimeError: motor driver offline"),
-    ("import numpy as np\ndef explode(obs):\n    return np.zeros((obs.shape[0], 3))\n", "returned shape (4, 3), expected (4, 1)"),
+    ("def explode(obs):\n    raise RuntimeError('motor driver offline')\n",
+     "raised RuntimeError: motor driver offline"),
+    ("import numpy as np\ndef explode(obs):\n    return np.zeros((obs.shape[0], 3))\n", "returned shape (4, 3), "
+            "expected (4, 1)"),
     ("import numpy as np\ndef explode(obs):\n    return np.full((obs.shape[0], 1), np.nan)\n", "non-finite"),
 ])
 def test_a_misbehaving_base_entry_point_names_itself(tmp_path: Path, body: str, message: str) -> None:
@@ -108,21 +110,26 @@ def test_a_base_entry_point_that_cannot_load_names_itself(tmp_path: Path, files:
 
 
 @pytest.mark.parametrize(("table", "files", "message"), [
-    ('task = "builtin:walker"\n', {}, "key 'task.real.task': unknown built-in task 'builtin:walker'; available: builtin:reacher, builtin:rescue-dog"),
+    ('task = "builtin:walker"\n', {}, "key 'task.real.task': unknown built-in task 'builtin:walker'; available: "
+                                      "builtin:reacher, builtin:rescue-dog"),
     ('task = ""\n', {}, "key 'task.real.task': required for --real"),
     ('task = "NoSuchEnv-v9"\n', {}, "key 'task.real.task': Gymnasium cannot make 'NoSuchEnv-v9'"),
     ('task = "builtin:reacher"\n[[task.real.perturbations]]\nkind = "damping"\ntarget = "elbow"\nscale = 1.0\n', {},
-     "key 'task.real.perturbations[0].target': 'elbow' matches no hinge or slide joint; the model has: joint0, joint1, target_x, target_y"),
+     "key 'task.real.perturbations[0].target': 'elbow' matches no hinge or slide joint; the model has: joint0, joint1, "
+     "target_x, target_y"),
     ('task = "Pendulum-v1"\n[[task.real.perturbations]]\nkind = "mass"\nscale = 1.0\n', {},
-     "key 'task.real.perturbations[0].kind': 'mass' changes MuJoCo model parameters, but this env exposes no MuJoCo model"),
+     "key 'task.real.perturbations[0].kind': 'mass' changes MuJoCo model parameters, but this env exposes no MuJoCo "
+     "model"),
     ('task = "Pendulum-v1"\nsuccess = "judge:missing"\n', {"judge.py": "x = 1\n"},
      "key 'task.real.success': 'judge:missing': 'judge' has no attribute 'missing'"),
-    ('task = "envs:make"\n', {"envs.py": "import gymnasium as gym\ndef make():\n    return gym.make('Pendulum-v1').unwrapped\n"},
+    ('task = "envs:make"\n', {"envs.py": "import gymnasium as gym\ndef make():\n    return "
+                                         "gym.make('Pendulum-v1').unwrapped\n"},
      "no time limit: set task.real.env_kwargs.max_episode_steps"),
     ('task = "envs2:make"\n', {"envs2.py": "def make():\n    raise OSError('robot.xml not found')\n"},
      "key 'task.real.task': env factory 'envs2:make' raised OSError: robot.xml not found"),
 ])
-def test_bad_real_task_config_is_one_clear_line(tmp_path: Path, table: str, files: dict[str, str], message: str) -> None:
+def test_bad_real_task_config_is_one_clear_line(tmp_path: Path, table: str, files: dict[str, str],
+                                                message: str) -> None:
     root = write_project(tmp_path / "cfg", table, files)
     with pytest.raises(ConfigError) as err:
         make_task(load_project(root), num_envs=1, real=True)

@@ -97,12 +97,14 @@ def test_no_gate_changes_the_architecture(project: Path, capsys: pytest.CaptureF
     path = project / "residual" / "residual.json"
     assert run_cli(["env", "residual", "init", project, "--hidden-dim", "32"], capsys, monkeypatch)[0] == 0
     gated = json.loads(path.read_text())
-    code, out, err = run_cli(["env", "residual", "init", project, "--hidden-dim", "32", "--no-gate"], capsys, monkeypatch)
+    code, out, err = run_cli(["env", "residual", "init", project, "--hidden-dim", "32", "--no-gate"], capsys,
+                             monkeypatch)
     assert code == 0, err
     plain = json.loads(path.read_text())
     assert gated["architecture"]["gate"] is True and plain["architecture"]["gate"] is False
     assert plain["profile"]["params"] == expected_params(32, gate=False)
-    assert gated["profile"]["params"] - plain["profile"]["params"] == 32 + 1 + 1  # one output row, its bias, its log std
+    # one output row, its bias, its log std
+    assert gated["profile"]["params"] - plain["profile"]["params"] == 32 + 1 + 1
     assert "gate" not in plain["control_law"]
     assert "no gate" in out
 
@@ -110,7 +112,8 @@ def test_no_gate_changes_the_architecture(project: Path, capsys: pytest.CaptureF
 def test_config_gate_false_is_honoured(project: Path, capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = project / "cadenza.toml"
-    cfg.write_text(cfg.read_text().replace("gate = true", "gate = false").replace("hidden_dim = 256", "hidden_dim = 16"))
+    cfg.write_text(cfg.read_text().replace("gate = true", "gate = false")
+                   .replace("hidden_dim = 256", "hidden_dim = 16"))
     assert run_cli(["env", "residual", "init", project], capsys, monkeypatch)[0] == 0
     arch = json.loads((project / "residual" / "residual.json").read_text())["architecture"]
     assert arch["gate"] is False and arch["hidden_dim"] == 16

@@ -56,7 +56,8 @@ def _entry_point(spec: str, search_dir: Path | None) -> Callable[[np.ndarray], n
         try:
             obj = obj()
         except Exception as e:
-            raise BasePolicyError(f"base entry point '{spec}': constructing it raised {type(e).__name__}: {e}") from None
+            raise BasePolicyError(f"base entry point '{spec}': constructing it raised "
+                                  f"{type(e).__name__}: {e}") from None
     if not callable(obj):
         raise BasePolicyError(f"base entry point '{spec}': expected a callable obs -> action, got {type(obj).__name__}")
     return obj
@@ -67,7 +68,8 @@ class _OnnxBase:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise BasePolicyError(f"base {path}: ONNX bases need the export extra: pip install -e '.[export]'") from None
+            raise BasePolicyError(f"base {path}: ONNX bases need the export extra: "
+                                  "pip install -e '.[export]'") from None
         if not path.is_file():
             raise BasePolicyError(f"base {path}: no such ONNX file")
         try:

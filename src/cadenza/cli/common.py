@@ -36,7 +36,8 @@ def directory_arg(value: Any) -> Path:
     return Path(value)
 
 
-ProjectArg = Annotated[Path, typer.Argument(parser=directory_arg, help="Project directory (holds cadenza.toml).", show_default=False)]
+ProjectArg = Annotated[Path, typer.Argument(parser=directory_arg, help="Project directory (holds cadenza.toml).",
+                                            show_default=False)]
 RealOpt = Annotated[bool, typer.Option("--real", help="Run on the real simulator (MuJoCo) named in [task.real].")]
 
 
@@ -117,13 +118,15 @@ def choice_check(*choices: str) -> Callable[[Any], Any]:
 
     def check(value: Any) -> Any:
         if value is not None and value not in choices:
-            raise typer.BadParameter(f"expected one of {', '.join(repr(c) for c in choices)}, got {_short(str(value))!r}")
+            raise typer.BadParameter(f"expected one of {', '.join(repr(c) for c in choices)}, got "
+                                     f"{_short(str(value))!r}")
         return value
 
     return check
 
 
-DeviceOpt = Annotated[str, typer.Option("--device", callback=choice_check("auto", "cuda", "mps", "cpu"), help="Torch device: auto (cuda -> mps -> cpu), cuda, mps or cpu.")]
+DeviceOpt = Annotated[str, typer.Option("--device", callback=choice_check("auto", "cuda", "mps", "cpu"), help="Torch "
+        "device: auto (cuda -> mps -> cpu), cuda, mps or cpu.")]
 
 
 def text_check(*, max_len: int = 2000, allow_empty: bool = False) -> Callable[[Any], Any]:

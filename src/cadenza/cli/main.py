@@ -22,8 +22,11 @@ app = typer.Typer(rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-env_app = typer.Typer(rich_markup_mode="markdown", help="Work on a project: residual, distill, run, finetune, train, lora, history.",
-                      no_args_is_help=True)
+env_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Work on a project: residual, distill, run, finetune, train, lora, history.",
+    no_args_is_help=True,
+)
 
 app.command("init", help=init_cmd.init.__doc__)(init_cmd.init)
 app.add_typer(env_app, name="env")

@@ -16,7 +16,10 @@ KIND_CHECK = choice_check("residual", "student", "lora", "prompt")  # = governan
 @checked(preflight.nothing)
 def history(
     project: ProjectArg,
-    kind: Annotated[str | None, typer.Option("--kind", callback=KIND_CHECK, help="Only this kind: residual, student, lora or prompt.")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option("--kind", callback=KIND_CHECK, help="Only this kind: residual, student, lora or prompt."),
+    ] = None,
 ) -> None:
     """List every artefact version, verdict and baseline move of the project."""
     from cadenza.governance.registry import KINDS, Registry
@@ -44,7 +47,8 @@ def history(
         elif e["event"] in ("promote", "rollback"):
             detail = f"baseline {e.get('from') or '-'} -> {e['version']}"
         else:
-            detail = ", ".join(f"{k}={v}" for k, v in (e.get("metadata") or {}).items() if k in ("task", "env_steps", "stop_reason", "imported_from"))
+            shown = ("task", "env_steps", "stop_reason", "imported_from")
+            detail = ", ".join(f"{k}={v}" for k, v in (e.get("metadata") or {}).items() if k in shown)
         t.add_row(e["time"], e["kind"], e["version"], e["event"], evidence, detail)
     console.print(t)
     for k in kinds:
@@ -54,8 +58,18 @@ def history(
 @locked("env rollback", check=preflight.nothing)
 def rollback(
     project: ProjectArg,
-    kind: Annotated[str, typer.Argument(callback=KIND_CHECK, help="residual, student, lora or prompt.", show_default=False)],
-    to: Annotated[str | None, typer.Option("--to", callback=version_check, help="Version to restore. [default: the previous baseline]", show_default=False)] = None,
+    kind: Annotated[
+        str, typer.Argument(callback=KIND_CHECK, help="residual, student, lora or prompt.", show_default=False)
+    ],
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            callback=version_check,
+            help="Version to restore. [default: the previous baseline]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Move the baseline of KIND back to an earlier version (its files are re-published)."""
     from cadenza.governance.registry import Registry

@@ -2,8 +2,8 @@
 
 The seeding is the one ``cadenza.residual.evaluate`` uses (chunk ``c`` of ``chunk`` envs resets with
 ``cadenza.governance.seeds.chunk_seed(seed, first_chunk + c)``), so on the same held-out block the
-teacher here meets exactly the episodes a residual scorecard of that block was computed on. Per-episode outcomes are kept, because the
-student is compared with its teacher episode by episode (a paired comparison).
+teacher here meets exactly the episodes a residual scorecard of that block was computed on. Per-episode
+outcomes are kept, because the student is compared with its teacher episode by episode (a paired comparison).
 """
 
 from __future__ import annotations

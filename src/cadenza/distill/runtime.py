@@ -29,7 +29,8 @@ import numpy as np
 
 from cadenza.errors import ArtefactError, CadenzaError
 
-FP32_NAME, INT8_NAME, WEIGHTS_NAME, META_NAME = "student.onnx", "student.int8.onnx", "student.safetensors", "student.json"
+FP32_NAME, INT8_NAME = "student.onnx", "student.int8.onnx"
+WEIGHTS_NAME, META_NAME = "student.safetensors", "student.json"
 PRECISION_FILES = {"fp32": FP32_NAME, "int8": INT8_NAME}
 PER_OBSERVATION_KEY = "cadenza.per_observation"  # model metadata: run one observation per call (int8)
 SAFETENSORS_DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I64": np.int64, "I32": np.int32}
@@ -151,8 +152,14 @@ class NumpyStudent:
         except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
             raise ArtefactError(f"{path}: not a cadenza student weights file ({type(e).__name__}: {e})") from None
         widths = [self.obs_dim] + [w.shape[1] for w in self.w]
-        if self.activation not in ("tanh", "relu") or widths[-1] != self.act_dim or any(
-                w.shape != (a, b) or bb.shape != (b,) for w, bb, a, b in zip(self.w, self.b, widths[:-1], widths[1:], strict=True)):
+        if (
+            self.activation not in ("tanh", "relu")
+            or widths[-1] != self.act_dim
+            or any(
+                w.shape != (a, b) or bb.shape != (b,)
+                for w, bb, a, b in zip(self.w, self.b, widths[:-1], widths[1:], strict=True)
+            )
+        ):
             raise ArtefactError(f"{path}: student weights do not match their architecture")
         self.path, self.version = path, version
         # single-observation fast path: transposed (output-major) weights and preallocated buffers
@@ -281,7 +288,8 @@ def latency_in_fresh_process(files: dict[str, str | Path], *, repeats: int = 3, 
     out = subprocess.run([sys.executable, "-m", "cadenza.distill.runtime", spec], capture_output=True, text=True,
                          timeout=timeout, env=env)
     if out.returncode != 0:
-        raise CadenzaError(f"latency measurement failed: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode}")
+        raise CadenzaError("latency measurement failed: "
+                           f"{out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -293,9 +301,16 @@ def _latency_main(spec_json: str) -> None:
     for _ in range(spec["repeats"]):
         for k, st in students.items():
             rounds[k].append(measure_latency(st.act, obs, warmup=spec["warmup"], iters=spec["iters"]))
-    res = {k: {"p50_us": float(np.median([r["p50_us"] for r in v])), "p99_us": float(np.median([r["p99_us"] for r in v])),
-               "iters": spec["iters"] * spec["repeats"], "warmup": spec["warmup"], "process": "fresh, torch-free"}
-           for k, v in rounds.items()}
+    res = {
+        k: {
+            "p50_us": float(np.median([r["p50_us"] for r in v])),
+            "p99_us": float(np.median([r["p99_us"] for r in v])),
+            "iters": spec["iters"] * spec["repeats"],
+            "warmup": spec["warmup"],
+            "process": "fresh, torch-free",
+        }
+        for k, v in rounds.items()
+    }
     print(json.dumps(res))
 
 

@@ -172,7 +172,8 @@ class Registry:
             target = prev.pop()
         else:
             if to not in self.versions(kind):
-                raise CadenzaError(f"{kind} version {to!r} does not exist; known: {', '.join(self.versions(kind)) or 'none'}")
+                raise CadenzaError(f"{kind} version {to!r} does not exist; known: "
+                                   f"{', '.join(self.versions(kind)) or 'none'}")
             target = to
             prev = [v for v in prev if v != to]
             if cur.get("baseline") and cur["baseline"] != to:

@@ -117,7 +117,8 @@ def export_jsonl(project: Project, log_paths: list[Path], output: Path, skip_bad
     text = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records)
     atomic_write_text(output, text)
     eps = {(r["run_id"], r["episode"]) for r in records}
-    return ExportResult(output, len(records), len(eps), len(logs), {str(g.path): g.bad_lines for g in logs if g.bad_lines})
+    return ExportResult(output, len(records), len(eps), len(logs),
+                        {str(g.path): g.bad_lines for g in logs if g.bad_lines})
 
 
 # ---------------------------------------------------------------------------------------------- lerobot
@@ -158,7 +159,8 @@ def export_lerobot(project: Project, log_paths: list[Path], output: Path,
         raise CadenzaError("the logs were run with different action vocabularies; export them separately")
     vocab = Vocabulary.from_dict(logs[0].header["actions"])
     records = build_records(project, logs)
-    if output.exists() and not (output.is_dir() and (not any(output.iterdir()) or (output / "meta" / "info.json").is_file())):
+    if output.exists() and not (output.is_dir()
+                                and (not any(output.iterdir()) or (output / "meta" / "info.json").is_file())):
         raise CadenzaError(f"{output}: exists and is not a LeRobot dataset directory; choose another output path")
 
     # group records into missions (a mission = one LeRobot episode), in log order

@@ -222,7 +222,8 @@ def summary_text(obs: dict[str, Any]) -> str:
     if d["state"] == "inside":
         parts.append(f"inside the debris field, {d['exit_m']:.2f} m to its far edge (normal {_side(d['normal_deg'])})")
     elif d["state"] == "ahead":
-        parts.append(f"debris field {d['edge_m']:.2f} m ahead, {d['depth_m']:.1f} m deep (normal {_side(d['normal_deg'])})")
+        parts.append(f"debris field {d['edge_m']:.2f} m ahead, {d['depth_m']:.1f} m deep (normal "
+                     f"{_side(d['normal_deg'])})")
     else:
         parts.append("debris field passed")
     st = obs["step"]

@@ -103,7 +103,8 @@ class PerturbationSpec(_Section):
     @model_validator(mode="after")
     def _share_below_one(self) -> PerturbationSpec:
         if self.kind in ("friction", "actuator_gain") and self.scale >= 1.0:
-            raise ValueError(f"{self.kind}: scale is the share lost at level 1.0 and must be below 1 (got {self.scale})")
+            raise ValueError(f"{self.kind}: scale is the share lost at level 1.0 and must be below 1 "
+                             f"(got {self.scale})")
         return self
 
 
@@ -187,7 +188,8 @@ class GovernanceSection(_Section):
     # episodes per look, up to this many (alpha spent linearly over the looks; docs/governance.md)
     max_eval_episodes: int = Field(3000, ge=1, le=1_000_000)
     validation_episodes: int | None = Field(None, ge=1, le=100_000)  # training's validation card [governor's]
-    stop_margin: float = Field(0.01, ge=0.0, le=0.5)  # training stops once its validation card clears every gate by this
+    # training stops once its validation card clears every gate by this
+    stop_margin: float = Field(0.01, ge=0.0, le=0.5)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     saturation_warn: Unit = 0.5  # mean |delta| above this share of its bound is a warning
     max_clamp_share: Unit = 0.5  # share of steps with the action at its bounds above this: BLOCK
@@ -353,5 +355,6 @@ def load_project(root: str | Path) -> Project:
             raise ConfigError(f"{path}: missing; is {root} a cadenza project? (create one with: cadenza init {root})")
         raw = path.read_bytes()
     except (OSError, ValueError) as e:  # a name too long, a NUL byte, no permission: still one line
-        raise ConfigError(f"{_short(str(root))}: cannot read the project ({getattr(e, 'strerror', None) or e})") from None
+        why = getattr(e, "strerror", None) or e
+        raise ConfigError(f"{_short(str(root))}: cannot read the project ({why})") from None
     return Project(root, parse_config(path, raw), raw)

@@ -87,7 +87,9 @@ def read_lock(root: str | Path) -> LockInfo | None:
 
 
 class ProjectLock:
-    """``with ProjectLock(root, "env residual train") as lock:`` -- ``lock.note`` says if a stale lock was taken over."""
+    """``with ProjectLock(root, "env residual train") as lock:``.
+
+    ``lock.note`` says if a stale lock was taken over."""
 
     def __init__(self, root: str | Path, command: str) -> None:
         self.root = Path(root)

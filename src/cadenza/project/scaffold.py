@@ -32,7 +32,8 @@ def init_project(directory: Path, template: str = "rescue-dog", name: str | None
         ProjectSection(name=name)
     except ValidationError as e:
         msg = e.errors()[0]["msg"]
-        raise ConfigError(f"{target}: key 'project.name': {msg} (got {name[:80]!r}); choose a name with --name") from None
+        raise ConfigError(f"{target}: key 'project.name': {msg} (got {name[:80]!r}); "
+                          "choose a name with --name") from None
     config_text = files[CONFIG_NAME].replace("{name}", name)
     parse_config(target, config_text.encode())  # the name must be valid before anything is written
     directory.mkdir(parents=True, exist_ok=True)

@@ -174,7 +174,8 @@ class PPO:
             obs, r, term, trunc, info = self.task.step(action)
             done = term | trunc
             r = r.astype(np.float32).copy()
-            if cfg.bootstrap_truncation and trunc.any():  # bootstrap time-limit truncations with the value of the final observation
+            # bootstrap time-limit truncations with the value of the final observation
+            if cfg.bootstrap_truncation and trunc.any():
                 fo = info["final_obs"][trunc]
                 r[trunc] += cfg.gamma * self.critic(self._features(fo, self._base(fo))).cpu().numpy()
             self.prev_delta = np.where(done[:, None], 0.0, delta_eff)  # the rate limit restarts per episode

@@ -58,7 +58,8 @@ class HealthReport:
     base_faults: int  # base raised or returned non-finite / wrong-shaped actions (held the last action)
     mean_abs_delta: float  # residual: |gate * delta| after the rate limit (share of its bound); student: |a - a_base|
     max_abs_delta: float
-    latency_us: dict[str, dict[str, float | int | None]]  # "step" (whole call) and "correction" (residual / student only)
+    # "step" (whole call) and "correction" (residual / student only)
+    latency_us: dict[str, dict[str, float | int | None]]
     last_error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
