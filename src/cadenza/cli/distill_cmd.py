@@ -279,3 +279,7 @@ def eval_(
         "scorecard": score.card.as_dict(), "latency_us": score.latency, "parity_max_abs": score.parity,
         "wall_s": score.wall_s})
     raise typer.Exit(VERDICT_EXIT[score.card.verdict])
+
+
+def register(parent: typer.Typer) -> None:
+    parent.add_typer(app, name="distill")

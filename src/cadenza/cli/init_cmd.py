@@ -51,3 +51,7 @@ def init(
     for p in init_project(directory, template=template, name=name, force=force):
         console.print(f"wrote {p}")
     console.print(f"next: cadenza env residual init {directory}")
+
+
+def register(parent: typer.Typer) -> None:
+    parent.command("init", help=init.__doc__)(init)

@@ -89,3 +89,7 @@ def decode(
 ) -> None:
     """Decode a goal into action steps with the trained adapter."""
     not_built("cadenza env lora decode", "lora")
+
+
+def register(parent: typer.Typer) -> None:
+    parent.add_typer(app, name="lora")

@@ -28,13 +28,11 @@ env_app = typer.Typer(
     no_args_is_help=True,
 )
 
-app.command("init", help=init_cmd.init.__doc__)(init_cmd.init)
+# Every command module wires itself the same way: ``register(parent)`` adds its commands (or its group).
+init_cmd.register(app)
 app.add_typer(env_app, name="env")
-env_app.add_typer(residual_cmd.app, name="residual")
-env_app.add_typer(distill_cmd.app, name="distill")
-env_app.add_typer(lora_cmd.app, name="lora")
-mission_cmd.register(env_app)
-registry_cmd.register(env_app)
+for module in (residual_cmd, distill_cmd, lora_cmd, mission_cmd, registry_cmd):
+    module.register(env_app)
 
 
 def _version(value: bool) -> None:

@@ -431,3 +431,7 @@ def bench(
             raise typer.Exit(130) from None
     print_report(console, res.report, res.out_dir)
     raise typer.Exit({"RESIDUAL_WINS": 0, "RESIDUAL_LOSES": 3}.get(res.verdict.outcome, 4))
+
+
+def register(parent: typer.Typer) -> None:
+    parent.add_typer(app, name="residual")

@@ -79,9 +79,14 @@ class BatchedTaskBase(VectorEnv):
     """What every built-in batched task shares: the ``spec`` it was built with and the curriculum level.
 
     Subclasses set ``self.spec_`` (a :class:`TaskSpec`) and call ``self.set_level(level)`` in ``__init__``.
+
+    ``spec`` is the task's :class:`TaskSpec`. Gymnasium's ``make_vec`` assigns its own
+    :class:`gymnasium.envs.registration.EnvSpec` to ``env.spec``; that write is kept in ``gym_spec``
+    (``None`` until then) rather than replacing the task's spec.
     """
 
     spec_: TaskSpec
+    gym_spec: Any = None
     _level: float = 0.0
 
     @property
@@ -89,8 +94,8 @@ class BatchedTaskBase(VectorEnv):
         return self.spec_
 
     @spec.setter
-    def spec(self, value: Any) -> None:  # gymnasium's make() tries to set env.spec
-        pass
+    def spec(self, value: Any) -> None:
+        self.gym_spec = value
 
     @property
     def level(self) -> float:

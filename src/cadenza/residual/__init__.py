@@ -1,0 +1,10 @@
+"""The residual: the control law, the residual network, PPO and governed training.
+
+Modules: ``control_law`` (the one place base action and residual meet), ``network`` (the residual
+head), ``policy`` (saving and loading it, ``weights_only``), ``ppo`` (rollouts and the PPO update),
+``train`` (``env residual train``: the governed round loop), ``validation`` (the validation card),
+``evaluate`` and ``scoring`` (held-out episodes, the scorecard), ``profile`` and ``scaffold``
+(``env residual init``).
+
+This package's ``__init__`` imports nothing, so importing ``cadenza.residual.control_law`` never pulls torch.
+"""
