@@ -29,7 +29,7 @@ def history(
     reg = Registry(proj.root)
     kinds = [kind] if kind else list(KINDS)
     for k in kinds:
-        reg._check_kind(k)
+        reg.check_kind(k)
     rows = reg.ledger(kind)
     t = Table(title=f"registry of {proj.name}", title_justify="left")
     for col in ("time", "kind", "version", "event", "evidence", "verdict / detail"):
@@ -77,7 +77,7 @@ def rollback(
 
     proj = load_project(project)
     reg = Registry(proj.root)
-    reg._check_kind(kind)
+    reg.check_kind(kind)
     before = reg.baseline(kind)
     after = reg.rollback(kind, to)
     console.print(f"{kind} baseline: {before or '-'} -> {after}")

@@ -54,12 +54,13 @@ class Registry:
         self.root = self.project_root / ".cadenza" / "registry"
 
     # ------------------------------------------------------------------ versions
-    def _check_kind(self, kind: str) -> None:
+    def check_kind(self, kind: str) -> None:
+        """Refuse an artefact kind the registry does not keep (one line, CadenzaError)."""
         if kind not in KINDS:
             raise CadenzaError(f"unknown artefact kind {kind!r}; expected one of {', '.join(KINDS)}")
 
     def versions(self, kind: str) -> list[str]:
-        self._check_kind(kind)
+        self.check_kind(kind)
         d = self.root / kind
         if not d.is_dir():
             return []
@@ -71,7 +72,7 @@ class Registry:
 
     def register(self, kind: str, files: dict[str, Path | bytes], metadata: dict[str, Any] | None = None) -> str:
         """Store ``files`` as a new immutable version; returns its name (``v0001`` ...)."""
-        self._check_kind(kind)
+        self.check_kind(kind)
         kdir = self.root / kind
         kdir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=kdir))
@@ -140,7 +141,7 @@ class Registry:
             raise ArtefactError(f"{p}: corrupt baseline pointers (not JSON)") from None
 
     def baseline(self, kind: str) -> str | None:
-        self._check_kind(kind)
+        self.check_kind(kind)
         return self._pointers().get(kind, {}).get("baseline")
 
     def promote(self, kind: str, version: str, reasons: list[str] | None = None,

@@ -1,12 +1,11 @@
 """The robot's body for missions: the rescue-dog proxy's dynamics, driven one env at a time.
 
-This is the only module that touches the proxy's internals. It reuses
-:class:`cadenza.tasks.proxy.rescue_dog.RescueDogProxy` unchanged: ``reset(seed)`` draws this
-episode's robot (payload, slip, weak legs, wind, slope, latency, sensor noise at the chosen
-perturbation level), its physics step integrates the dynamics at 50 Hz and its observation function
-builds the 18-dim observation. The mission layer then places the
-body on the site, puts the site's rocks where the proxy keeps its obstacles, and sets the proxy's goal
-to the current *carrot*: the point the action step wants the base to head for. The 18-dim observation
+It drives :class:`cadenza.tasks.proxy.rescue_dog.RescueDogProxy` through the proxy's body API:
+``reset(seed)`` / ``new_robots`` draw this episode's robot (payload, slip, weak legs, wind, slope,
+latency, sensor noise at the chosen perturbation level), ``step_physics`` integrates the dynamics at
+50 Hz and ``observe`` builds the 18-dim observation. The mission layer places the body on the site
+with the site's rocks as the proxy's obstacles (``place``), and sets the proxy's goal to the current
+*carrot* (``set_goal``): the point the action step wants the base to head for. The 18-dim observation
 is the proxy's own, so the frozen base, the residual and the student see exactly the inputs they were
 built for.
 """
@@ -15,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cadenza.tasks.proxy.rescue_dog import ACT_DIM, DT, HORIZON, RescueDogProxy
+from cadenza.tasks.proxy.rescue_dog import DT, HORIZON, RescueDogProxy
 
 
 class ProxyBody:
@@ -33,7 +32,7 @@ class ProxyBody:
         env = RescueDogProxy(num_envs=1, level=level, autoreset=False, horizon=HORIZON)
         env.reset(seed=int(seed))
         self.env, self.i = env, 0
-        self._place(rocks, start_yaw)
+        env.place(0, rocks, start_yaw)
 
     @classmethod
     def in_batch(cls, env: RescueDogProxy, index: int, rocks: np.ndarray, start_yaw: float) -> ProxyBody:
@@ -43,21 +42,9 @@ class ProxyBody:
         body.env, body.i = env, int(index)
         mask = np.zeros(env.num_envs, dtype=bool)
         mask[body.i] = True
-        env._reset_envs(mask)
-        body._place(rocks, start_yaw)
+        env.new_robots(mask)
+        env.place(body.i, rocks, start_yaw)
         return body
-
-    def _place(self, rocks: np.ndarray, start_yaw: float) -> None:
-        e, i = self.env, self.i
-        e.pos[i] = 0.0
-        e.yaw[i] = start_yaw
-        e.vel[i] = 0.0
-        e.yaw_rate[i] = 0.0
-        e.acc[i] = 0.0
-        e.obst[i] = rocks[:, :2]
-        e.obst_r[i] = rocks[:, 2]
-        e.goal[i] = e.pos[i]
-        e.dist[i] = 0.0
 
     @property
     def x(self) -> float:
@@ -86,29 +73,26 @@ class ProxyBody:
 
     def start_step(self) -> None:
         """A new action step: its time share (obs[17]) starts full."""
-        self.env.t[self.i] = 0
+        self.env.restart_clock(self.i)
 
     def set_carrot(self, x: float, y: float) -> None:
-        e, i = self.env, self.i
-        e.goal[i, 0] = x
-        e.goal[i, 1] = y
-        e.dist[i] = float(np.hypot(x - e.pos[i, 0], y - e.pos[i, 1]))
+        self.env.set_goal(self.i, x, y)
 
     def observe(self) -> np.ndarray:
         """The proxy's 18-dim observation of the current state and carrot, shape (1, 18) (one-robot batch)."""
-        return self.env._observe()
+        return self.env.observe()
 
     def step(self, action: np.ndarray) -> None:
         """Apply one 20 ms command (shape (1, 3), clipped to [-1, 1] as the proxy does; one-robot batch).
 
-        Calls the proxy's physics directly: ``RescueDogProxy.step`` would also compute its own goal,
+        Steps the proxy's physics only: ``RescueDogProxy.step`` would also compute its own goal,
         obstacle and reward bookkeeping and an observation that the mission layer recomputes anyway.
         """
         step_batch(self.env, action)
 
 
 def step_batch(env: RescueDogProxy, actions: np.ndarray) -> None:
-    """One 20 ms physics tick for every robot of ``env`` (actions (num_envs, 3), clipped to [-1, 1])."""
-    a = np.clip(np.asarray(actions, dtype=np.float64).reshape(env.num_envs, ACT_DIM), -1.0, 1.0)
-    env._physics(a)
-    np.minimum(env.t + 1, HORIZON - 1, out=env.t)  # keep obs[17] in [0, 1] on long steps
+    """One 20 ms physics tick for every robot of ``env`` (actions (num_envs, 3), clipped to [-1, 1]).
+
+    The step clock holds at ``horizon - 1``, which keeps obs[17] in [0, 1] on long action steps."""
+    env.step_physics(actions)

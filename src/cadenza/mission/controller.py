@@ -30,6 +30,7 @@ import numpy as np
 from cadenza.base import BasePolicy, load_base
 from cadenza.errors import CadenzaError
 from cadenza.project.config import Project
+from cadenza.tasks.proxy.rescue_dog import ACT_DIM
 
 CONTROLLERS = ("residual", "student")
 MISSION_LABEL = "proxy:missions"  # the task label of a residual trained on mission episodes
@@ -117,7 +118,7 @@ def load_controller(project: Project, kind: str = "residual") -> LowLevelControl
     if kind == "student":
         student = _load_student(project)
         return LowLevelController("student", None, student=student, version=getattr(student, "version", None))
-    base = load_base(project.config.base.source, project.root, 3)
+    base = load_base(project.config.base.source, project.root, ACT_DIM)
     residual, note = _load_residual(project)
     notes = [note] if note else []
     if residual is None:

@@ -52,6 +52,7 @@ from cadenza.mission.controller import MISSION_LABEL
 from cadenza.mission.planners import Planner, PlannerInput, ScriptedPlanner
 from cadenza.mission.skills import StepRun
 from cadenza.mission.world import BodyState, Site, observe
+from cadenza.project.config import Project
 from cadenza.tasks.interface import BatchedTaskBase, TaskSpec
 from cadenza.tasks.proxy.rescue_dog import ACT_DIM, DT, NOMINAL, OBS_DIM, RescueDogProxy
 
@@ -59,6 +60,21 @@ MISSION_HORIZON = 5000  # ticks (100 s at 50 Hz): a mission at level 1 takes 31 
 TRACK_REWARD = 0.02  # dense reward per tick at perfect tracking ...
 TRACK_SCALE = 1.0  # ... falling as exp(-err / TRACK_SCALE), err the squared acceleration error in (m/s^2)^2
 MISSION_GOAL = "search for the victim"  # the scripted planner runs the full search whatever the goal says
+
+
+def make_mission_task(project: Project, *, num_envs: int, level: float,
+                      reward: Literal["sparse", "dense"] = "sparse", seed: int = 0) -> RescueDogMissionTask:
+    """``[task] episodes = "mission"`` on ``proxy:rescue-dog`` (registered in ``cadenza/__init__.py``)."""
+    from cadenza.mission.runner import mission_vocabulary
+
+    vocab, _ = mission_vocabulary(project)
+    reference = None
+    if reward == "dense":  # the tracking reward compares the robot with the nominal one under the base
+        from cadenza.base import load_base
+
+        reference = load_base(project.config.base.source, project.root, ACT_DIM)
+    return RescueDogMissionTask(vocab, num_envs=num_envs, level=level, reward=reward,
+                                max_steps=project.config.mission.max_steps, reference=reference)
 
 
 @dataclass
@@ -121,7 +137,7 @@ class RescueDogMissionTask(BatchedTaskBase):
             self._rng = np.random.default_rng([int(seed), 0x6D69])
             self.env.reset(seed=int(seed))
         self._missions = [self._new_mission(i) for i in range(self.num_envs)]
-        self._obs = self.env._observe()
+        self._obs = self.env.observe()
         return self._obs, {}
 
     def step(self, actions: np.ndarray
@@ -159,7 +175,7 @@ class RescueDogMissionTask(BatchedTaskBase):
         reward += success
         reward -= collision
         self._ret += reward
-        obs = self.env._observe()
+        obs = self.env.observe()
         info: dict[str, Any] = {"success": success, "collision": collision}
         done = terminated | truncated
         if done.any():
@@ -169,7 +185,7 @@ class RescueDogMissionTask(BatchedTaskBase):
                                "l": np.array([m.ticks for m in self._missions]), "_r": done}
             for i in np.flatnonzero(done):
                 self._missions[i] = self._new_mission(int(i))
-            obs[done] = self.env._observe()[done]
+            obs[done] = self.env.observe()[done]
         self._obs = obs
         return obs, reward.astype(np.float32), terminated, truncated, info
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from cadenza.project.config import ConfigError, Project
+from cadenza.tasks.episodes import episode_factory
 from cadenza.tasks.interface import Task
 
 
@@ -19,18 +20,10 @@ def make_task(project: Project, *, num_envs: int | None = None, level: float | N
         except ImportError as e:
             raise ConfigError(f"--real needs the sim extra (MuJoCo): pip install -e '.[sim]' ({e})") from None
         return make_real_task(project, num_envs=n, level=lv, reward=reward, seed=seed)
-    if cfg.id == "proxy:rescue-dog" and cfg.episodes == "mission":
-        from cadenza.mission.runner import mission_vocabulary
-        from cadenza.mission.task import RescueDogMissionTask
-
-        vocab, _ = mission_vocabulary(project)
-        reference = None
-        if reward == "dense":  # the tracking reward compares the robot with the nominal one under the base
-            from cadenza.base import load_base
-
-            reference = load_base(project.config.base.source, project.root, 3)
-        return RescueDogMissionTask(vocab, num_envs=n, level=lv, reward=reward,
-                                    max_steps=project.config.mission.max_steps, reference=reference)
+    if cfg.episodes != "dash":  # another layer's episodes on this task (tasks/episodes.py)
+        factory = episode_factory(cfg.id, cfg.episodes)
+        if factory is not None:
+            return factory(project, num_envs=n, level=lv, reward=reward, seed=seed)
     if cfg.id == "proxy:rescue-dog":
         from cadenza.tasks.proxy.rescue_dog import RescueDogProxy
 

@@ -308,6 +308,49 @@ class RescueDogProxy(BatchedTaskBase):
     def close(self, **kwargs: Any) -> None:
         pass
 
+    # ----------------------------------------------------------------- the body API
+    # For a layer that drives the bodies itself (the mission layer: its own sites, goals and episode
+    # ends) instead of running the proxy's episodes through ``step``.
+    def new_robots(self, mask: np.ndarray) -> None:
+        """Draw a new robot (this episode's perturbation) for the envs of ``mask``, from the batch's own
+        random stream, as an episode reset does."""
+        self._reset_envs(mask)
+
+    def place(self, i: int, obstacles: np.ndarray, yaw: float) -> None:
+        """Put robot ``i`` at rest at the origin facing ``yaw``, among ``obstacles`` (rows x, y, radius;
+        ``NUM_OBSTACLES`` of them), with its goal where it stands."""
+        self.pos[i] = 0.0
+        self.yaw[i] = yaw
+        self.vel[i] = 0.0
+        self.yaw_rate[i] = 0.0
+        self.acc[i] = 0.0
+        self.obst[i] = obstacles[:, :2]
+        self.obst_r[i] = obstacles[:, 2]
+        self.goal[i] = self.pos[i]
+        self.dist[i] = 0.0
+
+    def set_goal(self, i: int, x: float, y: float) -> None:
+        """Move robot ``i``'s goal (what its observation points at) to ``(x, y)``."""
+        self.goal[i, 0] = x
+        self.goal[i, 1] = y
+        self.dist[i] = float(np.hypot(x - self.pos[i, 0], y - self.pos[i, 1]))
+
+    def restart_clock(self, i: int) -> None:
+        """Robot ``i``'s step clock (the time-share observation, obs[17]) starts again at zero."""
+        self.t[i] = 0
+
+    def step_physics(self, actions: np.ndarray) -> None:
+        """One 20 ms physics tick for every robot (``actions`` (num_envs, 3), clipped to [-1, 1]) without
+        the episode bookkeeping of :meth:`step`; the step clock advances and holds at ``horizon - 1``."""
+        a = np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_envs, ACT_DIM), -1.0, 1.0)
+        self._physics(a)
+        np.minimum(self.t + 1, self.horizon - 1, out=self.t)
+
+    def observe(self) -> np.ndarray:
+        """The observation of every robot's current state and goal, shape (num_envs, 18) (draws its
+        sensor noise, as every observation does)."""
+        return self._observe()
+
     # ----------------------------------------------------------------- internals
     def _reset_envs(self, m: np.ndarray) -> tuple[np.ndarray, ...]:
         """Start a new episode in the envs of mask ``m``.
