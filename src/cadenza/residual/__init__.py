@@ -2,7 +2,8 @@
 
 Modules: ``control_law`` (the one place base action and residual meet), ``network`` (the residual
 head), ``policy`` (saving and loading it, ``weights_only``), ``ppo`` (rollouts and the PPO update),
-``train`` (``env residual train``: the governed round loop), ``validation`` (the validation card),
+``train`` (``env residual train``: the governed round loop), ``checkpoint`` (resume), ``finalise``
+(register, score, report), ``plot`` (the learning curve), ``validation`` (the validation card),
 ``evaluate`` and ``scoring`` (held-out episodes, the scorecard), ``profile`` and ``scaffold``
 (``env residual init``).
 
