@@ -122,8 +122,8 @@ def decide_bf16(hw: Hardware, workload: Workload | None, env: Mapping[str, str])
     if macs < BF16_MIN_MACS:
         return Choice(False, f"model too small to gain: {macs:.3g} multiply-accumulates per call "
                              f"< {BF16_MIN_MACS:.3g} (dispatch bound)")
-    return Choice(True, f"{hw.device} has native bf16 and {workload.name} does {macs:.3g} "
-                        "multiply-accumulates per call")
+    return Choice(True,
+                  f"{hw.device} has native bf16 and {workload.name} does {macs:.3g} multiply-accumulates per call")
 
 
 def compile_blocker(hw: Hardware, workload: Workload, env: Mapping[str, str]) -> Choice | None:
@@ -159,8 +159,8 @@ def decide_compile(hw: Hardware, workload: Workload, env: Mapping[str, str],
         return blocked
     first = COMPILE_FIRST_CALL_S.get(hw.device, 60.0)
     if eager_call_s is None or workload.expected_calls <= 0:
-        return Choice(False, f"run length unknown: the first-call cost (~{first:.0f} s) "
-                             "might exceed what compile saves")
+        return Choice(False,
+                      f"run length unknown: the first-call cost (~{first:.0f} s) might exceed what compile saves")
     gain = COMPILE_BEST_GAIN.get(hw.device, 0.30)
     saving = workload.expected_calls * eager_call_s * gain
     if saving < first:

@@ -10,15 +10,10 @@ from cadenza.bench.measure import band
 from cadenza.utils.io import atomic_write_with
 
 # colour, line style and marker per arm: arms that sit on top of each other (often at 0) stay visible
-STYLE = {
-    "residual": ("tab:blue", "-", "o"),
-    "full": ("tab:orange", "--", "s"),
-    "full-sparse": ("tab:orange", "--", "s"),
-    "full-dense": ("tab:red", "--", "D"),
-    "sb3": ("tab:green", ":", "^"),
-    "sb3-sparse": ("tab:green", ":", "^"),
-    "sb3-dense": ("tab:olive", ":", "v"),
-}
+STYLE = {"residual": ("tab:blue", "-", "o"), "full": ("tab:orange", "--", "s"), "full-sparse": ("tab:orange", "--",
+        "s"),
+         "full-dense": ("tab:red", "--", "D"), "sb3": ("tab:green", ":", "^"), "sb3-sparse": ("tab:green", ":", "^"),
+         "sb3-dense": ("tab:olive", ":", "v")}
 
 
 def plot_curves(report: dict[str, Any], path: Path) -> None:
@@ -44,8 +39,8 @@ def plot_curves(report: dict[str, Any], path: Path) -> None:
         if m is not None:
             ax.axvline(m, color=color, ls=(0, (2, 3)), lw=1, alpha=0.8)
     b = report["base"]["curve_point"]  # measured on the curves' episodes
-    ax.axhline(b["success_rate"], color="dimgray", ls="-.", lw=1.2, label=f"base alone {b['success_rate']:.0%} (on the "
-            f"curves' {b['episodes']} episodes)")
+    ax.axhline(b["success_rate"], color="dimgray", ls="-.", lw=1.2,
+               label=f"base alone {b['success_rate']:.0%} (on the curves' {b['episodes']} episodes)")
     ax.axhline(thr, color="black", ls=":", lw=1.5, label=f"deploy threshold {thr:.0%}")
     ax.set_xlim(left=0)
     ax.set_ylim(-0.02, 1.02)

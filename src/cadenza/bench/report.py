@@ -14,17 +14,9 @@ from cadenza.project.config import Project
 from cadenza.utils.io import atomic_write_json, atomic_write_text, json_default, sha256_file
 
 
-def build_report(
-    project: Project,
-    s: Any,
-    *,
-    arms: list[dict[str, Any]],
-    base_row: dict[str, Any],
-    verdict: BenchVerdict,
-    wall_s: float,
-    machine: dict[str, Any],
-    eval_targets: list[int],
-) -> dict[str, Any]:
+def build_report(project: Project, s: Any, *, arms: list[dict[str, Any]], base_row: dict[str, Any],
+                 verdict: BenchVerdict, wall_s: float, machine: dict[str, Any],
+                 eval_targets: list[int]) -> dict[str, Any]:
     from cadenza.residual.scaffold import load_spec
     from cadenza.residual.scoring import EVAL_SEED
     from cadenza.tasks.factory import base_source
@@ -140,11 +132,10 @@ def markdown(report: dict[str, Any]) -> str:
     for a in report["arms"]:
         for r in a["runs"]:
             c = r["cost"]
-            lines.append(
-                f"| {a['label']} | {r['seed']} | {r['env_steps']:,} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
-                f"{r['eval_wall_s']:.1f} | {c['device_hours']:.5f} {c['unit']} | {fmt_money(c['dollars'])} | "
-                f"{r['final']['success_rate']:.1%} | {fmt_steps(r['steps_to_threshold'])} | {r['stop_reason']} |"
-            )
+            lines.append(f"| {a['label']} | {r['seed']} | {r['env_steps']:,} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+                         f"{r['eval_wall_s']:.1f} | {c['device_hours']:.5f} {c['unit']} | {fmt_money(c['dollars'])} | "
+                         f"{r['final']['success_rate']:.1%} | {fmt_steps(r['steps_to_threshold'])} | "
+                         f"{r['stop_reason']} |")
     lines += ["", "## Learning curves", "", "![success against env steps](curves.png)", "",
               "Success of the deterministic policy on held-out episodes at the target level; line = mean over "
               "seeds, band = lowest to highest seed, dotted line = the deploy threshold.", "",
@@ -179,20 +170,12 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [f"| {k} | `{json.dumps(val)}` |" for k, val in s.items()]
     lines += ["", "Hyperparameters per arm (first seed; the same for every seed):", "", "```json"]
     hp = {a["id"]: a["runs"][0]["hyperparameters"] for a in report["arms"] if a["runs"]}
-    lines += [
-        json.dumps(hp, indent=2),
-        "```",
-        "",
-        f"Timing: bench {report['timing']['bench_wall_s']:.1f} s wall; training {report['timing']['train_wall_s']:.1f} "
-        "s "
-        f"wall / {report['timing']['train_cpu_s']:.1f} s CPU summed over runs; evaluations "
-        f"{report['timing']['eval_wall_s']:.1f} s wall.",
-        "",
-        f"Machine: `{json.dumps(report['machine'])}`",
-        "",
-        f"Versions: `{json.dumps(report['versions'])}`",
-        "",
-    ]
+    lines += [json.dumps(hp, indent=2), "```", "",
+              f"Timing: bench {report['timing']['bench_wall_s']:.1f} s wall; training "
+              f"{report['timing']['train_wall_s']:.1f} s "
+              f"wall / {report['timing']['train_cpu_s']:.1f} s CPU summed over runs; evaluations "
+              f"{report['timing']['eval_wall_s']:.1f} s wall.", "",
+              f"Machine: `{json.dumps(report['machine'])}`", "", f"Versions: `{json.dumps(report['versions'])}`", ""]
     return "\n".join(lines)
 
 
@@ -223,10 +206,9 @@ def print_report(console: Any, report: dict[str, Any], out_dir: Path) -> None:
 
     st = report["settings"]
     n = len(st["seeds"])
-    t = Table(
-        title=f"bench \\[{report['task']}], {st['steps']:,} env steps per arm, mean of {n} seed{'s' if n > 1 else ''}",
-        title_justify="left",
-    )
+    t = Table(title=f"bench \\[{report['task']}], {st['steps']:,} env steps per arm, mean of {n} "
+                    f"seed{'s' if n > 1 else ''}",
+              title_justify="left")
     for c in ("arm", "steps", "wall s", "cost", "success [95% CI]", "coll.", f"to {st['success_threshold']:.0%}"):
         t.add_column(c, justify="left" if c == "arm" else "right")
     for r in terminal_rows(report):

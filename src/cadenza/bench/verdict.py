@@ -120,8 +120,8 @@ def _ratio(res: float | None, other: float | None, other_cap: float) -> Ratio:
     return Ratio(v, False, format_ratio(v, False))
 
 
-def accuracy_call(diff_low: float, diff_high: float,
-                  margin: float) -> Literal["better", "non-inferior", "worse", "undecided"]:
+def accuracy_call(diff_low: float, diff_high: float, margin: float) -> Literal["better", "non-inferior", "worse",
+        "undecided"]:
     if diff_low > 0:
         return "better"
     if diff_low >= -margin:

@@ -125,8 +125,8 @@ def choice_check(*choices: str) -> Callable[[Any], Any]:
     return check
 
 
-DeviceOpt = Annotated[str, typer.Option("--device", callback=choice_check("auto", "cuda", "mps", "cpu"), help="Torch "
-        "device: auto (cuda -> mps -> cpu), cuda, mps or cpu.")]
+DeviceOpt = Annotated[str, typer.Option("--device", callback=choice_check("auto", "cuda", "mps", "cpu"),
+                                        help="Torch device: auto (cuda -> mps -> cpu), cuda, mps or cpu.")]
 
 
 def text_check(*, max_len: int = 2000, allow_empty: bool = False) -> Callable[[Any], Any]:

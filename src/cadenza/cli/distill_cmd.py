@@ -52,10 +52,9 @@ def _gap_lines(score: Any) -> list[str]:
     for p, tab in score.evidence.gaps.items():
         n = sum(tab)
         lo, hi = paired_diff_interval(*tab)
-        out.append(
-            f"gap teacher - student ({p}): {100 * (tab[1] - tab[2]) / n:+.1f} points, paired 95% interval "
-            f"[{100 * lo:+.1f}, {100 * hi:+.1f}] ({tab[1]} episodes only the teacher won, {tab[2]} only the student)"
-        )
+        out.append(f"gap teacher - student ({p}): {100 * (tab[1] - tab[2]) / n:+.1f} points, paired 95% interval "
+                   f"[{100 * lo:+.1f}, {100 * hi:+.1f}] ({tab[1]} episodes only the teacher won, {tab[2]} only the "
+                   "student)")
     return out
 
 
@@ -91,61 +90,29 @@ def _print_verdict(card: Any, action: str | None = None) -> None:
 @locked("env distill", check=preflight.distill_build)
 def build(
     project: ProjectArg,
-    epochs: Annotated[
-        int | None,
-        typer.Option(
-            "--epochs",
-            callback=number_check(ge=1, le=100_000),
-            help="Distillation epochs: passes over all labelled states in the last DAgger round (a quarter of that in "
-                 "earlier rounds). [default: 60, distill.epochs]",
-            show_default=False,
-        ),
-    ] = None,
-    quantize: Annotated[
-        bool,
-        typer.Option(
-            "--quantize", help="Also export an int8 student (ONNX Runtime dynamic quantization). [default: off]"
-        ),
-    ] = False,
+    epochs: Annotated[int | None, typer.Option("--epochs", callback=number_check(ge=1, le=100_000),
+                                               help="Distillation epochs: passes over all labelled states in the last "
+                                                    "DAgger round (a quarter of that in earlier rounds). [default: 60, "
+                                                    "distill.epochs]", show_default=False)] = None,
+    quantize: Annotated[bool, typer.Option("--quantize",
+                                           help="Also export an int8 student (ONNX Runtime dynamic quantization). "
+                                                "[default: off]")] = False,
     device: DeviceOpt = "auto",
     real: RealOpt = False,
-    teacher: Annotated[
-        str,
-        typer.Option(
-            "--teacher",
-            callback=choice_check("residual", "base"),
-            help="residual: base + the promoted residual; base: the base alone (when no residual has passed "
-                 "governance). [default: residual]",
-            show_default=False,
-        ),
-    ] = "residual",
-    rounds: Annotated[
-        int | None,
-        typer.Option(
-            "--rounds",
-            callback=number_check(ge=1, le=1000),
-            help="DAgger rounds; 1 is plain behaviour cloning. [default: 4, distill.dagger_rounds]",
-            show_default=False,
-        ),
-    ] = None,
-    episodes: Annotated[
-        int | None,
-        typer.Option(
-            "--episodes",
-            callback=EPISODES_CHECK,
-            help="Held-out episodes for the teacher / student comparison. [default: governance.eval_episodes]",
-            show_default=False,
-        ),
-    ] = None,
-    seed: Annotated[
-        int,
-        typer.Option(
-            "--seed",
-            callback=SEED_CHECK,
-            help="Seed of the rollouts and the student's initialisation. [default: 0]",
-            show_default=False,
-        ),
-    ] = 0,
+    teacher: Annotated[str, typer.Option("--teacher", callback=choice_check("residual", "base"),
+                                         help="residual: base + the promoted residual; base: the base alone (when no "
+                                              "residual has passed governance). [default: residual]",
+                                              show_default=False)] = "residual",
+    rounds: Annotated[int | None, typer.Option("--rounds", callback=number_check(ge=1, le=1000),
+                                               help="DAgger rounds; 1 is plain behaviour cloning. [default: 4, "
+                                                    "distill.dagger_rounds]", show_default=False)] = None,
+    episodes: Annotated[int | None, typer.Option("--episodes", callback=EPISODES_CHECK,
+                                                 help="Held-out episodes for the teacher / student comparison. "
+                                                      "[default: governance.eval_episodes]",
+                                                      show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", callback=SEED_CHECK,
+                                      help="Seed of the rollouts and the student's initialisation. [default: 0]",
+                                      show_default=False)] = 0,
 ) -> None:
     """Collect teacher rollouts (DAgger), train + export the student into PROJECT/student/, register it.
 
@@ -198,49 +165,27 @@ def build(
 @locked("env distill eval", check=preflight.distill_eval)
 def eval_(
     project: ProjectArg,
-    promote: Annotated[
-        bool, typer.Option("--promote", help="Set the student as the baseline if it passes. [default: off]")
-    ] = False,
-    episodes: Annotated[
-        int | None,
-        typer.Option(
-            "--episodes",
-            callback=EPISODES_CHECK,
-            help="Evaluation episodes. [default: governance.eval_episodes]",
-            show_default=False,
-        ),
-    ] = None,
-    version: Annotated[
-        str | None,
-        typer.Option(
-            "--version",
-            callback=version_check,
-            help="Registry version to score. [default: the newest student]",
-            show_default=False,
-        ),
-    ] = None,
+    promote: Annotated[bool, typer.Option("--promote",
+                                          help="Set the student as the baseline if it passes. [default: off]")] = False,
+    episodes: Annotated[int | None, typer.Option("--episodes", callback=EPISODES_CHECK,
+                                                 help="Evaluation episodes. [default: governance.eval_episodes]",
+                                                 show_default=False)] = None,
+    version: Annotated[str | None, typer.Option("--version", callback=version_check,
+                                                help="Registry version to score. [default: the newest student]",
+                                                show_default=False)] = None,
     real: RealOpt = False,
-    max_episodes: Annotated[
-        int | None,
-        typer.Option(
-            "--max-episodes",
-            callback=EPISODES_CHECK,
-            help="Most episodes the sequential scorecard may draw per policy before it answers NEEDS_DATA; equal to "
-                 "--episodes for a single fixed-size look. [default: governance.max_eval_episodes, 3000]",
-            show_default=False,
-        ),
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            "--seed",
-            callback=number_check(ge=0, lt=40),
-            help="Held-out seed block to score on, 0-39 (`env distill`'s preview used block 0; each eval takes the "
-                 "next; `cadenza env history` lists them). Reusing a block replays its episodes on purpose. [default: "
-                 "the first block this student has not used]",
-            show_default=False,
-        ),
-    ] = None,
+    max_episodes: Annotated[int | None, typer.Option("--max-episodes", callback=EPISODES_CHECK,
+                                                     help="Most episodes the sequential scorecard may draw per policy "
+                                                          "before it answers NEEDS_DATA; equal to --episodes for a "
+                                                          "single fixed-size look. [default: "
+                                                          "governance.max_eval_episodes, 3000]",
+                                                          show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", callback=number_check(ge=0, lt=40),
+                                             help="Held-out seed block to score on, 0-39 (`env distill`'s preview used "
+                                                  "block 0; each eval takes the next; `cadenza env history` lists "
+                                                  "them). Reusing a block replays its episodes on purpose. [default: "
+                                                  "the first block this student has not used]",
+                                                  show_default=False)] = None,
 ) -> None:
     """Score the student on gap / success / latency / regression -> DEPLOY | BLOCK | NEEDS_DATA.
 

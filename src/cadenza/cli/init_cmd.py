@@ -31,18 +31,12 @@ def _name(value: str | None) -> str | None:
 
 @locked("init --force", project_param="directory", when=lambda p: bool(p.get("force")))
 def init(
-    directory: Annotated[
-        Path,
-        typer.Argument(
-            parser=directory_arg, callback=_directory, help="Directory to create the project in.", show_default=False
-        ),
-    ],
-    template: Annotated[
-        str, typer.Option(callback=choice_check("rescue-dog"), help="Project template.")
-    ] = "rescue-dog",
-    name: Annotated[
-        str | None, typer.Option(callback=_name, help="Project name (default: the directory name).")
-    ] = None,
+    directory: Annotated[Path, typer.Argument(parser=directory_arg, callback=_directory,
+                                              help="Directory to create the project in.", show_default=False)],
+    template: Annotated[str, typer.Option(callback=choice_check("rescue-dog"),
+                                          help="Project template.")] = "rescue-dog",
+    name: Annotated[str | None, typer.Option(callback=_name,
+                                             help="Project name (default: the directory name).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing cadenza.toml.")] = False,
 ) -> None:
     """Create a project: cadenza.toml and SYSTEM_PROMPT.md from a template."""

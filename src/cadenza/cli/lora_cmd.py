@@ -18,22 +18,13 @@ app = typer.Typer(rich_markup_mode="markdown",
 @locked("env lora add", check=preflight.nothing)
 def add(
     project: ProjectArg,
-    goal: Annotated[
-        str,
-        typer.Argument(callback=text_check(), help='The goal text, e.g. "enter the debris field".', show_default=False),
-    ],
-    steps: Annotated[
-        str,
-        typer.Option(
-            "--steps",
-            callback=text_check(),
-            help="Action steps, comma separated: 'walk_forward 1.0, crawl_forward 0.5'.",
-            show_default=False,
-        ),
-    ],
-    image: Annotated[
-        Path | None, typer.Option("--image", callback=existing_file, help="Optional visual context for the example.")
-    ] = None,
+    goal: Annotated[str, typer.Argument(callback=text_check(), help="The goal text, e.g. \"enter the debris field\".",
+                                        show_default=False)],
+    steps: Annotated[str, typer.Option("--steps", callback=text_check(),
+                                       help="Action steps, comma separated: 'walk_forward 1.0, crawl_forward 0.5'.",
+                                       show_default=False)],
+    image: Annotated[Path | None, typer.Option("--image", callback=existing_file,
+                                               help="Optional visual context for the example.")] = None,
 ) -> None:
     """Add a goal -> action-steps training example."""
     not_built("cadenza env lora add", "lora")
@@ -43,10 +34,8 @@ def add(
 @checked(preflight.nothing)
 def data(
     project: ProjectArg,
-    finetune: Annotated[
-        Path | None,
-        typer.Option("--finetune", callback=existing_file, help="Also show records from a finetune export."),
-    ] = None,
+    finetune: Annotated[Path | None, typer.Option("--finetune", help="Also show records from a finetune export.",
+                                                  callback=existing_file)] = None,
 ) -> None:
     """Show the current training dataset."""
     not_built("cadenza env lora data", "lora")
@@ -56,14 +45,12 @@ def data(
 @locked("env lora finetune", check=preflight.nothing)
 def finetune(
     project: ProjectArg,
-    epochs: Annotated[
-        int, typer.Option("--epochs", callback=number_check(ge=1, le=100_000), help="Training epochs.")
-    ] = 5,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.",
+                                        callback=number_check(ge=1, le=100_000))] = 5,
     lr: Annotated[float, typer.Option("--lr", callback=number_check(gt=0.0, le=10.0), help="Learning rate.")] = 2e-4,
     rank: Annotated[int, typer.Option("--rank", callback=number_check(ge=1, le=1024), help="LoRA rank.")] = 8,
-    gate: Annotated[
-        bool, typer.Option("--gate", help="Run the scorecard afterwards and promote or roll back.")
-    ] = False,
+    gate: Annotated[bool, typer.Option("--gate",
+                                       help="Run the scorecard afterwards and promote or roll back.")] = False,
 ) -> None:
     """Generate goal -> action data and fine-tune the adapter."""
     not_built("cadenza env lora finetune", "lora")
@@ -83,9 +70,8 @@ def eval_(
 @checked(preflight.nothing)
 def decode(
     project: ProjectArg,
-    goal: Annotated[
-        str, typer.Argument(callback=text_check(), help="The goal to decode into action steps.", show_default=False)
-    ],
+    goal: Annotated[str, typer.Argument(callback=text_check(), help="The goal to decode into action steps.",
+                                        show_default=False)],
 ) -> None:
     """Decode a goal into action steps with the trained adapter."""
     not_built("cadenza env lora decode", "lora")

@@ -22,11 +22,8 @@ app = typer.Typer(rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-env_app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="Work on a project: residual, distill, run, finetune, train, lora, history.",
-    no_args_is_help=True,
-)
+env_app = typer.Typer(rich_markup_mode="markdown", no_args_is_help=True,
+                      help="Work on a project: residual, distill, run, finetune, train, lora, history.")
 
 # Every command module wires itself the same way: ``register(parent)`` adds its commands (or its group).
 init_cmd.register(app)

@@ -25,48 +25,22 @@ from cadenza.cli.common import (
 @locked("env run", check=preflight.run)
 def run(
     project: ProjectArg,
-    headless: Annotated[
-        bool, typer.Option("--headless", help="Do not draw the replay image (the log is always written).")
-    ] = False,
-    policy: Annotated[
-        str,
-        typer.Option(
-            "--policy",
-            callback=choice_check("scripted", "lora", "llm"),
-            help="Planner: scripted (offline, rule based), lora or llm.",
-        ),
-    ] = "scripted",
-    goal: Annotated[
-        str | None,
-        typer.Option(
-            "--goal",
-            callback=text_check(),
-            help="Goal text for every mission. [default: the project's mission.goals in turn]",
-            show_default=False,
-        ),
-    ] = None,
-    episodes: Annotated[
-        int, typer.Option("--episodes", callback=number_check(ge=1, le=1_000_000), help="Number of missions to run.")
-    ] = 1,
-    seed: Annotated[
-        int, typer.Option("--seed", callback=SEED_CHECK, help="Seed of the first mission (mission i uses seed + i).")
-    ] = 0,
-    perturb: Annotated[
-        float,
-        typer.Option(
-            "--perturb",
-            callback=number_check(ge=0.0, le=1.0),
-            help="Perturbation level of the robot's dynamics in [0, 1].",
-        ),
-    ] = 0.0,
-    controller: Annotated[
-        str,
-        typer.Option(
-            "--controller",
-            callback=choice_check("residual", "student"),
-            help="Low-level controller: residual (base + promoted residual, or base alone) or student.",
-        ),
-    ] = "residual",
+    headless: Annotated[bool, typer.Option("--headless",
+                                           help="Do not draw the replay image (the log is always written).")] = False,
+    policy: Annotated[str, typer.Option("--policy", callback=choice_check("scripted", "lora", "llm"),
+                                        help="Planner: scripted (offline, rule based), lora or llm.")] = "scripted",
+    goal: Annotated[str | None, typer.Option("--goal", callback=text_check(),
+                                             help="Goal text for every mission. [default: the project's mission.goals "
+                                                  "in turn]", show_default=False)] = None,
+    episodes: Annotated[int, typer.Option("--episodes", callback=number_check(ge=1, le=1_000_000),
+                                          help="Number of missions to run.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", callback=SEED_CHECK,
+                                      help="Seed of the first mission (mission i uses seed + i).")] = 0,
+    perturb: Annotated[float, typer.Option("--perturb", callback=number_check(ge=0.0, le=1.0),
+                                           help="Perturbation level of the robot's dynamics in [0, 1].")] = 0.0,
+    controller: Annotated[str, typer.Option("--controller", callback=choice_check("residual", "student"),
+                                            help="Low-level controller: residual (base + promoted residual, or base "
+                                                 "alone) or student.")] = "residual",
 ) -> None:
     """Run missions and log every step to PROJECT/.cadenza-env/RUN-ID.log.jsonl (a replay image too, unless --headless)."""  # noqa: E501 (the help text)
     from rich.markup import escape
@@ -113,26 +87,16 @@ def run(
 @locked("env finetune", check=preflight.finetune, when=preflight.writes_inside("project", "output"))
 def finetune(
     project: ProjectArg,
-    logs: Annotated[
-        list[Path],
-        typer.Argument(
-            callback=existing_file, help="One or more .log.jsonl files written by env run.", show_default=False
-        ),
-    ],
-    output: Annotated[
-        Path, typer.Option("-o", "--output", help="Output file (jsonl) or directory (lerobot).", show_default=False)
-    ],
-    fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            callback=choice_check("jsonl", "lerobot"),
-            help="jsonl (prompt, action, reward records) or lerobot (LeRobot-style dataset directory).",
-        ),
-    ] = "jsonl",
-    skip_bad_lines: Annotated[
-        bool, typer.Option("--skip-bad-lines", help="Skip and count malformed log lines instead of failing.")
-    ] = False,
+    logs: Annotated[list[Path], typer.Argument(callback=existing_file,
+                                               help="One or more .log.jsonl files written by env run.",
+                                               show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output file (jsonl) or directory (lerobot).",
+                                         show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", callback=choice_check("jsonl", "lerobot"),
+                                     help="jsonl (prompt, action, reward records) or lerobot (LeRobot-style dataset "
+                                          "directory).")] = "jsonl",
+    skip_bad_lines: Annotated[bool, typer.Option(
+        "--skip-bad-lines", help="Skip and count malformed log lines instead of failing.")] = False,
 ) -> None:
     """Export run logs as (prompt, action, reward) records for VLA fine-tuning."""
     from cadenza.mission.finetune import export

@@ -16,10 +16,8 @@ KIND_CHECK = choice_check("residual", "student", "lora", "prompt")  # = governan
 @checked(preflight.nothing)
 def history(
     project: ProjectArg,
-    kind: Annotated[
-        str | None,
-        typer.Option("--kind", callback=KIND_CHECK, help="Only this kind: residual, student, lora or prompt."),
-    ] = None,
+    kind: Annotated[str | None, typer.Option("--kind", callback=KIND_CHECK,
+                                             help="Only this kind: residual, student, lora or prompt.")] = None,
 ) -> None:
     """List every artefact version, verdict and baseline move of the project."""
     from cadenza.governance.registry import KINDS, Registry
@@ -58,18 +56,11 @@ def history(
 @locked("env rollback", check=preflight.nothing)
 def rollback(
     project: ProjectArg,
-    kind: Annotated[
-        str, typer.Argument(callback=KIND_CHECK, help="residual, student, lora or prompt.", show_default=False)
-    ],
-    to: Annotated[
-        str | None,
-        typer.Option(
-            "--to",
-            callback=version_check,
-            help="Version to restore. [default: the previous baseline]",
-            show_default=False,
-        ),
-    ] = None,
+    kind: Annotated[str, typer.Argument(callback=KIND_CHECK, help="residual, student, lora or prompt.",
+                                        show_default=False)],
+    to: Annotated[str | None, typer.Option("--to", callback=version_check,
+                                           help="Version to restore. [default: the previous baseline]",
+                                           show_default=False)] = None,
 ) -> None:
     """Move the baseline of KIND back to an earlier version (its files are re-published)."""
     from cadenza.governance.registry import Registry

@@ -24,56 +24,28 @@ from cadenza.cli.common import (
     version_check,
 )
 
-app = typer.Typer(
-    rich_markup_mode="markdown",
-    help="The residual stack: scaffold and profile, governed training, governance, bench.",
-    no_args_is_help=True,
-)
+app = typer.Typer(rich_markup_mode="markdown",
+                  help="The residual stack: scaffold and profile, governed training, governance, bench.",
+                  no_args_is_help=True)
 
 
 @app.command("init")
 @locked("env residual init", check=preflight.residual_init)
 def init(
     project: ProjectArg,
-    hidden_dim: Annotated[
-        int | None,
-        typer.Option(
-            "--hidden-dim",
-            callback=number_check(ge=4, le=8192),
-            help="Residual MLP hidden width. [default: 256, from cadenza.toml]",
-            show_default=False,
-        ),
-    ] = None,
-    alpha: Annotated[
-        float | None,
-        typer.Option(
-            "--alpha",
-            callback=number_check(gt=0.0, le=1.0),
-            help="Action scale: how hard the residual may nudge the base. [default: 0.15, from cadenza.toml]",
-            show_default=False,
-        ),
-    ] = None,
-    obs_dim: Annotated[
-        int | None,
-        typer.Option(
-            "--obs-dim",
-            callback=number_check(ge=1, le=1_000_000),
-            help="Observation width. [default: probed from the task/base]",
-            show_default=False,
-        ),
-    ] = None,
-    rate_limit: Annotated[
-        float | None,
-        typer.Option(
-            "--rate-limit",
-            callback=number_check(gt=0.0, le=2.0),
-            help="Largest per-step change of the residual output. [default: 0.5, from cadenza.toml]",
-            show_default=False,
-        ),
-    ] = None,
-    no_gate: Annotated[
-        bool, typer.Option("--no-gate", help="Drop the gate term: a = clamp(a_base + alpha * delta).")
-    ] = False,
+    hidden_dim: Annotated[int | None, typer.Option("--hidden-dim", callback=number_check(ge=4, le=8192),
+        help="Residual MLP hidden width. [default: 256, from cadenza.toml]", show_default=False)] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", callback=number_check(gt=0.0, le=1.0),
+                                                help="Action scale: how hard the residual may nudge the base. "
+                                                     "[default: 0.15, from cadenza.toml]", show_default=False)] = None,
+    obs_dim: Annotated[int | None, typer.Option("--obs-dim", callback=number_check(ge=1, le=1_000_000),
+                                                help="Observation width. [default: probed from the task/base]",
+                                                show_default=False)] = None,
+    rate_limit: Annotated[float | None, typer.Option("--rate-limit", callback=number_check(gt=0.0, le=2.0),
+                                                     help="Largest per-step change of the residual output. [default: "
+                                                          "0.5, from cadenza.toml]", show_default=False)] = None,
+    no_gate: Annotated[bool, typer.Option("--no-gate",
+                                          help="Drop the gate term: a = clamp(a_base + alpha * delta).")] = False,
     device: DeviceOpt = "auto",
     real: RealOpt = False,
 ) -> None:
@@ -130,29 +102,14 @@ def print_scorecard(card, action: str | None = None) -> None:
 @locked("env residual train", check=preflight.residual_train)
 def train(
     project: ProjectArg,
-    steps: Annotated[
-        int | None,
-        typer.Option(
-            "--steps",
-            callback=STEPS_CHECK,
-            help="Env-step budget. [default: residual.steps in cadenza.toml]",
-            show_default=False,
-        ),
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            "--seed",
-            callback=SEED_CHECK,
-            help="Random seed. [default: residual.seed in cadenza.toml]",
-            show_default=False,
-        ),
-    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", callback=STEPS_CHECK, show_default=False,
+        help="Env-step budget. [default: residual.steps in cadenza.toml]")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", callback=SEED_CHECK, show_default=False,
+                                             help="Random seed. [default: residual.seed in cadenza.toml]")] = None,
     device: DeviceOpt = "auto",
     real: RealOpt = False,
-    fresh: Annotated[
-        bool, typer.Option("--fresh", help="Ignore an interrupted run's checkpoint and start over.")
-    ] = False,
+    fresh: Annotated[bool, typer.Option("--fresh",
+                                        help="Ignore an interrupted run's checkpoint and start over.")] = False,
 ) -> None:
     """Governed PPO on the frozen base; DEPLOY promotes the new residual, BLOCK keeps the old one.
 
@@ -205,64 +162,33 @@ def train(
 def eval_(
     project: ProjectArg,
     promote: Annotated[bool, typer.Option("--promote", help="Set the residual as the baseline if it passes.")] = False,
-    episodes: Annotated[
-        int | None,
-        typer.Option(
-            "--episodes",
-            callback=EPISODES_CHECK,
-            help="Evaluation episodes. [default: governance.eval_episodes]",
-            show_default=False,
-        ),
-    ] = None,
-    version: Annotated[
-        str | None,
-        typer.Option(
-            "--version",
-            callback=version_check,
-            help="Registry version to score. [default: the newest]",
-            show_default=False,
-        ),
-    ] = None,
-    policy: Annotated[
-        Path | None,
-        typer.Option(
-            "--policy",
-            callback=existing_file,
-            help="Score this residual policy file (it is registered first).",
-            show_default=False,
-        ),
-    ] = None,
+    episodes: Annotated[int | None, typer.Option("--episodes", callback=EPISODES_CHECK,
+                                                 help="Evaluation episodes. [default: governance.eval_episodes]",
+                                                 show_default=False)] = None,
+    version: Annotated[str | None, typer.Option("--version", callback=version_check,
+                                                help="Registry version to score. [default: the newest]",
+                                                show_default=False)] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", callback=existing_file,
+                                                help="Score this residual policy file (it is registered first).",
+                                                show_default=False)] = None,
     real: RealOpt = False,
-    max_episodes: Annotated[
-        int | None,
-        typer.Option(
-            "--max-episodes",
-            callback=EPISODES_CHECK,
-            help="Most episodes the sequential scorecard may draw per policy before it answers NEEDS_DATA; equal to "
-                 "--episodes for a single fixed-size look. [default: governance.max_eval_episodes, 3000]",
-            show_default=False,
-        ),
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            "--seed",
-            callback=number_check(ge=0, lt=40),
-            help="Held-out seed block to score on (0 = train's scorecard, 1, 2, ... later evals; `cadenza env history` "
-                 "lists the blocks each version used). Reusing a block replays its episodes on purpose. [default: the "
-                 "first block this version has not used]",
-            show_default=False,
-        ),
-    ] = None,
-    ab: Annotated[
-        bool,
-        typer.Option(
-            "--ab",
-            help="A/B through the safe runtime instead: switch the residual on and off by episode and report both "
-                 "success rates with intervals (--episodes per arm; no verdict, baseline unchanged). [default: off]",
-            show_default=False,
-        ),
-    ] = False,
+    max_episodes: Annotated[int | None, typer.Option("--max-episodes", callback=EPISODES_CHECK,
+                                                     help="Most episodes the sequential scorecard may draw per policy "
+                                                          "before it answers NEEDS_DATA; equal to --episodes for a "
+                                                          "single fixed-size look. [default: "
+                                                          "governance.max_eval_episodes, 3000]",
+                                                          show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", callback=number_check(ge=0, lt=40),
+                                             help="Held-out seed block to score on (0 = train's scorecard, 1, 2, ... "
+                                                  "later evals; `cadenza env history` lists the blocks each version "
+                                                  "used). Reusing a block replays its episodes on purpose. [default: "
+                                                  "the first block this version has not used]",
+                                                  show_default=False)] = None,
+    ab: Annotated[bool, typer.Option("--ab",
+                                     help="A/B through the safe runtime instead: switch the residual on and off by "
+                                          "episode and report both success rates with intervals (--episodes per arm; "
+                                          "no verdict, baseline unchanged). [default: off]",
+                                          show_default=False)] = False,
 ) -> None:
     """Re-score a residual: success / collision / sanity / regression -> DEPLOY | BLOCK | NEEDS_DATA.
 
@@ -318,80 +244,36 @@ def eval_(
 @locked("env residual bench", check=preflight.residual_bench)
 def bench(
     project: ProjectArg,
-    steps: Annotated[
-        int | None,
-        typer.Option(
-            "--steps",
-            callback=STEPS_CHECK,
-            help="Env steps per arm and seed. [default: bench.steps in cadenza.toml, 200000]",
-            show_default=False,
-        ),
-    ] = None,
-    seeds: Annotated[
-        int | None,
-        typer.Option(
-            "--seeds",
-            callback=number_check(ge=1, le=1000),
-            help="Seeds per arm (residual.seed, +1, ...). [default: bench.seeds in cadenza.toml, 3]",
-            show_default=False,
-        ),
-    ] = None,
-    arms: Annotated[
-        str,
-        typer.Option(
-            "--arms",
-            help="Comma-separated arms: residual (governed PPO on the base), full (the same PPO without a base), sb3 "
-                 "(Stable-Baselines3 PPO; skipped with a note if not installed).",
-        ),
-    ] = "residual,full,sb3",
-    full_reward: Annotated[
-        str | None,
-        typer.Option(
-            "--full-reward",
-            callback=choice_check("sparse", "dense", "both"),
-            help="Reward the full-RL arms train on: sparse (outcome only), dense (the task's documented shaped reward) "
-                 "or both (one arm each). [default: the residual's, residual.reward in cadenza.toml]",
-            show_default=False,
-        ),
-    ] = None,
-    cost_per_gpu_hour: Annotated[
-        float | None,
-        typer.Option(
-            "--cost-per-gpu-hour",
-            callback=number_check(ge=0.0, le=1e6),
+    steps: Annotated[int | None, typer.Option("--steps", callback=STEPS_CHECK,
+                                              help="Env steps per arm and seed. [default: bench.steps in cadenza.toml, "
+                                                   "200000]", show_default=False)] = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", callback=number_check(ge=1, le=1000),
+                                              help="Seeds per arm (residual.seed, +1, ...). [default: bench.seeds in "
+                                                   "cadenza.toml, 3]", show_default=False)] = None,
+    arms: Annotated[str, typer.Option("--arms",
+                                      help="Comma-separated arms: residual (governed PPO on the base), full (the same "
+                                           "PPO without a base), sb3 (Stable-Baselines3 PPO; skipped with a note if "
+                                           "not installed).")] = "residual,full,sb3",
+    full_reward: Annotated[str | None, typer.Option("--full-reward", callback=choice_check("sparse", "dense", "both"),
+                                                    help="Reward the full-RL arms train on: sparse (outcome only), "
+                                                         "dense (the task's documented shaped reward) or both (one arm "
+                                                         "each). [default: the residual's, residual.reward in "
+                                                         "cadenza.toml]", show_default=False)] = None,
+    cost_per_gpu_hour: Annotated[float | None, typer.Option("--cost-per-gpu-hour", callback=number_check(ge=0.0,
+            le=1e6),
             help="Dollars per GPU-hour, for runs on cuda/mps. [default: bench.cost_per_gpu_hour in cadenza.toml, 2.0]",
-            show_default=False,
-        ),
-    ] = None,
-    cost_per_cpu_core_hour: Annotated[
-        float | None,
-        typer.Option(
-            "--cost-per-cpu-core-hour",
+            show_default=False)] = None,
+    cost_per_cpu_core_hour: Annotated[float | None, typer.Option("--cost-per-cpu-core-hour",
             callback=number_check(ge=0.0, le=1e6),
             help="Dollars per CPU core-hour, for runs on the CPU. [default: bench.cost_per_cpu_core_hour in "
-                 "cadenza.toml, 0.05]",
-            show_default=False,
-        ),
-    ] = None,
-    eval_episodes: Annotated[
-        int | None,
-        typer.Option(
-            "--eval-episodes",
-            callback=number_check(ge=1, le=1_000_000),
-            help="Held-out episodes per point of the learning curve (the final point uses governance.eval_episodes). "
-                 "[default: 200]",
-            show_default=False,
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers",
-            callback=number_check(ge=1, le=1024),
-            help="Training runs at a time, one process each. [default: physical CPU cores on the CPU, 1 on a GPU]",
-            show_default=False,
-        ),
-    ] = None,
+                 "cadenza.toml, 0.05]", show_default=False)] = None,
+    eval_episodes: Annotated[int | None, typer.Option("--eval-episodes", callback=number_check(ge=1, le=1_000_000),
+                                                      help="Held-out episodes per point of the learning curve (the "
+                                                           "final point uses governance.eval_episodes). [default: 200]",
+                                                           show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", callback=number_check(ge=1, le=1024),
+                                                help="Training runs at a time, one process each. [default: physical "
+                                                     "CPU cores on the CPU, 1 on a GPU]", show_default=False)] = None,
     device: DeviceOpt = "auto",
     real: RealOpt = False,
 ) -> None:

@@ -121,30 +121,21 @@ def distill(project: Project, *, epochs: int | None = None, quantize: bool = Fal
     timings["total_s"] = wall
 
     report = {
-        "kind": "cadenza.distill.report",
-        "project": project.name,
-        "task": spec.label,
-        "version": version,
-        "teacher": teacher_desc,
-        "architecture": arch.as_dict(),
-        "params": arch.param_count(),
+        "kind": "cadenza.distill.report", "project": project.name, "task": spec.label, "version": version,
+        "teacher": teacher_desc, "architecture": arch.as_dict(), "params": arch.param_count(),
         "dagger": {"config": dag.config, "rounds": [r.as_dict() for r in dag.rounds], "samples": dag.samples},
         "ignored_obs": dag.ignored_obs,
-        "files": {
-            name: {"path": str(reg.path("student", version, name).relative_to(project.root)), "bytes": sizes.get(name)}
-            for name in files
-        },
+        "files": {name: {"path": str(reg.path("student", version, name).relative_to(project.root)),
+                         "bytes": sizes.get(name)}
+                  for name in files},
         "int8_to_fp32_bytes": sizes[INT8_NAME] / sizes[FP32_NAME] if quantize else None,
         "parity_max_abs": {"candidate_heldout": par, "eval_states": score.parity},
         "evaluation": score.card.metrics,
         "gap": {p: _gap_summary(t) for p, t in score.evidence.gaps.items()},
-        "latency_us": latency,
-        "latency_budget_ms": project.config.governance.latency_budget_ms,
+        "latency_us": latency, "latency_budget_ms": project.config.governance.latency_budget_ms,
         "shipped_runtime": SHIPPED_RUNTIME,
         "scorecard_preview": score.card.as_dict(),
-        "accel": accel.as_dict(),
-        "timings_s": timings,
-        "wall_s": wall,
+        "accel": accel.as_dict(), "timings_s": timings, "wall_s": wall,
         "versions": library_versions("torch", "onnx", "onnxruntime"),
     }
     report_path = project.student_dir / ("distill_report_real.json" if real else "distill_report.json")

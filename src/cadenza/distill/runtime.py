@@ -152,14 +152,9 @@ class NumpyStudent:
         except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
             raise ArtefactError(f"{path}: not a cadenza student weights file ({type(e).__name__}: {e})") from None
         widths = [self.obs_dim] + [w.shape[1] for w in self.w]
-        if (
-            self.activation not in ("tanh", "relu")
-            or widths[-1] != self.act_dim
-            or any(
+        if self.activation not in ("tanh", "relu") or widths[-1] != self.act_dim or any(
                 w.shape != (a, b) or bb.shape != (b,)
-                for w, bb, a, b in zip(self.w, self.b, widths[:-1], widths[1:], strict=True)
-            )
-        ):
+                for w, bb, a, b in zip(self.w, self.b, widths[:-1], widths[1:], strict=True)):
             raise ArtefactError(f"{path}: student weights do not match their architecture")
         self.path, self.version = path, version
         # single-observation fast path: transposed (output-major) weights and preallocated buffers
@@ -301,16 +296,10 @@ def _latency_main(spec_json: str) -> None:
     for _ in range(spec["repeats"]):
         for k, st in students.items():
             rounds[k].append(measure_latency(st.act, obs, warmup=spec["warmup"], iters=spec["iters"]))
-    res = {
-        k: {
-            "p50_us": float(np.median([r["p50_us"] for r in v])),
-            "p99_us": float(np.median([r["p99_us"] for r in v])),
-            "iters": spec["iters"] * spec["repeats"],
-            "warmup": spec["warmup"],
-            "process": "fresh, torch-free",
-        }
-        for k, v in rounds.items()
-    }
+    res = {k: {"p50_us": float(np.median([r["p50_us"] for r in v])),
+               "p99_us": float(np.median([r["p99_us"] for r in v])),
+               "iters": spec["iters"] * spec["repeats"], "warmup": spec["warmup"], "process": "fresh, torch-free"}
+           for k, v in rounds.items()}
     print(json.dumps(res))
 
 

@@ -89,10 +89,9 @@ def _load_student(project: Project) -> Any:
     from cadenza.distill.runtime import load_promoted_student
     student = load_promoted_student(project)
     if student is None:
-        raise CadenzaError(
-            f"--controller student: {project.root} has no promoted student; run "
-            f"`cadenza env distill {project.root}` then `cadenza env distill eval {project.root} --promote`"
-        )
+        raise CadenzaError(f"--controller student: {project.root} has no promoted student; run "
+                           f"`cadenza env distill {project.root}` then `cadenza env distill eval {project.root} "
+                           "--promote`")
     return student
 
 

@@ -73,43 +73,17 @@ def finalise(project: Project, *, ppo: PPO, base: BasePolicy, arch: ResidualArch
     curve_path = project.residual_dir / ("learning_curve_real.png" if real else "learning_curve.png")
     plot_curve(history, plan, project.config.governance.success_threshold, curve_path, profile.label)
     report = {
-        "kind": "cadenza.residual.train_report",
-        "project": project.name,
-        "task": profile.label,
-        "version": version,
-        "verdict": card.verdict,
-        "action": action,
-        "stop_reason": stop_reason,
-        "env_steps": steps_done,
-        "best_round": best_round,
-        "best_env_steps": best_steps,
-        "heldout_block": card.block,
-        "scorecard_episodes": card.episodes,
-        "wall_s": wall,
-        "seed": seed,
+        "kind": "cadenza.residual.train_report", "project": project.name, "task": profile.label,
+        "version": version, "verdict": card.verdict, "action": action, "stop_reason": stop_reason,
+        "env_steps": steps_done, "best_round": best_round, "best_env_steps": best_steps,
+        "heldout_block": card.block, "scorecard_episodes": card.episodes, "wall_s": wall, "seed": seed,
         "resumed_from_round": resumed_from,
-        "warnings": warnings,
-        "plan": plan.as_dict(),
-        "architecture": arch.as_dict(),
-        "accel": accel.as_dict(),
-        "scorecard": card.as_dict(),
-        "history": history,
-        "versions": library_versions("torch"),
+        "warnings": warnings, "plan": plan.as_dict(), "architecture": arch.as_dict(), "accel": accel.as_dict(),
+        "scorecard": card.as_dict(), "history": history, "versions": library_versions("torch"),
     }
     report_path = project.residual_dir / ("train_report_real.json" if real else "train_report.json")
     atomic_write_json(report_path, report)
     mark_done(prog_path, seed=seed, budget=budget, history=history, plan=plan.as_dict(), version=version)
-    return TrainResult(
-        version=version,
-        card=card,
-        action=action,
-        stop_reason=stop_reason,
-        env_steps=steps_done,
-        best_round=best_round,
-        best_env_steps=best_steps,
-        wall_s=wall,
-        report_path=report_path,
-        curve_path=curve_path,
-        warnings=warnings,
-        resumed_from=resumed_from,
-    )
+    return TrainResult(version=version, card=card, action=action, stop_reason=stop_reason, env_steps=steps_done,
+                       best_round=best_round, best_env_steps=best_steps, wall_s=wall, report_path=report_path,
+                       curve_path=curve_path, warnings=warnings, resumed_from=resumed_from)
