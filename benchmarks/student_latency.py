@@ -35,13 +35,13 @@ from rich.console import Console
 from rich.table import Table
 
 from cadenza.distill.export import export_onnx, load_weights, quantize_int8, save_weights
+from cadenza.distill.latency import measure_latency
 from cadenza.distill.runtime import (
     FP32_NAME,
     INT8_NAME,
     WEIGHTS_NAME,
     NumpyStudent,
     OnnxStudent,
-    measure_latency,
 )
 from cadenza.distill.student import Student, StudentArch
 from cadenza.utils.versions import library_versions

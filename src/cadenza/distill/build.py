@@ -17,7 +17,8 @@ from typing import Any
 from cadenza.accel import configure
 from cadenza.distill.dagger import DaggerConfig, DaggerRound, load_teacher, run_dagger
 from cadenza.distill.export import export_onnx, parity, quantize_int8, save_weights
-from cadenza.distill.runtime import FP32_NAME, INT8_NAME, META_NAME, WEIGHTS_NAME, latency_in_fresh_process
+from cadenza.distill.latency import latency_in_fresh_process
+from cadenza.distill.runtime import FP32_NAME, INT8_NAME, META_NAME, WEIGHTS_NAME
 from cadenza.distill.scoring import StudentScore, score_student
 from cadenza.distill.student import FORMAT, StudentArch
 from cadenza.governance.registry import Registry
