@@ -11,7 +11,7 @@ stop and of the kept round, and the wall time of the whole command.
     .venv/bin/python benchmarks/robustness.py --workers 1          # one run at a time
 
 Runs already in the JSON (same group, seed, threads) are kept and skipped, so a long sweep can be
-run in parts; `--redo` starts over. Writes benchmarks/results/robustness.json and prints a table.
+run in parts; `--redo` runs the `--only` groups again. Writes benchmarks/results/robustness.json and prints a table.
 """
 
 from __future__ import annotations
@@ -128,14 +128,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated groups of {', '.join(GROUPS)}")
     ap.add_argument("--workers", type=int, default=2, help="runs at a time (default 2: one per core)")
-    ap.add_argument("--redo", action="store_true", help="forget earlier runs in the JSON")
+    ap.add_argument("--redo", action="store_true", help="forget the earlier runs of the --only groups in the JSON")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     groups = [g.strip() for g in a.only.split(",") if g.strip()]
     bad = [g for g in groups if g not in GROUPS]
     if bad:
         ap.error(f"--only: unknown group(s) {', '.join(bad)}; expected {', '.join(GROUPS)}")
-    prev = [] if a.redo or not a.out.is_file() else json.loads(a.out.read_text()).get("runs", [])
+    prev = json.loads(a.out.read_text()).get("runs", []) if a.out.is_file() else []
+    if a.redo:  # forget the earlier runs of the groups asked for, keep the others
+        prev = [r for r in prev if r["group"] not in groups]
     done = {(r["group"], r["seed"], r["threads"]) for r in prev if not r["verdict"].startswith("ERROR")}
     prev = [r for r in prev if (r["group"], r["seed"], r["threads"]) in done]
     todo = [(g, s, t) for g in groups for s in GROUPS[g][3] for t in GROUPS[g][4] if (g, s, t) not in done]

@@ -134,9 +134,16 @@ class LocalGovernor:
             curriculum = [(0, p.target_level)]
         every, episodes = next(v for k, v in VALIDATION_SCHEDULE.items() if p.label.startswith(k)) \
             if p.use_base else (0, 0)
+        lagrange = {"collision_lr": 10.0, "collision_cost_max": 5.0}
+        if p.label == "proxy:missions":
+            # the mission reward pays up to 0.02 per tick of tracking (the base alone earns ~6.7 per mission,
+            # a dash ~1.5), so a collision's -1 weighs ~5x less there: the multiplier moves 5x as far
+            # (seed 2 at the dash setting: 1M steps, validation collisions 10.5-12%, never below the limit)
+            lagrange = {"collision_lr": 50.0, "collision_cost_max": 25.0}
         return Plan(hyperparameters=hp, budget_steps=p.budget_steps, rounds=rounds, curriculum=curriculum,
                     plateau_window=5, plateau_min_gain=0.01, kl_blowup=0.5, validate_every=every,
-                    validation_episodes=self.validation_episodes or episodes, stop_margin=self.stop_margin)
+                    validation_episodes=self.validation_episodes or episodes, stop_margin=self.stop_margin,
+                    **lagrange)
 
     @staticmethod
     def validates(plan: Plan, history: list[dict[str, Any]]) -> bool:
