@@ -16,7 +16,8 @@ here that part is float64, so the two differ by float32 rounding (below 1e-7).
 
 Three actions with a gate and a rate limit (the rescue-dog default) have a straight-line function,
 no loop (for three actions that halves the cost); every other setting runs the same operations in a
-loop over the action entries. :func:`law_source` prints the straight-line form for any action count,
+loop over the action entries (measured: about 0.3 us more per call for 2 actions, 0.7 us for 8, than
+straight-line code). :func:`law_source` prints the straight-line form for any action count,
 for reading; nothing compiles it.
 
 The inputs must be finite: the runtime checks them before it gets here (Python's comparisons do
