@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,7 +154,8 @@ def main() -> None:
         tmp.replace(a.out)
 
     with ThreadPoolExecutor(max_workers=max(1, a.workers)) as pool:
-        for r in pool.map(lambda job: one_run(*job), todo):
+        for fut in as_completed([pool.submit(one_run, *job) for job in todo]):
+            r = fut.result()
             runs.append(r)
             save()
             print(f"  {r['group']:<8} seed {r['seed']} threads {r['threads']}: {r['verdict']}"

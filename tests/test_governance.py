@@ -172,7 +172,7 @@ def test_governor_stops_when_validation_stops_improving() -> None:
 def test_validation_schedule_by_task_and_only_at_the_target_level() -> None:
     gov = LocalGovernor()
     dash = gov.plan(_profile(200_000))
-    assert (dash.validate_every, dash.validation_episodes) == (1, 500)
+    assert (dash.validate_every, dash.validation_episodes) == (1, 1000)
     missions = gov.plan(TaskProfile(obs_dim=18, act_dim=3, horizon=2000, num_envs=64, device="cpu",
                                     budget_steps=1_000_000, target_level=1.0, label="proxy:missions"))
     assert missions.validate_every == 16 and missions.validation_episodes == 200
