@@ -78,6 +78,8 @@ class Governor(Protocol):
 # thread, docs/governance.md): 500 proxy dashes ~1.5 s against ~3 s per round; 200 missions ~35 s
 # against ~2 s per round; 200 MuJoCo quadruped episodes ~27 s against ~7 s per round; 256 reacher
 # episodes ~5 s against ~3 s per round.
+RAMP_BUDGET = 200_000  # the curriculum ramp ends by 30% of this many env steps (60,000)
+
 VALIDATION_SCHEDULE = {
     "proxy:missions": (16, 200),
     "mujoco:rescue-dog": (6, 200),
@@ -117,7 +119,9 @@ class LocalGovernor:
             "noise_hold": max(1, round(0.2 * p.control_hz)),
         }
         rounds = max(1, p.budget_steps // batch)  # the budget is a ceiling: no round may cross it
-        ramp_end = int(0.3 * p.budget_steps)
+        # the ramp spans 30% of the budget, but at most of RAMP_BUDGET: a large budget is a ceiling for the
+        # validation card to stop under, and must not keep the policy off the target level longer
+        ramp_end = int(0.3 * min(p.budget_steps, RAMP_BUDGET))
         start = round(0.5 * p.target_level, 3)
         stages = 3
         curriculum = [(0, start)] + [
