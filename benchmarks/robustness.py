@@ -29,6 +29,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from cadenza.accel.hardware import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "robustness.json"
 CADENZA = str(Path(sys.executable).with_name("cadenza"))
@@ -40,16 +42,6 @@ GROUPS: dict[str, tuple[str, list[str], tuple[str, str] | None, list[int], list[
     "reacher": ("reacher", ["--real"], None, [0, 1, 2], [1]),
     "dog-real": ("rescue-dog", ["--real"], None, [0, 1, 2], [1]),
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def one_run(group: str, seed: int, threads: int) -> dict:
@@ -128,6 +120,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated groups of {', '.join(GROUPS)}")
     ap.add_argument("--workers", type=int, default=2, help="runs at a time (default 2: one per core)")
+    ap.add_argument("--seeds", default=None, help="comma-separated seeds to run (default: each group's own)")
     ap.add_argument("--redo", action="store_true", help="forget the earlier runs of the --only groups in the JSON")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
@@ -140,14 +133,16 @@ def main() -> None:
         prev = [r for r in prev if r["group"] not in groups]
     done = {(r["group"], r["seed"], r["threads"]) for r in prev if not r["verdict"].startswith("ERROR")}
     prev = [r for r in prev if (r["group"], r["seed"], r["threads"]) in done]
-    todo = [(g, s, t) for g in groups for s in GROUPS[g][3] for t in GROUPS[g][4] if (g, s, t) not in done]
-    print(f"robustness: {len(todo)} runs to do ({len(prev)} kept), {a.workers} at a time, CPU: {cpu_model()}",
+    only_seeds = None if a.seeds is None else {int(x) for x in a.seeds.split(",")}
+    todo = [(g, s, t) for g in groups for s in GROUPS[g][3] for t in GROUPS[g][4]
+            if (g, s, t) not in done and (only_seeds is None or s in only_seeds)]
+    print(f"robustness: {len(todo)} runs to do ({len(prev)} kept), {a.workers} at a time, CPU: {cpu_name()}",
           flush=True)
     runs = list(prev)
 
     def save() -> None:
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"kind": "cadenza.benchmarks.robustness", "cpu": cpu_model(), "cores": os.cpu_count(),
+        doc = {"kind": "cadenza.benchmarks.robustness", "cpu": cpu_name(), "cores": os.cpu_count(),
                "python": platform.python_version(), "runs": runs, "summary": summary(runs)}
         tmp = a.out.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=2))
@@ -168,7 +163,7 @@ def main() -> None:
     for g, s in summary(runs).items():
         med = f"{s['median_env_steps_to_deploy']:,.0f}" if s["median_env_steps_to_deploy"] else "-"
         print(f"{g}: {s['deploy']}/{s['runs']} DEPLOY, median env steps to DEPLOY {med}")
-    print(f"CPU: {cpu_model()}; JSON: {a.out}")
+    print(f"CPU: {cpu_name()}; JSON: {a.out}")
 
 
 if __name__ == "__main__":

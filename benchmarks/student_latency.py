@@ -34,6 +34,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from cadenza.accel.hardware import cpu_name
 from cadenza.distill.export import export_onnx, load_weights, quantize_int8, save_weights
 from cadenza.distill.latency import measure_latency
 from cadenza.distill.runtime import (
@@ -138,7 +139,7 @@ def main() -> None:
                  "p50_met": shipped["p50_us"] <= GOAL_P50_US, "ratio_met": ratio <= GOAL_RATIO},
         "budget_us": 20000, "runtimes": rows, "bytes": sizes,
         "iters": args.iters, "warmup": args.warmup, "repeats": args.repeats,
-        "machine": {"cpu": _cpu_name(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
+        "machine": {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
         "versions": library_versions("torch", "onnx", "onnxruntime"),
     }
@@ -158,16 +159,6 @@ def main() -> None:
                   f"{'met' if result['goal']['p50_met'] else 'NOT met'}), {ratio:.2f}x the fastest (goal <= "
                   f"{GOAL_RATIO:g}x: {'met' if result['goal']['ratio_met'] else 'NOT met'}); budget 20,000 us. "
                   f"Load average {result['machine']['load_average']}. Wrote {OUT}")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

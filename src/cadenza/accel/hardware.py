@@ -81,6 +81,14 @@ def usable_cpus() -> int:
     return max(1, min(n, quota) if quota else n)
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere), for reports."""
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def _cpu_name_and_flags() -> tuple[str, tuple[str, ...]]:
     text = _read("/proc/cpuinfo")
     name, flags = platform.processor() or platform.machine(), set()

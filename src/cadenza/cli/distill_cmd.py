@@ -12,6 +12,8 @@ from cadenza.cli.common import (
     SEED_CHECK,
     DefaultCommandGroup,
     DeviceOpt,
+    HeldoutBlockOpt,
+    MaxEpisodesOpt,
     ProjectArg,
     RealOpt,
     choice_check,
@@ -174,18 +176,8 @@ def eval_(
                                                 help="Registry version to score. [default: the newest student]",
                                                 show_default=False)] = None,
     real: RealOpt = False,
-    max_episodes: Annotated[int | None, typer.Option("--max-episodes", callback=EPISODES_CHECK,
-                                                     help="Most episodes the sequential scorecard may draw per policy "
-                                                          "before it answers NEEDS_DATA; equal to --episodes for a "
-                                                          "single fixed-size look. [default: "
-                                                          "governance.max_eval_episodes, 3000]",
-                                                          show_default=False)] = None,
-    seed: Annotated[int | None, typer.Option("--seed", callback=number_check(ge=0, lt=40),
-                                             help="Held-out seed block to score on, 0-39 (`env distill`'s preview used "
-                                                  "block 0; each eval takes the next; `cadenza env history` lists "
-                                                  "them). Reusing a block replays its episodes on purpose. [default: "
-                                                  "the first block this student has not used]",
-                                                  show_default=False)] = None,
+    max_episodes: MaxEpisodesOpt = None,
+    seed: HeldoutBlockOpt = None,
 ) -> None:
     """Score the student on gap / success / latency / regression -> DEPLOY | BLOCK | NEEDS_DATA.
 
@@ -209,9 +201,7 @@ def eval_(
     console.print(f"student {version}: scoring on held-out block {block}; looks of {n} episodes up to "
                   f"{max(n, max_episodes or proj.config.governance.max_eval_episodes)}")
     score = score_student(proj, version, episodes=n, real=real, block=block, max_episodes=max_episodes,
-                          on_look=lambda lk: console.print(
-                              f"  look at {lk.episodes} episodes ({lk.confidence:.2%} intervals): {lk.verdict}"
-                              + (f", undecided: {', '.join(lk.undecided)}" if lk.undecided else "")))
+                          on_look=lambda lk: console.print(f"  {lk.line()}"))
     action = apply_verdict(proj, score.card, version, promote=promote)
     console.print(f"student {version}, teacher: {score.teacher['label']}")
     console.print(_success_table(score))

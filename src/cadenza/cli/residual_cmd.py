@@ -13,6 +13,8 @@ from cadenza.cli.common import (
     SEED_CHECK,
     STEPS_CHECK,
     DeviceOpt,
+    HeldoutBlockOpt,
+    MaxEpisodesOpt,
     ProjectArg,
     RealOpt,
     choice_check,
@@ -172,18 +174,8 @@ def eval_(
                                                 help="Score this residual policy file (it is registered first).",
                                                 show_default=False)] = None,
     real: RealOpt = False,
-    max_episodes: Annotated[int | None, typer.Option("--max-episodes", callback=EPISODES_CHECK,
-                                                     help="Most episodes the sequential scorecard may draw per policy "
-                                                          "before it answers NEEDS_DATA; equal to --episodes for a "
-                                                          "single fixed-size look. [default: "
-                                                          "governance.max_eval_episodes, 3000]",
-                                                          show_default=False)] = None,
-    seed: Annotated[int | None, typer.Option("--seed", callback=number_check(ge=0, lt=40),
-                                             help="Held-out seed block to score on (0 = train's scorecard, 1, 2, ... "
-                                                  "later evals; `cadenza env history` lists the blocks each version "
-                                                  "used). Reusing a block replays its episodes on purpose. [default: "
-                                                  "the first block this version has not used]",
-                                                  show_default=False)] = None,
+    max_episodes: MaxEpisodesOpt = None,
+    seed: HeldoutBlockOpt = None,
     ab: Annotated[bool, typer.Option("--ab",
                                      help="A/B through the safe runtime instead: switch the residual on and off by "
                                           "episode and report both success rates with intervals (--episodes per arm; "
@@ -232,9 +224,7 @@ def eval_(
                   f"{max(n, max_episodes or proj.config.governance.max_eval_episodes)}")
     card, _ = score_residual(proj, ResidualController(actor, version), base, episodes=n, real=real,
                              candidate_version=version, block=block, max_episodes=max_episodes,
-                             on_look=lambda lk: console.print(
-                                 f"  look at {lk.episodes} episodes ({lk.confidence:.2%} intervals): {lk.verdict}"
-                                 + (f", undecided: {', '.join(lk.undecided)}" if lk.undecided else "")))
+                             on_look=lambda lk: console.print(f"  {lk.line()}"))
     action = apply_verdict(proj, card, version, promote=promote)
     print_scorecard(card, action)
     raise typer.Exit(VERDICT_EXIT[card.verdict])

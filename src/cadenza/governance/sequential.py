@@ -104,6 +104,11 @@ class Look:
         return {"episodes": self.episodes, "confidence": self.confidence, "verdict": self.verdict,
                 "undecided": self.undecided}
 
+    def line(self) -> str:
+        """One progress line: ``look at 1000 episodes (99.17% intervals): NEEDS_DATA, undecided: success``."""
+        return (f"look at {self.episodes} episodes ({self.confidence:.2%} intervals): {self.verdict}"
+                + (f", undecided: {', '.join(self.undecided)}" if self.undecided else ""))
+
 
 @dataclass
 class SequentialResult:

@@ -65,9 +65,7 @@ def finalise(project: Project, *, ppo: PPO, base: BasePolicy, arch: ResidualArch
         on_stage(f"scoring {version} on held-out block 0 (looks of {g.eval_episodes} up to {g.max_eval_episodes} "
                  "episodes)")
     card, _ = score_residual(project, controller, base, real=real, candidate_version=version, block=0,
-                             on_look=None if on_stage is None else lambda lk: on_stage(
-                                 f"look at {lk.episodes} episodes ({lk.confidence:.2%} intervals): {lk.verdict}"
-                                 + (f", undecided: {', '.join(lk.undecided)}" if lk.undecided else "")))
+                             on_look=None if on_stage is None else lambda lk: on_stage(lk.line()))
     action = apply_verdict(project, card, version, promote=True)
 
     curve_path = project.residual_dir / ("learning_curve_real.png" if real else "learning_curve.png")
