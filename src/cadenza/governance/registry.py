@@ -212,8 +212,7 @@ class Registry:
             action = f"blocked {version}; baseline stays {bl}" if bl else f"blocked {version}; {no_baseline}"
         else:
             action = f"{version} kept as a candidate; baseline unchanged"
-        evidence = {"block": getattr(card, "block", None), "episodes": card.episodes,
-                    "looks": len(getattr(card, "looks", []) or []) or 1}
+        evidence = {"block": card.block, "episodes": card.episodes, "looks": max(1, len(card.looks))}
         self.record_verdict(kind, version, card.verdict, card.reasons, metrics, action, evidence)
         if card.verdict == "DEPLOY" and promote:
             self.promote(kind, version, card.reasons, metrics)
@@ -228,7 +227,7 @@ class Registry:
     def record_preview(self, kind: str, version: str, card: Any) -> None:
         """Record a scorecard that decides nothing (a preview), so that its seed block counts as used."""
         self._ledger({"event": "preview", "kind": kind, "version": version, "verdict": card.verdict,
-                      "block": getattr(card, "block", None), "episodes": card.episodes})
+                      "block": card.block, "episodes": card.episodes})
 
     def blocks_used(self, kind: str, version: str) -> list[int]:
         """Held-out seed blocks the scorecards (verdicts and previews) of ``version`` used, in ledger order."""

@@ -80,13 +80,6 @@ class LookPlan:
         prev = sizes[j - 1] if j > 0 else 0
         return 1.0 - self.alpha * (sizes[j] - prev) / self.cap
 
-    def describe(self) -> str:
-        sizes = self.sizes()
-        if len(sizes) == 1:
-            return f"one look at {sizes[0]} episodes, {self.confidence:.0%} intervals"
-        return (f"up to {len(sizes)} looks at {', '.join(str(s) for s in sizes)} episodes; alpha {self.alpha:g} "
-                f"spent linearly in episodes (look 1 at {self.look_confidence(0):.2%} confidence)")
-
     def as_dict(self) -> dict[str, Any]:
         return {"first": self.first, "batch": self.batch, "cap": self.cap, "confidence": self.confidence,
                 "sizes": self.sizes(), "look_confidence": [self.look_confidence(j) for j in range(len(self.sizes()))],

@@ -13,7 +13,7 @@ from typing import Any
 
 from cadenza.base.loader import BasePolicy
 from cadenza.governance.registry import Registry
-from cadenza.governance.scorecard import Scorecard, residual_checks
+from cadenza.governance.scorecard import Check, Scorecard, residual_checks
 from cadenza.governance.seeds import HELDOUT_SEED, heldout_seed
 from cadenza.governance.sequential import Look, LookPlan, run_looks
 from cadenza.governance.stats import paired_table
@@ -27,6 +27,20 @@ EVAL_SEED = HELDOUT_SEED  # held-out block 0: train's scorecard (training never 
 
 def eval_chunk(project: Project, real: bool) -> int:
     return project.config.task.num_envs if real else 500
+
+
+def checks_for(candidate: EvalStats, base: EvalStats, baseline: EvalStats | None, g: Any,
+               confidence: float | None = None) -> list[Check]:
+    """The residual checks of ``candidate`` against the base alone (and the baseline), paired over the
+    same episodes; ``confidence`` is one look's (default ``g.confidence``)."""
+    def tables(ref: EvalStats) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+        return paired_table(candidate.success, ref.success), paired_table(ref.collision, candidate.collision)
+
+    c = candidate
+    return residual_checks(
+        episodes=c.episodes, successes=c.successes, collisions=c.collisions, vs_base=tables(base),
+        vs_baseline=tables(baseline) if baseline is not None else None, mean_abs_delta=c.mean_abs_delta,
+        clamp_share=c.clamp_share, non_finite=c.non_finite, g=g, confidence=confidence)
 
 
 def score_on_block(project: Project, policies: dict[str, tuple[str, ResidualController | None]], base: BasePolicy,
@@ -54,18 +68,10 @@ def score_on_block(project: Project, policies: dict[str, tuple[str, ResidualCont
             used = out.chunks
         next_chunk[0] += used
 
-    def tables(key: str) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
-        c, r = acc["candidate"], acc[key]
-        assert c is not None and r is not None
-        return paired_table(c.success, r.success), paired_table(r.collision, c.collision)
-
-    def checks_at(conf: float) -> list:
-        c = acc["candidate"]
-        assert c is not None
-        return residual_checks(
-            episodes=c.episodes, successes=c.successes, collisions=c.collisions, vs_base=tables("base"),
-            vs_baseline=tables(baseline_key) if baseline_key else None, mean_abs_delta=c.mean_abs_delta,
-            clamp_share=c.clamp_share, non_finite=c.non_finite, g=g, confidence=conf)
+    def checks_at(conf: float) -> list[Check]:
+        c, b = acc["candidate"], acc["base"]
+        assert c is not None and b is not None
+        return checks_for(c, b, acc[baseline_key] if baseline_key else None, g, conf)
 
     res = run_looks(plan, draw, checks_at, on_look=on_look)
     runs = {k: v for k, v in acc.items() if v is not None}

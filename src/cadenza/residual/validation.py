@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from cadenza.base.loader import BasePolicy
-from cadenza.governance.scorecard import decide, residual_checks
+from cadenza.governance.scorecard import decide
 from cadenza.governance.seeds import VALIDATION_SEED
-from cadenza.governance.stats import paired_table, wilson
+from cadenza.governance.stats import wilson
 from cadenza.project.config import Project
 from cadenza.residual.evaluate import EvalStats, evaluate
 from cadenza.residual.policy import ResidualController
+from cadenza.residual.scoring import checks_for, eval_chunk
 from cadenza.tasks.factory import make_task
 
 
@@ -51,8 +52,6 @@ class Validator:
     """Scores training checkpoints on the validation block (the base alone is run once, lazily)."""
 
     def __init__(self, project: Project, base: BasePolicy, *, episodes: int, real: bool = False) -> None:
-        from cadenza.residual.scoring import eval_chunk
-
         self.project, self.base, self.episodes, self.real = project, base, episodes, real
         self.chunk = eval_chunk(project, real)
         self._base_stats: EvalStats | None = None
@@ -72,11 +71,8 @@ class Validator:
 
     def score(self, controller: ResidualController) -> ValidationCard:
         g = self.project.config.governance
-        c, b = self._run(controller, "residual"), self.base_stats
-        checks = residual_checks(
-            episodes=c.episodes, successes=c.successes, collisions=c.collisions,
-            vs_base=(paired_table(c.success, b.success), paired_table(b.collision, c.collision)), vs_baseline=None,
-            mean_abs_delta=c.mean_abs_delta, clamp_share=c.clamp_share, non_finite=c.non_finite, g=g)
+        c = self._run(controller, "residual")
+        checks = checks_for(c, self.base_stats, None, g)
         verdict, _ = decide(checks)
         return ValidationCard(episodes=c.episodes, success=c.success_rate, collision=c.collision_rate,
                               margin=card_margin(c.successes, c.collisions, c.episodes, g),
