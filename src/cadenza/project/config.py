@@ -252,6 +252,10 @@ class LlmSection(_Section):
     model: str = Field("llama-3.3-70b-versatile", min_length=1)
     # the name of the environment variable holding the key; the key itself never goes in the file
     api_key_env: str = Field("GROQ_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    timeout_s: float = Field(30.0, gt=0.0, le=3600.0)  # per attempt
+    max_retries: int = Field(2, ge=0, le=10)  # the openai SDK's retries (408/409/429/5xx, honouring retry-after)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(256, ge=16, le=32768)
 
 
 class ProjectConfig(_Section):
