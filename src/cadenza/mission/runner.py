@@ -15,18 +15,18 @@ from typing import Any
 
 from cadenza import __version__
 from cadenza.governance.stats import wilson
-from cadenza.mission.actions import ActionError, ActionStep, Vocabulary
+from cadenza.mission.actions import Vocabulary
 from cadenza.mission.body import ProxyBody
 from cadenza.mission.controller import LowLevelController, load_controller
-from cadenza.mission.planners import Planner, PlannerInput, make_planner
+from cadenza.mission.episode import DEFAULT_GOAL, Mission
+from cadenza.mission.planners import Planner, make_planner
 from cadenza.mission.prompt import history_text, prompt_fields, render, template_fields
 from cadenza.mission.runlog import LOG_SUFFIX, SCHEMA, RunLogWriter, new_run_id, utc_now
-from cadenza.mission.skills import SKILL_PARAMS, StepOutcome, execute
-from cadenza.mission.world import COLLISION_TEXT, BodyState, Site, observe, summary_text
+from cadenza.mission.skills import SKILL_PARAMS, StepOutcome
+from cadenza.mission.world import COLLISION_TEXT, Site, summary_text
 from cadenza.project.config import CONFIG_NAME, ActionSpec, ConfigError, Project
 
 STEP_COST = 0.05  # reward charged per action step
-DEFAULT_GOAL = "search for the victim"
 
 # Used when a project's cadenza.toml has no [mission.actions] table.
 DEFAULT_ACTIONS: dict[str, ActionSpec] = {
@@ -173,55 +173,44 @@ class MissionRunner:
         goal = self.goals[i % len(self.goals)]
         site = Site.generate(seed)
         body = ProxyBody(self.opts.perturb, seed, site.rocks, site.start_yaw)
-        state = BodyState(body.x, body.y, body.yaw)
         self.controller.reset()
-        self.planner.reset(goal, seed)
+        m = Mission(site, body, self.planner, self.vocab, goal, max_steps=self.max_steps, seed=seed)
         log.write({"type": "episode_start", "episode": i, "seed": seed, "goal": goal, "site": site.as_dict()})
-        taken: list[ActionStep] = []
-        ret, reason, kind, success, seconds = 0.0, "step limit", None, False, 0.0
-        for k in range(1, self.max_steps + 1):
-            obs = observe(site, state)
+        ret, reason, seconds = 0.0, "step limit", 0.0
+        while not m.over:
+            obs = m.observation()
             text = summary_text(obs)
-            hist = history_text([s.text() for s in taken])
+            hist = history_text([s.text() for s in m.taken])
             prompt = render(self.template, prompt_fields(
                 system_prompt=self.system_prompt, goal=goal, observation=obs, observation_text=text,
-                actions_text=self.vocab.text(), history=hist, step=k, project=self.project.name))
-            proposed = self.planner.plan(PlannerInput(goal, prompt, obs, text, self.vocab, tuple(taken), k))
-            error, clamped = None, {}
-            try:
-                checked = self.vocab.check(proposed)
-            except ActionError as e:
-                error, action = str(e), proposed
-                out = StepOutcome(trace=[[round(body.x, 3), round(body.y, 3)]], note=f"invalid action: {e}")
-            else:
-                action, clamped = checked.step, checked.clamped
-                out = execute(action, site, state, body, self.controller)
-            taken.append(action)
+                actions_text=self.vocab.text(), history=hist, step=m.steps + 1, project=self.project.name))
+            m.decide(obs, prompt=prompt, observation_text=text)
+            m.run_step(self.controller)
+            d = m.finish_step()
+            out, action, state = d.outcome, d.action, m.state
+            assert out is not None
             reward = _reward(out)
             ret += reward
             seconds += out.ticks * body.dt
-            done = out.reached or out.ends_mission or out.collision is not None or k == self.max_steps
             if out.reached:
-                success, reason = True, "victim reached"
+                reason = "victim reached"
             elif out.collision:
-                kind, reason = out.collision, f"collision: {COLLISION_TEXT[out.collision]}"
+                reason = f"collision: {COLLISION_TEXT[out.collision]}"
             elif out.ends_mission:
                 reason = out.note or "mission ended"
             log.write({
-                "type": "step", "episode": i, "step": k, "goal": goal, "prompt": prompt, "history": hist,
+                "type": "step", "episode": i, "step": d.index, "goal": goal, "prompt": prompt, "history": hist,
                 "observation": obs, "observation_text": text,
                 "action": {"name": action.name, "params": dict(action.params)}, "action_text": action.text(),
-                "raw": proposed.raw, "valid": error is None, "error": error, "clamped": clamped,
-                "reward": round(reward, 4), "collision": out.collision is not None, "done": done,
+                "raw": d.proposed.raw, "valid": d.error is None, "error": d.error, "clamped": d.clamped,
+                "reward": round(reward, 4), "collision": out.collision is not None, "done": m.over,
                 "success": out.reached, "outcome": out.as_dict(),
                 "pose": [round(state.x, 3), round(state.y, 3), round(math.degrees(state.yaw), 1)],
                 "posture": state.posture, "on_ledge": state.on_ledge, "trace": out.trace,
             })
-            if done:
-                break
-        ep = EpisodeResult(i, seed, goal, success, k, ret, reason, kind)
-        log.write({"type": "episode_end", "episode": i, "seed": seed, "goal": goal, "success": success, "steps": k,
-                   "return": round(ret, 4), "reason": reason, "collision_kind": kind,
+        ep = EpisodeResult(i, seed, goal, m.success, m.steps, ret, reason, m.collision)
+        log.write({"type": "episode_end", "episode": i, "seed": seed, "goal": goal, "success": m.success,
+                   "steps": m.steps, "return": round(ret, 4), "reason": reason, "collision_kind": m.collision,
                    "mission_seconds": round(seconds, 2)}, sync=True)
         return ep
 

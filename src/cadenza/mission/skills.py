@@ -302,6 +302,14 @@ class StepRun:
                 out.collision = collision_kind(site, state, False)
         return self.done
 
+    def drive(self, controller: LowLevelController) -> None:
+        """Tick this step's body alone with ``controller`` until the step is done."""
+        body = self.body
+        while not self.done:
+            weight = self.prepare()
+            body.step(controller.act(body.observe(), weight))
+            self.after_tick()
+
     def finish(self) -> StepOutcome:
         """The step's outcome (call once :attr:`done`)."""
         out, body, site = self.out, self.body, self.site
@@ -322,8 +330,5 @@ def execute(step: ActionStep, site: Site, state: BodyState, body: ProxyBody,
             controller: LowLevelController) -> StepOutcome:
     """Run one action step to its end; updates ``state`` (pose, posture, ledge) in place."""
     run = StepRun(step, site, state, body)
-    while not run.done:
-        weight = run.prepare()
-        body.step(controller.act(body.observe(), weight))
-        run.after_tick()
+    run.drive(controller)
     return run.finish()

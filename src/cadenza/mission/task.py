@@ -39,19 +39,18 @@ seed from the task's own random stream, and its robot from the proxy's, so the m
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from cadenza.mission.actions import ActionError, ActionStep, Vocabulary
+from cadenza.mission.actions import Vocabulary
 from cadenza.mission.body import ProxyBody, step_batch
 from cadenza.mission.controller import MISSION_LABEL
-from cadenza.mission.planners import Planner, PlannerInput, ScriptedPlanner
-from cadenza.mission.skills import StepRun
-from cadenza.mission.world import BodyState, Site, observe
+from cadenza.mission.episode import DEFAULT_GOAL, Mission
+from cadenza.mission.planners import Planner, ScriptedPlanner
+from cadenza.mission.world import Site
 from cadenza.project.config import Project
 from cadenza.tasks.interface import BatchedTaskBase, TaskSpec
 from cadenza.tasks.proxy.rescue_dog import ACT_DIM, DT, NOMINAL, OBS_DIM, RescueDogProxy
@@ -59,7 +58,6 @@ from cadenza.tasks.proxy.rescue_dog import ACT_DIM, DT, NOMINAL, OBS_DIM, Rescue
 MISSION_HORIZON = 5000  # ticks (100 s at 50 Hz): a mission at level 1 takes 31 s on average, 75 s at most
 TRACK_REWARD = 0.02  # dense reward per tick at perfect tracking ...
 TRACK_SCALE = 1.0  # ... falling as exp(-err / TRACK_SCALE), err the squared acceleration error in (m/s^2)^2
-MISSION_GOAL = "search for the victim"  # the scripted planner runs the full search whatever the goal says
 
 
 def make_mission_task(project: Project, *, num_envs: int, level: float,
@@ -75,19 +73,6 @@ def make_mission_task(project: Project, *, num_envs: int, level: float,
         reference = load_base(project.config.base.source, project.root, ACT_DIM)
     return RescueDogMissionTask(vocab, num_envs=num_envs, level=level, reward=reward,
                                 max_steps=project.config.mission.max_steps, reference=reference)
-
-
-@dataclass
-class _Mission:
-    """One env's mission in progress."""
-
-    site: Site
-    state: BodyState
-    body: ProxyBody
-    run: StepRun | None = None
-    steps: int = 0  # action steps started (refused and invalid ones included, as env run counts them)
-    ticks: int = 0
-    taken: list[ActionStep] = field(default_factory=list)
 
 
 class RescueDogMissionTask(BatchedTaskBase):
@@ -119,7 +104,8 @@ class RescueDogMissionTask(BatchedTaskBase):
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self._planners: list[Planner] = [ScriptedPlanner(vocabulary) for _ in range(self.num_envs)]
         self._rng = np.random.default_rng(0)
-        self._missions: list[_Mission] = []
+        self._missions: list[Mission] = []
+        self._ticks = np.zeros(self.num_envs, dtype=np.int64)  # each env's ticks so far in its current mission
         self._ret = np.zeros(self.num_envs)  # each env's return so far in its current mission
         self._obs = np.zeros((self.num_envs, OBS_DIM), np.float32)  # what the commands of the next step answer
 
@@ -154,24 +140,24 @@ class RescueDogMissionTask(BatchedTaskBase):
         collision = np.zeros(n, dtype=bool)
         terminated = np.zeros(n, dtype=bool)
         truncated = np.zeros(n, dtype=bool)
+        self._ticks += 1
         for i, m in enumerate(self._missions):
-            m.ticks += 1
-            run = m.run
+            run = m.current.run if m.current is not None else None
             assert run is not None
             if run.after_tick():
-                out = run.finish()
-                if out.reached:
+                m.finish_step()
+                if m.success:
                     success[i] = terminated[i] = True
-                elif out.collision:
+                elif m.collision:
                     collision[i] = terminated[i] = True
-                elif out.ends_mission:  # sat down away from the victim
+                elif m.ended:  # sat down away from the victim
                     terminated[i] = True
                 elif not self._begin_next_step(m):
                     truncated[i] = True  # the step limit
-            if not terminated[i] and m.ticks >= self.horizon:
+            if not terminated[i] and self._ticks[i] >= self.horizon:
                 truncated[i] = True
             if not (terminated[i] or truncated[i]):
-                m.run.prepare()  # type: ignore[union-attr]
+                m.current.run.prepare()  # type: ignore[union-attr]
         reward += success
         reward -= collision
         self._ret += reward
@@ -182,7 +168,7 @@ class RescueDogMissionTask(BatchedTaskBase):
             info["final_obs"] = obs.copy()
             info["_final_obs"] = done
             info["episode"] = {"r": self._ret.copy(),
-                               "l": np.array([m.ticks for m in self._missions]), "_r": done}
+                               "l": self._ticks.copy(), "_r": done}
             for i in np.flatnonzero(done):
                 self._missions[i] = self._new_mission(int(i))
             obs[done] = self.env.observe()[done]
@@ -208,41 +194,25 @@ class RescueDogMissionTask(BatchedTaskBase):
         return lin + ang
 
     # ----------------------------------------------------------------- missions
-    def _new_mission(self, i: int) -> _Mission:
+    def _new_mission(self, i: int) -> Mission:
         seed = int(self._rng.integers(2**31 - 1))
         site = Site.generate(seed)
         body = ProxyBody.in_batch(self.env, i, site.rocks, site.start_yaw)
-        m = _Mission(site, BodyState(body.x, body.y, body.yaw), body)
         self._ret[i] = 0.0
-        self._planners[i].reset(MISSION_GOAL, seed)
+        self._ticks[i] = 0
+        m = Mission(site, body, self._planners[i], self.vocab, DEFAULT_GOAL, max_steps=self.max_steps, seed=seed)
         if not self._begin_next_step(m):  # pragma: no cover - the scripted planner always starts a step
             raise RuntimeError("the planner did not start any action step")
-        assert m.run is not None
-        m.run.prepare()
+        m.current.run.prepare()  # type: ignore[union-attr]
         return m
 
-    def _begin_next_step(self, m: _Mission) -> bool:
-        """Plan and start the mission's next action step; False when the step limit is reached first.
-
-        A refused step (``climb_step`` out of reach) or an invalid one uses up a step and takes no time,
-        as in ``env run``.
-        """
-        i = m.body.i
-        while m.steps < self.max_steps:
-            m.steps += 1
-            summary = observe(m.site, m.state)
-            proposed = self._planners[i].plan(PlannerInput(MISSION_GOAL, "", summary, "", self.vocab,
-                                                            tuple(m.taken), m.steps))
-            try:
-                action = self.vocab.check(proposed).step
-            except ActionError:
-                m.taken.append(proposed)
-                continue
-            m.taken.append(action)
-            run = StepRun(action, m.site, m.state, m.body)
-            if not run.done:
-                m.run = run
+    @staticmethod
+    def _begin_next_step(m: Mission) -> bool:
+        """Plan and start the mission's next action step that needs ticks; False when the step limit is
+        reached first (a refused or invalid step uses up a step and takes no time, as in ``env run``)."""
+        while not m.over:
+            m.decide(m.observation())
+            if m.running:
                 return True
-            run.finish()
-        m.run = None
+            m.finish_step()
         return False
