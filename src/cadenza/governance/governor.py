@@ -28,7 +28,7 @@ class TaskProfile:
 
 @dataclass
 class Plan:
-    hyperparameters: dict[str, Any]
+    hyperparameters: dict[str, Any]  # PPOConfig fields the governor sets by name (the rest keep their defaults)
     budget_steps: int
     rounds: int
     curriculum: list[tuple[int, float]]  # (from env step, level), ascending
@@ -98,19 +98,13 @@ class LocalGovernor:
     def plan(self, p: TaskProfile) -> Plan:
         n_steps = max(32, min(256, 8192 // p.num_envs))
         batch = n_steps * p.num_envs
+        # only what the governor decides; every other PPO setting is PPOConfig's documented default
+        # (cadenza.residual.ppo), which the trainer fills in by name: PPOConfig(**plan.hyperparameters)
         hp = {
             "num_envs": p.num_envs,
             "n_steps": n_steps,
-            "lr": 3e-4,
             "gamma": 0.99 if p.horizon <= 400 else 0.995,
-            "gae_lambda": 0.95,
-            "clip": 0.2,
-            "epochs": 10,
             "minibatch_size": max(256, batch // 4),
-            "vf_coef": 0.5,
-            "ent_coef": 0.0,
-            "max_grad_norm": 0.5,
-            "target_kl": 0.03,
             # a residual explores gently around the base; a policy from scratch needs broad noise
             "init_log_std": -0.5 if p.use_base else 0.0,
             "critic_warmup_epochs": 10 if p.use_base else 0,
