@@ -27,7 +27,7 @@ from cadenza.distill.student import Student, StudentArch
 from cadenza.errors import ArtefactError
 from cadenza.governance.registry import Registry
 from cadenza.project.config import Project
-from cadenza.residual.policy import ResidualController, load_policy
+from cadenza.residual.policy import BasePlusResidual, ResidualController, load_policy
 from cadenza.tasks.factory import base_source
 from cadenza.tasks.interface import Task
 
@@ -36,12 +36,10 @@ TEACHERS = ("residual", "base")
 
 
 # ---------------------------------------------------------------------------------------------- teacher
-@dataclass
-class Teacher:
+class Teacher(BasePlusResidual):
     """Frozen base, plus the residual through the control law when there is one (deterministic)."""
 
     base: BasePolicy
-    residual: ResidualController | None = None
 
     @property
     def kind(self) -> str:
@@ -54,14 +52,6 @@ class Teacher:
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "residual_version": self.residual.version if self.residual else None,
                 "base": self.base.source, "label": self.label}
-
-    def reset(self, mask: np.ndarray | None = None) -> None:
-        if self.residual is not None:
-            self.residual.reset(mask)
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        a_base = self.base(obs)
-        return self.residual.act(obs, a_base) if self.residual is not None else a_base
 
 
 def load_teacher(project: Project, *, kind: str = "residual", residual_version: str | None = None,

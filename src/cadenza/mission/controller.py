@@ -46,6 +46,7 @@ class LowLevelController:
     student: Any = None  # promoted student: .act(obs) or callable, .version
     version: str | None = None
     notes: list[str] = field(default_factory=list)
+    _combined: Any = field(default=None, init=False, repr=False)  # BasePlusResidual, made on first use
 
     @property
     def trained_on(self) -> str | None:
@@ -69,12 +70,14 @@ class LowLevelController:
             fn = self.student.act if hasattr(self.student, "act") else self.student
             return np.asarray(fn(obs), dtype=np.float64).reshape(obs.shape[0], -1)
         assert self.base is not None
-        a_base = self.base(obs)
-        if self.residual is not None:
-            a = np.asarray(self.residual.act(obs, a_base), dtype=np.float64)
-            w = 1.0 if self.everywhere else min(max(float(residual_weight), 0.0), 1.0)
-            return a_base + w * (a - a_base)
-        return a_base
+        if self.residual is None:
+            return self.base(obs)
+        if self._combined is None:
+            from cadenza.residual.policy import BasePlusResidual  # torch only when a residual runs
+
+            self._combined = BasePlusResidual(self.base, self.residual)
+        w = 1.0 if self.everywhere else min(max(float(residual_weight), 0.0), 1.0)
+        return self._combined.act(obs, w)
 
     def describe(self) -> dict[str, Any]:
         d = {"kind": self.kind, "version": self.version,

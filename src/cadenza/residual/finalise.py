@@ -77,7 +77,8 @@ def finalise(project: Project, *, ppo: PPO, base: BasePolicy, arch: ResidualArch
         "heldout_block": card.block, "scorecard_episodes": card.episodes, "wall_s": wall, "seed": seed,
         "resumed_from_round": resumed_from,
         "warnings": warnings, "plan": plan.as_dict(), "ppo": ppo.cfg.as_dict(), "architecture": arch.as_dict(),
-        "accel": accel.as_dict(), "scorecard": card.as_dict(), "history": history, "versions": library_versions("torch"),
+        "accel": accel.as_dict(), "scorecard": card.as_dict(), "history": history,
+        "versions": library_versions("torch"),
     }
     report_path = project.residual_dir / ("train_report_real.json" if real else "train_report.json")
     atomic_write_json(report_path, report)
