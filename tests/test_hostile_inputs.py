@@ -165,6 +165,10 @@ def _valid_name(s: str) -> bool:
 EPISODES = INT(1, 10_000_000)
 SEED = INT(0, 999_999)
 STEPS = INT(1000, 10**12)
+URL = Kind(lambda _: _specials("", " ", "ftp://host/v1", "http://", "api.groq.com", "http://a b", NON_UTF8, LONG))
+ENV_NAME = Kind(lambda _: _specials("", " ", "1KEY", "GROQ-API-KEY", "A B", "$KEY", NON_UTF8, LONG))
+LLM_FLAGS: dict[str, Kind] = {"--model": TEXT(), "--base-url": URL, "--timeout": FLOAT(0.0, 3600.0, lo_open=True),
+                              "--retries": INT(0, 10), "--api-key-env": ENV_NAME, "--no-cache": BOOL}
 
 BATTERY: dict[str, dict[str, Kind]] = {
     "": {"--version": BOOL},
@@ -196,10 +200,12 @@ BATTERY: dict[str, dict[str, Kind]] = {
     "env lora decode": {"PROJECT": PROJECT, "GOAL": TEXT(valid="enter the debris field")},
     "env run": {"PROJECT": PROJECT, "--headless": BOOL, "--policy": CHOICE("scripted", "lora", "llm"), "--goal": TEXT(),
                 "--episodes": INT(1, 1_000_000), "--seed": SEED, "--perturb": FLOAT(0.0, 1.0),
-                "--controller": CHOICE("residual", "student")},
+                "--controller": CHOICE("residual", "student"), **LLM_FLAGS},
     "env finetune": {"PROJECT": PROJECT, "LOGS": FILE(valid=lambda p: str(p.log)), "--output": OUTPUT,
                      "--format": CHOICE("jsonl", "lerobot"), "--skip-bad-lines": BOOL},
-    "env train": {"PROJECT": PROJECT, "--dry-run": BOOL},
+    "env train": {"PROJECT": PROJECT, "--dry-run": BOOL, "--runs": INT(1, 100_000), "--offline": BOOL,
+                  "--budget": INT(1, 10_000_000), "--policy": CHOICE("scripted", "llm"), "--screen": INT(1, 10_000),
+                  "--validation": INT(1, 100_000), "--perturb": FLOAT(0.0, 1.0), **LLM_FLAGS},
     "env history": {"PROJECT": PROJECT, "--kind": CHOICE("residual", "student", "lora", "prompt")},
     "env rollback": {"PROJECT": PROJECT, "KIND": CHOICE("residual", "student", "lora", "prompt", valid="residual"),
                      "--to": VERSION()},

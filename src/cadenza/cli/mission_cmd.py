@@ -16,10 +16,10 @@ from cadenza.cli.common import (
     err_console,
     existing_file,
     locked,
-    not_built,
     number_check,
     text_check,
 )
+from cadenza.cli.llm_opts import BaseUrlOpt, KeyEnvOpt, ModelOpt, NoCacheOpt, RetriesOpt, TimeoutOpt, llm_settings
 
 
 @locked("env run", check=preflight.run)
@@ -41,6 +41,12 @@ def run(
     controller: Annotated[str, typer.Option("--controller", callback=choice_check("residual", "student"),
                                             help="Low-level controller: residual (base + promoted residual, or base "
                                                  "alone) or student.")] = "residual",
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    timeout: TimeoutOpt = None,
+    retries: RetriesOpt = None,
+    api_key_env: KeyEnvOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Run missions and log every step to PROJECT/.cadenza-env/RUN-ID.log.jsonl (a replay image too, unless --headless)."""  # noqa: E501 (the help text)
     from rich.markup import escape
@@ -51,13 +57,21 @@ def run(
 
     proj = load_project(project)
     opts = RunOptions(policy=policy, goal=goal, episodes=episodes, seed=seed, perturb=perturb, controller=controller)
+    planner = None
+    if policy == "llm":  # the [llm] flags apply to this planner only
+        from cadenza.llm.planner import make_llm_planner
+        from cadenza.mission.runner import mission_vocabulary
+
+        settings = llm_settings(proj, model=model, base_url=base_url, timeout=timeout, retries=retries,
+                                api_key_env=api_key_env)
+        planner = make_llm_planner(proj, mission_vocabulary(proj)[0], settings=settings, use_cache=not no_cache)
 
     def progress(ep: EpisodeResult) -> None:
         if episodes > 1:
             err_console.print(f"  mission {ep.episode + 1}/{episodes}: {'success' if ep.success else ep.reason}",
                               markup=False)
 
-    result = run_missions(proj, opts, on_episode=progress)
+    result = run_missions(proj, opts, on_episode=progress, planner=planner)
     for note in result.notes:
         err_console.print(f"note: {note}", markup=False)
     h = result.header
@@ -76,6 +90,11 @@ def run(
     lo, hi = success_interval(k, n)
     console.print(f"success {k}/{n} = {100 * k / n:.0f}%  (95% Wilson CI {100 * lo:.0f}-{100 * hi:.0f}%)  "
                   f"\\[{h['task']}, perturb {perturb}, controller {ctrl_label}]", soft_wrap=True)
+    if planner is not None:
+        t = planner.totals()
+        console.print(f"llm {t['model']} at {t['base_url']}: {t['decisions']} decisions, {t['client']['requests']} "
+                      f"requests, {t['client']['cache_hits']} cache hits, {t['repairs']} repairs, {t['fallbacks']} "
+                      f"safe-stop fallbacks", markup=False, soft_wrap=True)
     console.print(f"log: {result.log_path}", markup=False, soft_wrap=True)
     if not headless:
         from cadenza.mission.replay import render_replay
@@ -115,10 +134,50 @@ def finetune(
 @locked("env train", check=preflight.nothing)
 def train(
     project: ProjectArg,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the rewritten prompt without saving it.")] = False,
+    runs: Annotated[int | None, typer.Option("--runs", callback=number_check(ge=1, le=100_000), show_default=False,
+                                             help="Read the newest N run logs. [default: all of them]")] = None,
+    model: ModelOpt = None,
+    offline: Annotated[bool, typer.Option("--offline", help="The local judge (deterministic rules mined from the "
+                                                            "logs; no key, no request). Also used when no key is "
+                                                            "set.")] = False,
+    budget: Annotated[int | None, typer.Option("--budget", callback=number_check(ge=1, le=10_000_000),
+                                               show_default=False,
+                                               help="Most LLM requests (judge and --policy llm missions); a budget "
+                                                    "too small for one candidate is refused before any request. "
+                                                    "[default: no limit]")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the failure modes and the rewritten prompt; fly "
+                                                            "no mission, save nothing.")] = False,
+    policy: Annotated[str | None, typer.Option("--policy", callback=choice_check("scripted", "llm"),
+                                               show_default=False,
+                                               help="Planner that flies the evaluation missions. [default: the one "
+                                                    "most of the runs used, scripted unless llm]")] = None,
+    screen: Annotated[int, typer.Option("--screen", callback=number_check(ge=1, le=10_000),
+                                        help="Screening minibatch: missions the judge read, flown by every "
+                                             "candidate.")] = 30,
+    validation: Annotated[int, typer.Option("--validation", callback=number_check(ge=1, le=100_000),
+                                            help="Validation missions (fixed seeds never read by the judge), "
+                                                 "flown by the incumbent and the candidate.")] = 100,
+    perturb: Annotated[float | None, typer.Option("--perturb", callback=number_check(ge=0.0, le=1.0),
+                                                  show_default=False,
+                                                  help="Perturbation level of the evaluation missions. [default: "
+                                                       "the runs' most common level]")] = None,
+    base_url: BaseUrlOpt = None,
+    timeout: TimeoutOpt = None,
+    retries: RetriesOpt = None,
+    api_key_env: KeyEnvOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
-    """LLM-as-judge over the project's runs: rewrite SYSTEM_PROMPT.md to fix the failures it finds."""
-    not_built("cadenza env train", "prompt-train")
+    """Rewrite SYSTEM_PROMPT.md from the runs: a judge proposes, missions decide (exit 0 DEPLOY or nothing to do, 3
+    BLOCK, 4 NEEDS_DATA)."""
+    from cadenza.cli.prompt_train_view import run_train
+    from cadenza.project.config import load_project
+
+    proj = load_project(project)
+    settings = llm_settings(proj, model=model, base_url=base_url, timeout=timeout, retries=retries,
+                            api_key_env=api_key_env)
+    raise typer.Exit(run_train(proj, settings, runs=runs, offline=offline, budget=budget, dry_run=dry_run,
+                               policy=policy, screen=screen, validation=validation, perturb=perturb,
+                               use_cache=not no_cache))
 
 
 def register(app: typer.Typer) -> None:

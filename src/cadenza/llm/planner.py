@@ -142,3 +142,6 @@ def make_llm_planner(project: Project, vocabulary: Vocabulary, *, settings: LlmS
 def register() -> None:
     """Make ``--policy llm`` build this planner with the project's ``[llm]`` settings."""
     register_planner("llm", lambda project, vocabulary: make_llm_planner(project, vocabulary))
+
+
+register()

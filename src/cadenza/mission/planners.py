@@ -4,9 +4,11 @@ A planner turns a goal into action steps, one decision at a time. At each decisi
 :class:`PlannerInput` (the rendered prompt, the observation summary as a dict and as text, the
 vocabulary, the steps taken so far) and returns one :class:`~cadenza.mission.actions.ActionStep`.
 
-* ``scripted``: rule based, offline, deterministic; reads only the observation summary.
+* ``scripted``: rule based, offline, deterministic; reads the observation summary, and its parameters
+  from the rules section of the prompt it is given (:mod:`cadenza.mission.rules`).
 * ``lora``: the LoRA action head (``cadenza env lora``); not built yet (the [lora] issue).
-* ``llm``: an OpenAI-compatible chat model driven by the prompt; not built yet (the [prompt-train] issue).
+* ``llm``: an OpenAI-compatible chat model driven by the prompt (:mod:`cadenza.llm.planner`, which
+  registers itself here when imported; the CLI imports it for ``--policy llm``).
 
 Later implementations plug in with :func:`register_planner`.
 """
@@ -15,11 +17,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 from cadenza.errors import CadenzaError, NotBuiltError
 from cadenza.mission.actions import ActionStep, Vocabulary
+from cadenza.mission.rules import read_settings
 from cadenza.mission.world import ROBOT_R
 from cadenza.project.config import Project
 
@@ -80,12 +83,15 @@ class ScriptedRules:
     detour_margin_m: float = 0.2  # a detour heading keeps this far from every rock's edge
     detour_max_deg: float = 60.0  # largest turn away from the way ahead to get round a rock
     min_walk_m: float = 0.3  # a walk past a rock after a detour turn is skipped when shorter than this
+    max_leg_m: float = 3.0  # longest walk in one step (3.0: the vocabulary's own limit)
 
 
 class ScriptedPlanner:
     """Rule-based planner: square up to each feature, stop short, crawl or climb, then go to the victim.
 
-    It reads only the observation summary (never the goal text): every goal runs the full search.
+    It reads the observation summary (never the goal text: every goal runs the full search), and takes
+    its parameters from the rules section of the prompt (``name = value`` settings, see
+    :mod:`cadenza.mission.rules`) over the ``rules`` it was built with; no rules section: those alone.
     Rocks: a walk goes straight only if the straight segment keeps clear of every reported rock;
     otherwise the planner turns to the nearest heading (at most ``detour_max_deg`` off the way ahead)
     whose segment is clear, and walks past the rock on the next decision.
@@ -99,7 +105,9 @@ class ScriptedPlanner:
         if missing:
             raise CadenzaError(f"the scripted planner needs these actions in [mission.actions]: {', '.join(missing)}")
         self.vocab = vocabulary
-        self.r = rules or ScriptedRules()
+        self.base_rules = rules or ScriptedRules()
+        self.r = self.base_rules
+        self._rules_seen: tuple[str, ScriptedRules] = ("", self.base_rules)  # (prompt's rules text, rules)
         self._detour: float | None = None  # after a detour turn: walk this far to get past the rock
 
     def reset(self, goal: str, seed: int) -> None:
@@ -115,6 +123,8 @@ class ScriptedPlanner:
         return ActionStep(name, {"degrees": round(min(max(abs(deg), lo), hi), 1)})
 
     def _move(self, action: str, d: float) -> ActionStep:
+        if action == "walk_forward":
+            d = min(d, self.r.max_leg_m)
         lo, hi = self._range(action, "distance_m")
         return ActionStep(action, {"distance_m": round(min(max(d, lo), hi), 2)})
 
@@ -164,7 +174,16 @@ class ScriptedPlanner:
         return self._turn(-45.0 if near["bearing_deg"] >= 0 else 45.0)  # boxed in: turn away from the nearest rock
 
     # ------------------------------------------------------------------ the rules
+    def rules_for(self, prompt: str) -> ScriptedRules:
+        """The rules for a decision: the prompt's rules-section settings over :attr:`base_rules`."""
+        settings = read_settings(prompt) if prompt else {}
+        key = repr(sorted(settings.items()))
+        if key != self._rules_seen[0]:
+            self._rules_seen = (key, replace(self.base_rules, **settings))
+        return self._rules_seen[1]
+
     def plan(self, inp: PlannerInput) -> ActionStep:
+        self.r = self.rules_for(inp.prompt)
         obs, r = inp.observation, self.r
         debris, step, victim = obs["debris"], obs["step"], obs["victim"]
         if debris["state"] == "inside":
@@ -212,4 +231,11 @@ def _not_built(name: str, issue: str) -> PlannerFactory:
 
 register_planner("scripted", _scripted)
 register_planner("lora", _not_built("lora", "lora"))
-register_planner("llm", _not_built("llm", "prompt-train"))
+
+
+def _llm_not_loaded(project: Project, vocabulary: Vocabulary) -> Planner:
+    raise CadenzaError("--policy llm: import cadenza.llm.planner first (it registers the llm planner; the CLI "
+                       "does this), and install the llm extra (pip install 'cadenza[llm]')")
+
+
+register_planner("llm", _llm_not_loaded)  # replaced when cadenza.llm.planner is imported

@@ -112,7 +112,7 @@ class MissionRunner:
     """Runs missions for one project; see :func:`run_missions`."""
 
     def __init__(self, project: Project, opts: RunOptions, *, planner: Planner | None = None,
-                 controller: LowLevelController | None = None) -> None:
+                 controller: LowLevelController | None = None, system_prompt: str | None = None) -> None:
         if not 0.0 <= opts.perturb <= 1.0:
             raise ConfigError(f"--perturb must be in [0, 1], got {opts.perturb}")
         if opts.episodes < 1:
@@ -126,7 +126,7 @@ class MissionRunner:
         self.planner = planner or make_planner(opts.policy, project, self.vocab)
         self.controller = controller or load_controller(project, opts.controller)
         self.notes += self.controller.notes
-        self.system_prompt = read_system_prompt(project)
+        self.system_prompt = read_system_prompt(project) if system_prompt is None else system_prompt
         self.max_steps = project.config.mission.max_steps
         self.goals = [opts.goal] if opts.goal else (list(project.config.mission.goals) or [DEFAULT_GOAL])
 
@@ -142,10 +142,11 @@ class MissionRunner:
             "actions": self.vocab.as_dict(), "actions_text": self.vocab.text(), "step_cost": STEP_COST,
         }
 
-    def run(self, run_id: str | None = None,
-            on_episode: Callable[[EpisodeResult], None] | None = None) -> RunResult:
+    def run(self, run_id: str | None = None, on_episode: Callable[[EpisodeResult], None] | None = None,
+            log_dir: Path | None = None) -> RunResult:
+        """Run the missions; the log goes to ``log_dir`` (default: the project's ``.cadenza-env``)."""
         run_id = run_id or new_run_id()
-        path = self.project.runs_dir / f"{run_id}{LOG_SUFFIX}"
+        path = (log_dir or self.project.runs_dir) / f"{run_id}{LOG_SUFFIX}"
         header = self.header(run_id)
         result = RunResult(run_id, path, header, notes=list(self.notes))
         with RunLogWriter(path) as log:
@@ -164,8 +165,10 @@ class MissionRunner:
                     raise
             k, n = result.successes, len(result.episodes)
             lo, hi = success_interval(k, n)
+            totals = getattr(self.planner, "totals", None)  # the llm planner's requests, repairs, fallbacks
             log.write({"type": "run_end", "time": utc_now(), "episodes": n, "successes": k,
-                       "success_rate": k / n, "ci95": [round(lo, 4), round(hi, 4)]}, sync=True)
+                       "success_rate": k / n, "ci95": [round(lo, 4), round(hi, 4)],
+                       **({"planner": totals()} if totals else {})}, sync=True)
         return result
 
     def _episode(self, log: RunLogWriter, i: int) -> EpisodeResult:
@@ -185,6 +188,8 @@ class MissionRunner:
                 system_prompt=self.system_prompt, goal=goal, observation=obs, observation_text=text,
                 actions_text=self.vocab.text(), history=hist, step=m.steps + 1, project=self.project.name))
             m.decide(obs, prompt=prompt, observation_text=text)
+            planner_info = getattr(self.planner, "step_record", None)  # what the decision cost (llm planner)
+            planner_info = planner_info() if planner_info else None
             m.run_step(self.controller)
             d = m.finish_step()
             out, action, state = d.outcome, d.action, m.state
@@ -207,6 +212,7 @@ class MissionRunner:
                 "success": out.reached, "outcome": out.as_dict(),
                 "pose": [round(state.x, 3), round(state.y, 3), round(math.degrees(state.yaw), 1)],
                 "posture": state.posture, "on_ledge": state.on_ledge, "trace": out.trace,
+                **({"planner": planner_info} if planner_info is not None else {}),
             })
         ep = EpisodeResult(i, seed, goal, m.success, m.steps, ret, reason, m.collision)
         log.write({"type": "episode_end", "episode": i, "seed": seed, "goal": goal, "success": m.success,
@@ -217,10 +223,13 @@ class MissionRunner:
 
 def run_missions(project: Project, opts: RunOptions, *, planner: Planner | None = None,
                  controller: LowLevelController | None = None, run_id: str | None = None,
-                 on_episode: Callable[[EpisodeResult], None] | None = None) -> RunResult:
+                 on_episode: Callable[[EpisodeResult], None] | None = None, system_prompt: str | None = None,
+                 log_dir: Path | None = None) -> RunResult:
     """Run ``opts.episodes`` missions and log them; returns the per-mission results and the log path.
 
-    ``planner`` and ``controller`` replace the ones ``opts`` names (for tests and custom loops).
+    ``planner`` and ``controller`` replace the ones ``opts`` names (for tests and custom loops);
+    ``system_prompt`` replaces SYSTEM_PROMPT.md's text and ``log_dir`` the project's ``.cadenza-env``
+    (``env train`` evaluates candidate prompts this way, away from the runs it learns from).
     """
-    runner = MissionRunner(project, opts, planner=planner, controller=controller)
-    return runner.run(run_id=run_id, on_episode=on_episode)
+    runner = MissionRunner(project, opts, planner=planner, controller=controller, system_prompt=system_prompt)
+    return runner.run(run_id=run_id, on_episode=on_episode, log_dir=log_dir)

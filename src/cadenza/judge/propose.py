@@ -1,0 +1,140 @@
+"""The local (offline, deterministic) judge: failure modes -> candidate prompts with explicit rules.
+
+For each failure mode the miner found, the judge looks up the planning rules that can answer it
+(:data:`ANSWERS`) and sets each rule's number from what the body did in the runs (how far turns on the
+spot moved it, how much its heading drifted per metre walked) and from the prompt's current settings.
+Every rule names the failure it fixes. Each candidate adds the rules for one failure mode; one more
+combines the first answers to the two most frequent modes. Modes no rule can answer are listed with
+the reason (:data:`UNANSWERED`). Which candidate is any good is decided by missions, never here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from cadenza.judge.mine import BodyMeasures, FailureMode, MiningReport
+from cadenza.mission.planners import ScriptedRules
+from cadenza.mission.rules import RULE_PARAMS, Rule, read_settings, with_rules
+
+
+@dataclass
+class Candidate:
+    text: str
+    rules: list[Rule]
+    source: str  # "offline" (this judge) or "llm"
+    fixes: list[str]  # failure-mode ids
+    problems: list[str] = field(default_factory=list)  # invariant violations (a candidate with any is dropped)
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{r.key}={r.value:g}" for r in self.rules) or self.source
+
+
+def _round(v: float, step: float = 0.05) -> float:
+    return round(round(v / step) * step, 3)
+
+
+def _clip(key: str, v: float) -> float:
+    p = RULE_PARAMS[key]
+    return min(max(v, p.lo), p.hi)
+
+
+Proposal = Callable[[ScriptedRules, BodyMeasures], list[tuple[str, float]]]
+
+
+def _shift(m: BodyMeasures, q: str = "p90", default: float = 0.3) -> float:
+    return m.turn_shift_m.get(q, default)
+
+
+def _into_feature_on_walk(r: ScriptedRules, m: BodyMeasures) -> list[tuple[str, float]]:
+    """Walks end in the feature: shorter last leg (square up closer), or shorter legs overall."""
+    drift = m.drift_deg_per_m.get("p50", 20.0)
+    leg = _round(max(0.5, min(2.0, r.at_edge_deg / max(drift, 1.0))), 0.1)
+    return [("approach_m", _round(max(0.3, r.approach_m * 0.6))), ("max_leg_m", leg)]
+
+
+def _into_feature_on_turn(r: ScriptedRules, m: BodyMeasures) -> list[tuple[str, float]]:
+    """A turn on the spot at the edge slides the body into the feature: crawl or climb at an angle instead,
+    or arrive squarer (a shorter last leg)."""
+    return [("at_edge_deg", 30.0), ("approach_m", _round(max(0.3, r.approach_m * 0.6)))]
+
+
+def _rock_on_walk(r: ScriptedRules, m: BodyMeasures) -> list[tuple[str, float]]:
+    return [("rock_margin_m", _round(r.rock_margin_m + _shift(m, "p50", 0.15)))]
+
+
+def _rock_on_turn(r: ScriptedRules, m: BodyMeasures) -> list[tuple[str, float]]:
+    """Turns near a rock after a detour slide into it: detour wider, pass wider."""
+    return [("detour_margin_m", _round(r.detour_margin_m + _shift(m))),
+            ("rock_margin_m", _round(r.rock_margin_m + _shift(m, "p50", 0.15)))]
+
+
+def _timeout(r: ScriptedRules, m: BodyMeasures) -> list[tuple[str, float]]:
+    """Missions that run out of steps mostly re-square again and again: tolerate more before turning."""
+    return [("square_deg", _round(r.square_deg * 1.5, 1.0)), ("aim_deg", _round(r.aim_deg * 1.5, 1.0))]
+
+
+ANSWERS: dict[str, Proposal] = {
+    "step-after-walk_forward": _into_feature_on_walk,
+    "debris-after-walk_forward": _into_feature_on_walk,
+    "step-after-turn": _into_feature_on_turn,
+    "debris-after-turn": _into_feature_on_turn,
+    "rock-after-walk_forward": _rock_on_walk,
+    "rock-after-turn": _rock_on_turn,
+    "timeout": _timeout,
+}
+UNANSWERED: dict[str, str] = {
+    "ledge-after-turn": "the body slides off the ledge while turning on it; how far the climb carries the body "
+                        "onto the ledge is the skill's, not a planning rule",
+    "ledge-after-walk_forward": "walking off the far side of the ledge; the ledge's extent is not in the observation",
+    "rock-after-crawl_forward": "crawling has no rock avoidance in the planner; no planning setting changes it",
+    "debris-after-crawl_forward": "the crawl stopped inside the debris and stood up; not a planning setting",
+    "sat-far": "the scripted planner never sits; another planner's choice",
+    "invalid-step": "invalid replies come from the LLM planner; the offline judge writes no format rules",
+    "ended": "an end the miner does not classify",
+}
+
+
+def current_rules(prompt: str) -> ScriptedRules:
+    """The scripted planner's rules under ``prompt`` (its rules-section settings over the defaults)."""
+    return ScriptedRules(**{**asdict(ScriptedRules()), **read_settings(prompt)})
+
+
+def offline_candidates(report: MiningReport, incumbent: str, max_candidates: int = 6) -> list[Candidate]:
+    """Candidate prompts from the failure modes (most frequent first), each adding the rules for one mode."""
+    r = current_rules(incumbent)
+    now = asdict(r)
+    per_mode: list[tuple[FailureMode, list[Rule]]] = []
+    for mode in report.modes:
+        answer = ANSWERS.get(mode.id)
+        if answer is None:
+            continue
+        fixes = f"{mode.id}, {mode.missions} of {mode.of} missions"
+        rules = [Rule(k, _clip(k, v), fixes) for k, v in answer(r, report.body)
+                 if not math.isclose(_clip(k, v), now[k])]
+        if rules:
+            per_mode.append((mode, rules))
+    out: list[Candidate] = []
+    seen: set[str] = set()
+
+    def add(rules: list[Rule], modes: list[str]) -> None:
+        text = with_rules(incumbent, rules)
+        if text not in seen and len(out) < max_candidates:
+            seen.add(text)
+            out.append(Candidate(text, rules, "offline", modes))
+
+    for mode, rules in per_mode:  # each answer alone
+        for rule in rules:
+            add([rule], [mode.id])
+    if len(per_mode) >= 2:  # the first answers to the two most frequent modes, together
+        (m1, r1), (m2, r2) = per_mode[:2]
+        if r1[0].key != r2[0].key:
+            add([r1[0], r2[0]], [m1.id, m2.id])
+    return out
+
+
+def unanswered(report: MiningReport) -> list[tuple[FailureMode, str]]:
+    """Failure modes no planning rule answers, with the reason."""
+    return [(m, UNANSWERED.get(m.id, "no planning rule answers it")) for m in report.modes if m.id not in ANSWERS]
