@@ -1,7 +1,10 @@
 """The bench's arms, one training run per (arm, seed), each in its own process when the bench runs in parallel.
 
-* ``residual``: governed PPO on the frozen base, as ``cadenza env residual train`` runs it (same
-  architecture, governor plan, curriculum and stop rules; nothing is registered or promoted);
+* ``residual``: governed PPO on the frozen base through the same round loop as ``cadenza env
+  residual train`` (:func:`cadenza.residual.loop.run_rounds`: same architecture, governor plan,
+  curriculum and review); the bench hooks its periodic evaluations into the loop where ``train``
+  hooks its validation card, so this arm stops on the governor's budget, plateau and divergence
+  rules, not on a validation margin, and keeps its last round; nothing is registered or promoted;
 * ``full``: the same PPO and governor with no base (``ResidualArch.use_base = False``): a full policy
   from scratch with the same hidden layers, ``a = clip(u)``; the governor gives it its from-scratch
   settings (broad initial exploration, no critic warm-up on a base rollout);
@@ -173,11 +176,11 @@ def _plan(project: Any, arch: Any, device: str, budget: int, real: bool) -> Any:
 
 
 def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
-    from cadenza.accel import Workload, configure
+    from cadenza.accel import configure
     from cadenza.base.loader import load_base
-    from cadenza.residual.network import Critic, ResidualActor, count_params
+    from cadenza.residual.loop import run_rounds
     from cadenza.residual.policy import ResidualController
-    from cadenza.residual.ppo import PPO, PPOConfig
+    from cadenza.residual.ppo import PPO, PPOConfig, update_workload
     from cadenza.residual.scaffold import arch_from_spec
     from cadenza.tasks.factory import base_source, make_task
 
@@ -188,13 +191,7 @@ def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
     policy_base = base if arch.use_base else None
     governor, plan = _plan(project, arch, device, job.steps, job.real)
     cfg = PPOConfig(**plan.hyperparameters)
-    # the acceleration layer's decisions for this update, made exactly as ``train`` makes them
-    rows = cfg.num_envs * cfg.n_steps
-    minibatch = min(cfg.minibatch_size, rows)
-    updates = max(1, job.steps // rows) * cfg.epochs * -(-rows // minibatch)
-    accel = configure(job.device, workload=Workload("ppo_update", params=count_params(ResidualActor(arch).net)
-                                                    + count_params(Critic(arch)), batch=minibatch,
-                                                    expected_calls=updates))
+    accel = configure(job.device, workload=update_workload(arch, cfg, job.steps))  # as ``train`` decides
     evaluator = _Evaluator(project, job.real, policy_base)
     targets = eval_targets(job.steps)
     clock = Clock()
@@ -204,19 +201,13 @@ def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
         ppo = PPO(arch, cfg, task, policy_base, device=device, seed=job.seed, accel=accel)
     curve = [evaluator(ResidualController(ppo.actor), 0, job.eval_episodes)]
     history: list[dict[str, Any]] = []
-    steps = 0
-    while True:
-        with clock:
-            level = plan.level_at(steps)
-            task.set_level(level)
-            st = ppo.round()
-            before, steps = steps, steps + st.env_steps
-            history.append({"round": len(history), "level": level, "env_steps_total": steps, **st.as_dict()})
-            decision = governor.review(history, plan)
-        if decision.action == "stop":
-            break
-        if due(targets, before, steps):
-            curve.append(evaluator(ResidualController(ppo.actor), steps, job.eval_episodes))
+
+    def evaluate_when_due(row: dict[str, Any], decision: Any) -> None:
+        before = history[-2]["env_steps_total"] if len(history) > 1 else 0
+        if decision.action != "stop" and due(targets, before, row["env_steps_total"]):
+            curve.append(evaluator(ResidualController(ppo.actor), row["env_steps_total"], job.eval_episodes))
+
+    steps, decision = run_rounds(ppo, task, plan, governor, history, after_review=evaluate_when_due, clock=clock)
     task.close()
     final = evaluator(ResidualController(ppo.actor), steps, job.final_episodes)
     curve.append(final)

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from cadenza.accel import AccelSettings, autocast, maybe_compile
+from cadenza.accel import AccelSettings, Workload, autocast, maybe_compile
 from cadenza.residual.control_law import control_law
-from cadenza.residual.network import Critic, ResidualActor, ResidualArch
+from cadenza.residual.network import Critic, ResidualActor, ResidualArch, count_params
 from cadenza.tasks.interface import Task
 
 
@@ -67,6 +67,16 @@ class PPOConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def update_workload(arch: ResidualArch, cfg: PPOConfig, budget_steps: int) -> Workload:
+    """What the PPO update of a run costs, for the acceleration layer's decisions (``configure(workload=...)``):
+    the actor and critic parameters, the minibatch rows, and the most minibatch steps the budget allows."""
+    rows = cfg.num_envs * cfg.n_steps  # one round's batch
+    minibatch = min(cfg.minibatch_size, rows)
+    updates = max(1, budget_steps // rows) * cfg.epochs * -(-rows // minibatch)
+    return Workload("ppo_update", params=count_params(ResidualActor(arch).net) + count_params(Critic(arch)),
+                    batch=minibatch, expected_calls=updates)
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""``cadenza env residual train``: the governed round loop.
+"""``cadenza env residual train``: a governed training on the shared round loop.
 
-One job per module: this one runs the rounds (collect and update with PPO, validate, let the governor
-continue or stop); ``checkpoint`` keeps every round and resumes an interrupted run; ``finalise``
-registers the kept round, scores it, moves the baseline and writes the report; ``plot`` draws the
-learning curve.
+One job per module: this one sets the training up and hooks into the shared round loop
+(:func:`cadenza.residual.loop.run_rounds`: collect and update with PPO, the governor's review) the
+validation card, the collision multiplier, the best round and the checkpoints; ``checkpoint`` keeps
+every round and resumes an interrupted run; ``finalise`` registers the kept round, scores it, moves
+the baseline and writes the report; ``plot`` draws the learning curve.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cadenza.accel import Workload, configure
+from cadenza.accel import configure
 from cadenza.base.loader import load_base
-from cadenza.governance.governor import Governor, LocalGovernor, Plan, TaskProfile
+from cadenza.governance.governor import Decision, Governor, LocalGovernor, Plan, TaskProfile
 from cadenza.project.config import Project
 from cadenza.residual.checkpoint import load_checkpoint, resume, run_dir, save_best, save_round
 from cadenza.residual.finalise import TrainResult, finalise
-from cadenza.residual.network import Critic, ResidualActor, count_params
+from cadenza.residual.loop import run_rounds
 from cadenza.residual.plot import plot_curve
 from cadenza.residual.policy import ResidualController
-from cadenza.residual.ppo import PPO, PPOConfig
+from cadenza.residual.ppo import PPO, PPOConfig, update_workload
 from cadenza.residual.scaffold import arch_from_spec
 from cadenza.residual.validation import Validator
 from cadenza.tasks.factory import base_source, make_task
@@ -49,11 +50,7 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     profile_task.close()
     plan: Plan = governor.plan(profile)
     cfg = PPOConfig(**plan.hyperparameters)
-    rows = cfg.num_envs * cfg.n_steps  # one round's batch
-    minibatch = min(cfg.minibatch_size, rows)
-    updates = max(1, budget // rows) * cfg.epochs * -(-rows // minibatch)  # minibatch steps, at most
-    accel = configure(device, workload=Workload("ppo_update", params=count_params(ResidualActor(arch).net)
-                                                + count_params(Critic(arch)), batch=minibatch, expected_calls=updates))
+    accel = configure(device, workload=update_workload(arch, cfg, budget))
 
     rdir = run_dir(project, real)
     ckpt_path, prog_path, best_path = rdir / "checkpoint.pt", rdir / "progress.json", rdir / "best.pt"
@@ -73,40 +70,38 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     t0 = time.perf_counter()
     wall_before = history[-1]["wall_s"] if history else 0.0
     latest_warning: dict[str, str] = {}  # one line per kind of warning (the text before ':'), the latest
-    stop_reason = ""
-    while True:
-        level = plan.level_at(steps_done)
-        task.set_level(level)
-        st = ppo.round()
-        steps_done += st.env_steps
-        row = {"round": len(history), "level": level, "env_steps_total": steps_done,
-               "wall_s": wall_before + time.perf_counter() - t0, **st.as_dict(),
-               "collision_cost": ppo.collision_cost}
-        history.append(row)
-        if LocalGovernor.validates(plan, history):
-            card = validator.score(ResidualController(ppo.actor.eval(), "candidate"))
-            ppo.actor.train()
-            row.update(card.as_dict())
-            # collisions as a constraint (a Lagrange multiplier on the deterministic policy's collision rate)
-            target = min(validator.base_stats.collision_rate, plan.collision_target_share * g.max_collision_rate)
-            ppo.collision_cost = min(plan.collision_cost_max, max(
-                0.0, ppo.collision_cost + plan.collision_lr * (card.collision - target)))
-            row["collision_target"] = target
-            row["wall_s"] = wall_before + time.perf_counter() - t0
-            if best is None or card.margin > best["val_margin"]:
-                best = row
-                best_state = {k: v.detach().clone() for k, v in ppo.actor.state_dict().items()}
-                save_best(best_path, best_state)
-        decision = governor.review(history, plan)
+
+    def on_row(row: dict[str, Any]) -> None:
+        nonlocal best, best_state
+        row["wall_s"] = wall_before + time.perf_counter() - t0
+        row["collision_cost"] = ppo.collision_cost
+        if not LocalGovernor.validates(plan, history):
+            return
+        card = validator.score(ResidualController(ppo.actor.eval(), "candidate"))
+        ppo.actor.train()
+        row.update(card.as_dict())
+        # collisions as a constraint (a Lagrange multiplier on the deterministic policy's collision rate)
+        target = min(validator.base_stats.collision_rate, plan.collision_target_share * g.max_collision_rate)
+        ppo.collision_cost = min(plan.collision_cost_max, max(
+            0.0, ppo.collision_cost + plan.collision_lr * (card.collision - target)))
+        row["collision_target"] = target
+        row["wall_s"] = wall_before + time.perf_counter() - t0
+        if best is None or card.margin > best["val_margin"]:
+            best = row
+            best_state = {k: v.detach().clone() for k, v in ppo.actor.state_dict().items()}
+            save_best(best_path, best_state)
+
+    def after_review(row: dict[str, Any], decision: Decision) -> None:
         for w in decision.warnings:
             latest_warning[w.split(":")[0]] = f"{w} (round {row['round']})"
         save_round(ckpt_path, prog_path, ppo.state_dict(), seed=seed, budget=budget, history=history,
                    plan=plan.as_dict())
         if on_round is not None:
             on_round(row, plan)
-        if decision.action == "stop":
-            stop_reason = decision.reason
-            break
+
+    steps_done, decision = run_rounds(ppo, task, plan, governor, history, steps_done=steps_done, on_row=on_row,
+                                      after_review=after_review)
+    stop_reason = decision.reason
     warnings = list(latest_warning.values())
     task.close()
     wall = wall_before + time.perf_counter() - t0
