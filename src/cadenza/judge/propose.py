@@ -3,9 +3,10 @@
 For each failure mode the miner found, the judge looks up the planning rules that can answer it
 (:data:`ANSWERS`) and sets each rule's number from what the body did in the runs (how far turns on the
 spot moved it, how much its heading drifted per metre walked) and from the prompt's current settings.
-Every rule names the failure it fixes. Each candidate adds the rules for one failure mode; one more
-combines the first answers to the two most frequent modes. Modes no rule can answer are listed with
-the reason (:data:`UNANSWERED`). Which candidate is any good is decided by missions, never here.
+Every rule names the failure it fixes. Each candidate adds one rule answering one failure mode;
+after screening, the two best candidates are merged into one more (:func:`merge`). Modes no rule
+can answer are listed with the reason (:data:`UNANSWERED`). Which candidate is any good is decided by
+missions, never here.
 """
 
 from __future__ import annotations
@@ -125,14 +126,18 @@ def offline_candidates(report: MiningReport, incumbent: str, max_candidates: int
             seen.add(text)
             out.append(Candidate(text, rules, "offline", modes))
 
-    for mode, rules in per_mode:  # each answer alone
+    for mode, rules in per_mode:  # each answer alone; train merges the best two after screening
         for rule in rules:
             add([rule], [mode.id])
-    if len(per_mode) >= 2:  # the first answers to the two most frequent modes, together
-        (m1, r1), (m2, r2) = per_mode[:2]
-        if r1[0].key != r2[0].key:
-            add([r1[0], r2[0]], [m1.id, m2.id])
     return out
+
+
+def merge(a: Candidate, b: Candidate, incumbent: str) -> Candidate | None:
+    """One candidate with the rules of both (``None`` when they set the same parameter or are not rule lists)."""
+    if not a.rules or not b.rules or {r.key for r in a.rules} & {r.key for r in b.rules}:
+        return None
+    rules = [*a.rules, *b.rules]
+    return Candidate(with_rules(incumbent, rules), rules, a.source, [*a.fixes, *b.fixes])
 
 
 def unanswered(report: MiningReport) -> list[tuple[FailureMode, str]]:

@@ -8,7 +8,8 @@
    checked against the invariants (:mod:`cadenza.judge.invariants`); one that breaks any is dropped.
 4. **Screen**: the incumbent and every candidate fly the same small minibatch of the missions the judge
    read (their seeds, goals and perturbation; failures first). A candidate goes on only if it succeeds
-   on more of them than the incumbent; the best one goes on.
+   on more of them than the incumbent; the two best are merged into one more candidate (when they set
+   different parameters and the merge keeps the invariants), and the best of all goes on.
 5. **Validate**: incumbent and candidate fly the same ``validation`` missions on fixed seeds that no
    run log holds (:data:`VALIDATION_SEED`, outside ``env run``'s seed range), and the paired
    difference in success gets an interval (:func:`cadenza.governance.stats.paired_diff_interval`).
@@ -37,7 +38,7 @@ from cadenza.governance.registry import Registry
 from cadenza.governance.stats import paired_diff_interval, paired_table, wilson
 from cadenza.judge.invariants import check_candidate
 from cadenza.judge.mine import FailureMode, MiningReport, mine
-from cadenza.judge.propose import Candidate, offline_candidates, unanswered
+from cadenza.judge.propose import Candidate, merge, offline_candidates, unanswered
 from cadenza.judge.runs import MissionView, RunSet, load_runs
 from cadenza.mission.controller import LowLevelController, load_controller
 from cadenza.mission.planners import Planner, ScriptedPlanner
@@ -237,12 +238,22 @@ def train_prompt(project: Project, opts: TrainOptions, *, judge: Callable[[Minin
         say(f"screening {len(result.candidates)} candidate(s) on {len(pairs)} of the judge's missions "
             f"(perturb {perturb:g})")
         result.screen["incumbent"] = base = ev.fly(incumbent, pairs)
-        best: tuple[int, Candidate] | None = None
+        winners: list[tuple[int, Candidate]] = []
         for c in result.candidates:
             s = result.screen[c.label] = ev.fly(c.text, pairs)
             say(f"  {c.label}: {s.k}/{s.n} (incumbent {base.k}/{base.n})")
-            if s.k > base.k and (best is None or s.k > best[0]):
-                best = (s.k, c)
+            if s.k > base.k:
+                winners.append((s.k, c))
+        winners.sort(key=lambda t: -t[0])  # stable: ties keep the judge's order (most frequent mode first)
+        merged = merge(winners[0][1], winners[1][1], incumbent) if len(winners) >= 2 else None
+        if merged is not None and not check_candidate(incumbent, merged.text, vocab.names, log_texts,
+                                                      set(RULE_PARAMS)):
+            result.candidates.append(merged)
+            s = result.screen[merged.label] = ev.fly(merged.text, pairs)
+            say(f"  {merged.label} (the best two merged): {s.k}/{s.n}")
+            if s.k > winners[0][0]:
+                winners.insert(0, (s.k, merged))
+        best = winners[0] if winners else None
         if best is None:
             result.action = "no candidate beat the incumbent on the screening minibatch; the incumbent stays"
             return result
