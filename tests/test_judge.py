@@ -186,6 +186,12 @@ def test_env_train_offline_end_to_end(logged: Path, tmp_path: Path, capsys: pyte
     assert promoted == (verdict["verdict"] == "DEPLOY")
     code, out, _ = run_cli(["env", "history", root, "--kind", "prompt"], capsys, monkeypatch)
     assert code == 0 and "v0001" in out and "v0002" in out
+    # a second train on the same runs has nothing new to fix: the incumbent stays, nothing is registered
+    after = (root / "SYSTEM_PROMPT.md").read_bytes()
+    code, out, _ = run_cli(["env", "train", root, "--offline", "--screen", "6", "--validation", "12"], capsys,
+                           monkeypatch)
+    assert code == 0 and "nothing new to fix" in out.replace("\n", " ")
+    assert reg.versions("prompt") == versions and (root / "SYSTEM_PROMPT.md").read_bytes() == after
     if promoted:
         code, _, _ = run_cli(["env", "rollback", root, "prompt"], capsys, monkeypatch)
         assert code == 0 and (root / "SYSTEM_PROMPT.md").read_bytes() == original

@@ -167,7 +167,21 @@ class Evaluator:
         self.tmp.cleanup()
 
 
-def ensure_incumbent(project: Project, reg: Registry, text: bytes, logs: dict[str, str]) -> str:
+def already_judged(reg: Registry, incumbent: str, logs: dict[str, str]) -> str | None:
+    """A prompt version already made from (at least) these logs against this incumbent, or ``None``."""
+    base = reg.baseline(KIND)
+    if base is None or reg.path(KIND, base, PROMPT_NAME).read_bytes() != incumbent.encode("utf-8"):
+        return None
+    hashes = set(logs.values())
+    for e in reversed(reg.ledger(KIND)):
+        meta = e.get("metadata") or {}
+        if e.get("event") == "register" and (e.get("version") == base or meta.get("parent") == base) \
+                and hashes <= set((meta.get("logs") or {}).values()):
+            return str(e["version"])
+    return None
+
+
+def ensure_incumbent(reg: Registry, text: bytes) -> str:
     """The registered version holding ``text`` as the baseline (registering and promoting it if needed)."""
     base = reg.baseline(KIND)
     if base is not None and reg.path(KIND, base, PROMPT_NAME).read_bytes() == text:
@@ -204,6 +218,11 @@ def train_prompt(project: Project, opts: TrainOptions, *, judge: Callable[[Minin
         f"{report.failures} failed, {len(report.modes)} failure mode(s)")
     if report.failures == 0:
         result.action = "nothing to fix: every mission read succeeded; the incumbent stays"
+        return result
+    judged = already_judged(Registry(project.root), incumbent, runs.logs)
+    if judged is not None:
+        result.action = (f"nothing new to fix: {judged} was already judged on these {len(runs.logs)} log(s) against "
+                         f"this prompt; the incumbent stays (run more missions with `env run` first)")
         return result
     # the budget: refused before any request when it cannot hold one candidate's evaluation
     steps = sum(len(m.steps) for m in runs.missions) / len(runs.missions)
@@ -285,7 +304,7 @@ def _diff(a: str, b: str) -> str:
 
 def _register(project: Project, result: TrainResult, incumbent: str, chosen: Candidate, conf: float) -> None:
     reg = Registry(project.root)
-    result.incumbent_version = ensure_incumbent(project, reg, incumbent.encode("utf-8"), result.runs.logs)
+    result.incumbent_version = ensure_incumbent(reg, incumbent.encode("utf-8"))
     lo, hi = result.paired or (-1.0, 1.0)
     scores = {k: v.as_dict(conf) for k, v in result.validation.items()}
     meta = {"judge": result.label, "source": chosen.source, "parent": result.incumbent_version,
