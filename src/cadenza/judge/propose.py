@@ -3,7 +3,7 @@
 For each failure mode the miner found, the judge looks up the planning rules that can answer it
 (:data:`ANSWERS`) and sets each rule's number from what the body did in the runs (how far turns on the
 spot moved it, how much its heading drifted per metre walked) and from the prompt's current settings.
-Every rule names the failure it fixes. Each candidate adds one rule answering one failure mode;
+Every rule names the failure(s) it fixes. Each candidate adds one rule;
 after screening, the two best candidates are merged into one more (:func:`merge`). Modes no rule
 can answer are listed with the reason (:data:`UNANSWERED`). Which candidate is any good is decided by
 missions, never here.
@@ -50,10 +50,12 @@ def _shift(m: BodyMeasures, q: str = "p90", default: float = 0.3) -> float:
 
 
 def _into_feature_on_walk(r: ScriptedRules, m: BodyMeasures) -> list[tuple[str, float]]:
-    """Walks end in the feature: shorter last leg (square up closer), or shorter legs overall."""
+    """Walks end in the feature: shorter last leg (square up closer), or shorter legs overall: the leg over
+    which the median heading drift reaches the at-edge tolerance, and half as long again."""
     drift = m.drift_deg_per_m.get("p50", 20.0)
-    leg = _round(max(0.5, min(2.0, r.at_edge_deg / max(drift, 1.0))), 0.1)
-    return [("approach_m", _round(max(0.3, r.approach_m * 0.6))), ("max_leg_m", leg)]
+    leg = max(0.5, min(2.0, r.at_edge_deg / max(drift, 1.0)))
+    return [("approach_m", _round(max(0.3, r.approach_m * 0.6))), ("max_leg_m", _round(leg, 0.1)),
+            ("max_leg_m", _round(min(3.0, 1.5 * leg), 0.1))]
 
 
 def _into_feature_on_turn(r: ScriptedRules, m: BodyMeasures) -> list[tuple[str, float]]:
@@ -103,32 +105,27 @@ def current_rules(prompt: str) -> ScriptedRules:
     return ScriptedRules(**{**asdict(ScriptedRules()), **read_settings(prompt)})
 
 
-def offline_candidates(report: MiningReport, incumbent: str, max_candidates: int = 6) -> list[Candidate]:
-    """Candidate prompts from the failure modes (most frequent first), each adding the rules for one mode."""
+def offline_candidates(report: MiningReport, incumbent: str, max_candidates: int = 8) -> list[Candidate]:
+    """Candidate prompts, one rule each, in the order of the most frequent failure mode they answer; a
+    setting that answers several modes is one candidate naming them all."""
     r = current_rules(incumbent)
     now = asdict(r)
-    per_mode: list[tuple[FailureMode, list[Rule]]] = []
+    answers: dict[tuple[str, float], list[FailureMode]] = {}  # (key, value) -> the modes it answers, in order
     for mode in report.modes:
         answer = ANSWERS.get(mode.id)
         if answer is None:
             continue
-        fixes = f"{mode.id}, {mode.missions} of {mode.of} missions"
-        rules = [Rule(k, _clip(k, v), fixes) for k, v in answer(r, report.body)
-                 if not math.isclose(_clip(k, v), now[k])]
-        if rules:
-            per_mode.append((mode, rules))
+        for k, v in answer(r, report.body):
+            v = _clip(k, v)
+            if not math.isclose(v, now[k]):
+                answers.setdefault((k, v), [])
+                if mode not in answers[(k, v)]:
+                    answers[(k, v)].append(mode)
     out: list[Candidate] = []
-    seen: set[str] = set()
-
-    def add(rules: list[Rule], modes: list[str]) -> None:
-        text = with_rules(incumbent, rules)
-        if text not in seen and len(out) < max_candidates:
-            seen.add(text)
-            out.append(Candidate(text, rules, "offline", modes))
-
-    for mode, rules in per_mode:  # each answer alone; train merges the best two after screening
-        for rule in rules:
-            add([rule], [mode.id])
+    for (k, v), modes in list(answers.items())[:max_candidates]:
+        ids = modes[0].id + (f" +{len(modes) - 1}" if len(modes) > 1 else "")  # short: prompts grow 1.5x at most
+        rule = Rule(k, v, f"{ids}, {sum(m.missions for m in modes)} of {modes[0].of} missions")
+        out.append(Candidate(with_rules(incumbent, [rule]), [rule], "offline", [m.id for m in modes]))
     return out
 
 

@@ -35,16 +35,16 @@ class RuleParam:
 
 # the scripted planner's parameters a rule may set (cadenza.mission.planners.ScriptedRules has each of them)
 RULE_PARAMS: dict[str, RuleParam] = {
-    "standoff_m": RuleParam(0.1, 0.6, "Stop {v:.2f} m short of debris or a step face, then square up"),
-    "approach_m": RuleParam(0.3, 3.0, "On a long approach, stop {v:.2f} m short first and square up again"),
-    "max_leg_m": RuleParam(0.3, 3.0, "Walk at most {v:.2f} m per step; square up between steps"),
-    "crawl_from_m": RuleParam(0.2, 1.5, "Start crawling when the debris edge is {v:.2f} m away or closer"),
-    "climb_from_m": RuleParam(0.2, 0.6, "Climb when the step face is {v:.2f} m away or closer"),
+    "standoff_m": RuleParam(0.1, 0.6, "Stop {v:g} m short of debris or a step face, then square up"),
+    "approach_m": RuleParam(0.3, 3.0, "On long approaches, stop {v:g} m short and square up again"),
+    "max_leg_m": RuleParam(0.3, 3.0, "Walk at most {v:g} m per step; square up in between"),
+    "crawl_from_m": RuleParam(0.2, 1.5, "Start crawling when the debris edge is {v:g} m away or closer"),
+    "climb_from_m": RuleParam(0.2, 0.6, "Climb when the step face is {v:g} m away or closer"),
     "square_deg": RuleParam(2.0, 45.0, "Away from features, square up when over {v:.0f} deg off"),
     "at_edge_deg": RuleParam(5.0, 30.0, "At an edge, crawl or climb when within {v:.0f} deg of square"),
     "aim_deg": RuleParam(2.0, 45.0, "Turn to the victim when over {v:.0f} deg off"),
-    "rock_margin_m": RuleParam(0.0, 1.0, "Walk past rocks with {v:.2f} m to spare"),
-    "detour_margin_m": RuleParam(0.0, 1.0, "Detour round rocks with {v:.2f} m to spare"),
+    "rock_margin_m": RuleParam(0.0, 1.0, "Walk past rocks with {v:g} m to spare"),
+    "detour_margin_m": RuleParam(0.0, 1.0, "Detour round rocks with {v:g} m to spare"),
 }
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -69,7 +69,7 @@ class Rule:
 
 
 def _num(v: float) -> str:
-    return f"{v:.2f}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))
+    return f"{v:g}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))
 
 
 def section_span(text: str) -> tuple[int, int] | None:
