@@ -75,7 +75,10 @@ class ChatClient:
     """
 
     def __init__(self, settings: LlmSettings, cache: ReplyCache | None = None, budget: int | None = None) -> None:
-        import openai  # the llm extra; imported here so the rest of cadenza works without it
+        try:
+            import openai  # the llm extra; imported here so the rest of cadenza works without it
+        except ImportError:
+            raise LlmError("the LLM client needs the openai package: pip install 'cadenza[llm]'") from None
 
         self.settings = settings
         self.cache = cache
