@@ -38,6 +38,8 @@ def history(
             evidence = f"block {e['block']}, {e.get('episodes', '?')} episodes"
             if (e.get("looks") or 1) > 1:
                 evidence += f" ({e['looks']} looks)"
+        elif e.get("seeds"):  # a prompt's validation missions
+            evidence = f"seeds {e['seeds'][0]}-{e['seeds'][-1]}, {e.get('episodes', '?')} missions"
         if e["event"] == "verdict":
             detail = f"{e['verdict']}: {e.get('action', '')}"
         elif e["event"] == "preview":
@@ -45,8 +47,11 @@ def history(
         elif e["event"] in ("promote", "rollback"):
             detail = f"baseline {e.get('from') or '-'} -> {e['version']}"
         else:
-            shown = ("task", "env_steps", "stop_reason", "imported_from")
-            detail = ", ".join(f"{k}={v}" for k, v in (e.get("metadata") or {}).items() if k in shown)
+            shown = ("task", "env_steps", "stop_reason", "imported_from", "judge", "origin")
+            meta = e.get("metadata") or {}
+            detail = ", ".join(f"{k}={v}" for k, v in meta.items() if k in shown and v is not None)
+            if meta.get("rules"):  # a prompt version's rules
+                detail += "; rules " + ", ".join(f"{r['key']}={r['value']:g}" for r in meta["rules"])
         t.add_row(e["time"], e["kind"], e["version"], e["event"], evidence, detail)
     console.print(t)
     for k in kinds:

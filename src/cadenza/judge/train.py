@@ -186,7 +186,7 @@ def ensure_incumbent(reg: Registry, text: bytes) -> str:
     base = reg.baseline(KIND)
     if base is not None and reg.path(KIND, base, PROMPT_NAME).read_bytes() == text:
         return base
-    origin = "the project's prompt before prompt training" if base is None else "edited by hand since " + base
+    origin = "SYSTEM_PROMPT.md before env train" if base is None else "edited by hand after " + base
     v = reg.register(KIND, {PROMPT_NAME: text}, {"origin": origin, "judge": None})
     reg.promote(KIND, v, [f"incumbent: {origin}"])
     return v
