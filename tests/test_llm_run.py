@@ -127,3 +127,19 @@ def test_env_train_with_the_llm_judge_and_the_key_is_never_written(project: Path
     assert list((project / ".cadenza" / "llm-cache").rglob("*.json"))  # the replies were cached ...
     assert files_holding(project, KEY.encode()) == []  # ... and no file under the project holds the key
     assert all(KEY not in o for o in outputs)
+
+
+def test_a_judge_rewrite_that_breaks_an_invariant_is_dropped(project: Path, capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run_cli(["env", "run", project, "--headless", "--episodes", "3", "--perturb", "1.0"], capsys,
+                   monkeypatch)[0] == 0
+    original = (project / "SYSTEM_PROMPT.md").read_bytes()
+    bad = original.decode().replace("`climb_step`", "a climb") + "\n## Rules\n\n- Go fast.\n"
+    with chat_server(model=judge_or_plan(bad)) as srv:
+        code, out, err = run_cli(["env", "train", project, "--policy", "scripted", *llm_flags(srv.url)], capsys,
+                                 monkeypatch)
+    assert "nothing to fix" not in out  # seeds 0-2 at perturbation 1.0 have failures (deterministic)
+    assert len(srv.requests) == 1
+    assert code == 0, err
+    assert "dropped candidate" in out and "drops action(s) from the vocabulary: climb_step" in out
+    assert (project / "SYSTEM_PROMPT.md").read_bytes() == original and Registry(project).versions("prompt") == []
