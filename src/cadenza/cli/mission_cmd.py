@@ -65,6 +65,8 @@ def run(
         settings = llm_settings(proj, model=model, base_url=base_url, timeout=timeout, retries=retries,
                                 api_key_env=api_key_env)
         planner = make_llm_planner(proj, mission_vocabulary(proj)[0], settings=settings, use_cache=not no_cache)
+    elif policy == "lora":  # registers the lora planner (the promoted head, loaded by make_planner)
+        import cadenza.lora.planner  # noqa: F401
 
     def progress(ep: EpisodeResult) -> None:
         if episodes > 1:
@@ -153,7 +155,7 @@ def train(
                                                     "most of the runs used, scripted unless llm]")] = None,
     screen: Annotated[int, typer.Option("--screen", callback=number_check(ge=1, le=10_000),
                                         help="Screening minibatch: missions the judge read, flown by every "
-                                             "candidate.")] = 30,
+                                             "candidate.")] = 50,
     validation: Annotated[int, typer.Option("--validation", callback=number_check(ge=1, le=100_000),
                                             help="Validation missions (fixed seeds never read by the judge), "
                                                  "flown by the incumbent and the candidate.")] = 100,

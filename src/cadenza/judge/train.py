@@ -6,10 +6,11 @@
 3. A judge proposes candidates: the local judge (offline, deterministic: rules from the failure modes,
    :mod:`cadenza.judge.propose`), or the LLM judge (:mod:`cadenza.judge.llm_judge`). Every candidate is
    checked against the invariants (:mod:`cadenza.judge.invariants`); one that breaks any is dropped.
-4. **Screen**: the incumbent and every candidate fly the same small minibatch of the missions the judge
-   read (their seeds, goals and perturbation; failures first). A candidate goes on only if it succeeds
-   on more of them than the incumbent; the two best are merged into one more candidate (when they set
-   different parameters and the merge keeps the invariants), and the best of all goes on.
+4. **Screen**: the incumbent and every candidate fly the same minibatch of the missions the judge read
+   (their seeds and goals; spread evenly over them, so failures and successes keep their share). A
+   candidate goes on only if it succeeds on more of them than the incumbent; the two best are merged
+   into one more candidate (when they set different parameters and the merge keeps the invariants),
+   and the best of all goes on.
 5. **Validate**: incumbent and candidate fly the same ``validation`` missions on fixed seeds that no
    run log holds (:data:`VALIDATION_SEED`, outside ``env run``'s seed range), and the paired
    difference in success gets an interval (:func:`cadenza.governance.stats.paired_diff_interval`).
@@ -55,7 +56,7 @@ class TrainOptions:
     runs: int | None = None  # read the newest N run logs (None: all)
     offline: bool = True  # the local judge (no key needed)
     policy: str | None = None  # the planner that flies the evaluation missions (None: the one most runs used)
-    screen: int = 30  # screening minibatch size (missions the judge read)
+    screen: int = 50  # screening minibatch size (missions the judge read)
     validation: int = 100  # validation missions (fixed seeds the judge never read)
     perturb: float | None = None  # evaluation perturbation (None: the runs' most common level)
     budget: int | None = None  # most LLM requests (None: no limit)
@@ -114,14 +115,15 @@ def evaluation_cost(opts: TrainOptions, n_candidates: int, steps_per_mission: fl
 
 
 def minibatch(runs: RunSet, size: int) -> list[MissionView]:
-    """The screening missions: the judge's failed missions first, then successes, one per seed."""
-    seen: set[int] = set()
-    out: list[MissionView] = []
-    for m in [*runs.failures, *(m for m in runs.missions if m.success)]:
-        if m.seed not in seen and len(out) < size:
-            seen.add(m.seed)
-            out.append(m)
-    return out
+    """The screening missions: up to ``size`` of the judge's missions (one per seed), spread evenly over them,
+    so failures and successes keep their share: a rule that fixes failures by breaking successes shows."""
+    by_seed: dict[int, MissionView] = {}
+    for m in runs.missions:
+        by_seed.setdefault(m.seed, m)
+    unique = list(by_seed.values())
+    if len(unique) <= size:
+        return unique
+    return [unique[(i * len(unique)) // size] for i in range(size)]
 
 
 def _common_policy(runs: RunSet) -> str:
