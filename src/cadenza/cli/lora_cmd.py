@@ -120,7 +120,7 @@ def data(
     from rich.table import Table
 
     from cadenza.lora.dataset import dataset_path, load_dataset, merge_finetune
-    from cadenza.lora.objectives import OBJECTIVES
+    from cadenza.mission.objectives import OBJECTIVES
     from cadenza.project.config import load_project
 
     proj = load_project(project)

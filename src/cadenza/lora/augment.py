@@ -16,6 +16,9 @@ import random
 import re
 
 from cadenza.mission.actions import ActionStep, Vocabulary
+from cadenza.project.config import normalise_goal as normalise
+
+__all__ = ["FRAMES", "SYNONYMS", "jitter", "normalise", "paraphrases"]
 
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "enter": ("go into", "get into", "move into", "head into"),
@@ -34,11 +37,6 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 FRAMES: tuple[str, ...] = ("please {g}", "{g} now", "your task: {g}", "go ahead and {g}", "{g}, carefully",
                            "I need you to {g}", "{g} please")
-
-
-def normalise(text: str) -> str:
-    """Lower case, single spaces, no surrounding punctuation (how goal texts are compared)."""
-    return re.sub(r"\s+", " ", re.sub(r"[^\w\s'-]", " ", text.lower())).strip()
 
 
 def paraphrases(text: str, n: int, seed: int = 0) -> list[str]:

@@ -11,7 +11,7 @@ From the dataset (:mod:`cadenza.lora.dataset`) and the project's world:
 3. **open-loop plans.** Each training example is a target plan for its goal with no observation
    (``env lora decode`` answers in this form), plus ``JITTER_COPIES`` copies whose parameters move by
    up to 8% of their range (inside it).
-4. **closed-loop states.** The scripted expert pursuing each objective (:class:`ObjectiveExpert`) runs
+4. **closed-loop states.** The scripted expert pursuing each objective (:func:`cadenza.lora.missions.expert`) runs
    missions on ``SITES`` generated training sites per objective (site seeds from
    :data:`TRAIN_SITE_SEED`, far from every held-out block), at perturbation 0 with the project's base.
    At each decision, with probability ``NOISE_P``, a perturbed step is taken instead of the expert's
@@ -38,9 +38,9 @@ import numpy as np
 from cadenza.lora.augment import jitter, normalise, paraphrases
 from cadenza.lora.dataset import Example
 from cadenza.lora.features import StepCodec, observation_features
-from cadenza.lora.missions import MissionSpec, run_batch
-from cadenza.lora.objectives import OBJECTIVES, ObjectiveExpert
+from cadenza.lora.missions import MissionSpec, expert, run_batch
 from cadenza.mission.actions import ActionStep, Vocabulary
+from cadenza.mission.objectives import OBJECTIVES
 
 PARAPHRASES = 6
 JITTER_COPIES = 3
@@ -115,7 +115,7 @@ def expert_pairs(vocab: Vocabulary, base: Any, max_steps: int, sites: int, seed:
     chooses the step taken instead of the expert's (default: the DART perturbation)."""
     specs = [MissionSpec(TRAIN_SITE_SEED + seed * 10_000 + first_site + s, o, o) for o in objectives
              for s in range(sites)]
-    planners = [ObjectiveExpert(vocab, s.objective) for s in specs]
+    planners = [expert(vocab, s.objective) for s in specs]
     outs, decisions = run_batch(specs, planners, vocab, base, max_steps=max_steps,
                                 noise=noise or noise_step(vocab), noise_seed=seed + first_site, record=True)
     by_mission: dict[int, list[Any]] = {}

@@ -3,7 +3,7 @@
 One JSON object per line (the file is rewritten atomically on every change):
 
 * ``goal``: the goal text as given; ``steps``: ``[{"name": ..., "params": {...}}, ...]``;
-* ``objective``: what the goal asks for (:data:`cadenza.lora.objectives.OBJECTIVES`): the project's
+* ``objective``: what the goal asks for (:data:`cadenza.mission.objectives.OBJECTIVES`): the project's
   configured objective when the goal is one of ``mission.goals`` (compared normalised), otherwise
   read from the steps (:func:`objective_from_steps`);
 * ``image``: ``{"path", "sha256"}`` of the visual context given with ``--image``, or null (stored by
@@ -22,8 +22,8 @@ from typing import Any
 
 from cadenza.errors import CadenzaError, UsageError
 from cadenza.lora.augment import normalise
-from cadenza.lora.objectives import DEFAULT_OBJECTIVE, OBJECTIVES
 from cadenza.mission.actions import ActionError, ActionStep, Vocabulary
+from cadenza.mission.objectives import DEFAULT_OBJECTIVE, OBJECTIVES
 from cadenza.project.config import Project
 from cadenza.utils.io import atomic_write_text, sha256_file
 

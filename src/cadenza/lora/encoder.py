@@ -66,8 +66,11 @@ def build_minilm() -> Any:
                             "(corrupt or replaced); refusing to load it")
     try:
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
     except ModuleNotFoundError:
         raise CadenzaError("the LoRA head needs transformers: pip install -e \".[lora]\"") from None
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in a command's output
+    hf_logging.set_verbosity_error()
 
     class MiniLM(torch.nn.Module):
         name = "all-MiniLM-L6-v2"

@@ -33,9 +33,12 @@ def latest_version(project: Project) -> str:
 
 def evaluate(project: Project, version: str, *, promote: bool, block: int | None = None,
              on_look: Callable[[Any], None] | None = None) -> Evaluated:
+    from cadenza.accel.decisions import Workload
+    from cadenza.accel.device import configure
     from cadenza.lora.finetune import project_base
     from cadenza.mission.runner import mission_vocabulary
 
+    configure("cpu", Workload("lora", params=22_700_000, batch=1, training=False))
     reg = Registry(project.root)
     vocab, _ = mission_vocabulary(project)
     base = project_base(project)

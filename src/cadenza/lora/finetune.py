@@ -23,10 +23,10 @@ from cadenza.lora.augment import normalise
 from cadenza.lora.dataset import dataset_path, load_dataset
 from cadenza.lora.features import StepCodec
 from cadenza.lora.head import ADAPTER_FILE, META_FILE, ActionHead
-from cadenza.lora.objectives import OBJECTIVES
 from cadenza.lora.planner import KIND
 from cadenza.lora.scorecard import BASELINE_FILE, LoraScore, coverage_only
 from cadenza.lora.train import DECODER_STEPS, FitResult, fit
+from cadenza.mission.objectives import OBJECTIVES
 from cadenza.project.config import Project
 from cadenza.utils.io import sha256_file
 
@@ -85,11 +85,15 @@ def dagger_round(vocab: Any, base: Any, max_steps: int, sites: int, seed: int, o
 def finetune(project: Project, opts: FinetuneOptions, *, progress: Callable[[str, int, int], None] | None = None,
              status: Callable[[str], None] | None = None) -> Finetuned | LoraScore:
     """Fine-tune and register; returns the NEEDS_DATA scorecard instead when coverage is short."""
+    from cadenza.accel.decisions import Workload
+    from cadenza.accel.device import configure
     from cadenza.lora.encoder import load_encoder
     from cadenza.mission.runner import mission_vocabulary
 
     t0 = time.perf_counter()
     say = status or (lambda s: None)
+    accel = configure("cpu", Workload("lora", params=22_700_000, batch=24 * 12, expected_calls=opts.epochs * 8))
+    say(f"torch: {accel.summary()} ({accel.reasons['threads']})")
     vocab, _ = mission_vocabulary(project)
     examples = load_dataset(project)
     base = project_base(project)
@@ -124,6 +128,7 @@ def finetune(project: Project, opts: FinetuneOptions, *, progress: Callable[[str
                      "final_loss": {k: round(sum(v[-20:]) / max(len(v[-20:]), 1), 4) for k, v in
                                     result.losses.items() if v}},
         "dataset": {"examples": len(examples), "sha256": sha256_file(ds) if ds.is_file() else None},
+        "accel": accel.as_dict(),
     }
     frozen = ActionHead(None, result.frozen, codec, 0, data.train_texts, result.frozen_vectors, -1.0, max_steps)
     with tempfile.TemporaryDirectory(prefix="cadenza-lora-") as tmp:

@@ -13,7 +13,7 @@ with its shape, and nothing extra may be there; otherwise one line says what dif
 
 **Abstention.** A goal's *similarity* is the largest cosine between its embedding and the training
 goal texts' embeddings (both through the adapted encoder). Below the calibrated threshold the head
-abstains: no plan, and in a mission a logged safe stop (:class:`cadenza.lora.objectives.PlannerStop`).
+abstains: no plan, and in a mission a logged safe stop (:class:`cadenza.mission.objectives.PlannerStop`).
 """
 
 from __future__ import annotations
@@ -165,13 +165,13 @@ def read_meta(path: Path) -> dict[str, Any]:
 def load_baseline(path: Path, meta_path: Path, encoder: Any) -> ActionHead:
     """The frozen-encoder baseline of a version (its stage-1 decoder on ``encoder`` without LoRA); it
     never abstains."""
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     meta = read_meta(meta_path)
     try:
         tensors = load_file(str(path))
-    except (SafetensorsError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError) as e:
         raise ArtefactError(f"{path}: not a readable safetensors file ({e})") from None
     codec = StepCodec.from_dict(meta["codec"])
     decoder = PlanDecoder(DecoderConfig(**meta["decoder"]), codec)
@@ -186,7 +186,7 @@ def load_baseline(path: Path, meta_path: Path, encoder: Any) -> ActionHead:
 
 def load_head(adapter: Path, meta_path: Path, encoder: Any) -> ActionHead:
     """Build the head from its two files on ``encoder`` (a fresh, frozen encoder without LoRA)."""
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     meta = read_meta(meta_path)
@@ -197,7 +197,7 @@ def load_head(adapter: Path, meta_path: Path, encoder: Any) -> ActionHead:
                                 f"project's encoder has {have.get(key)!r}; fine-tune again")
     try:
         tensors = load_file(str(adapter))
-    except (SafetensorsError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError) as e:
         raise ArtefactError(f"{adapter}: not a readable safetensors file ({e})") from None
     codec = StepCodec.from_dict(meta["codec"])
     rank = int(meta["rank"])

@@ -1,11 +1,12 @@
 """Missions run side by side: one physics batch, one planner per mission, success by objective.
 
-Used for the LoRA head's closed-loop data (the objective expert's rollouts, with noise) and its
-scorecard (the head and the scripted expert on the same held-out sites). Each mission is what
-``env run`` does for one goal: the site from its seed, the skills of :mod:`cadenza.mission.skills`
-driven by the project's frozen base at the given perturbation level, at most ``max_steps`` action
-steps; here the missions share one :class:`RescueDogProxy` batch, so the physics of all of them is
-one numpy tick (about 20x faster than one ``env run`` mission after another).
+Used for the LoRA head's closed-loop data (the scripted planner's missions, with noise) and its
+scorecard (the head and the scripted planner on the same held-out sites). Each mission is the
+mission state machine ``env run`` uses (:class:`cadenza.mission.episode.Mission`): the site from its
+seed, the skills driven by the project's frozen base at the given perturbation level, at most
+``max_steps`` action steps, success when the goal's objective is met without a collision. Here the
+missions share one :class:`RescueDogProxy` batch, so the physics of all of them is one numpy tick
+(about ten times faster than one ``env run`` mission after another).
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from cadenza.lora.objectives import PlannerStop, objective_met
-from cadenza.mission.actions import ActionError, ActionStep, Vocabulary
+from cadenza.mission.actions import ActionStep, Vocabulary
 from cadenza.mission.body import ProxyBody, step_batch
-from cadenza.mission.planners import Planner, PlannerInput
-from cadenza.mission.skills import StepRun
-from cadenza.mission.world import BodyState, Site, observe
+from cadenza.mission.episode import Mission
+from cadenza.mission.planners import Planner, PlannerInput, ScriptedPlanner
+from cadenza.mission.world import Site
 from cadenza.tasks.proxy.rescue_dog import RescueDogProxy
 
 MAX_TICKS = 5000  # a mission's time limit (100 s at 50 Hz)
@@ -57,22 +57,43 @@ class Decision:
     prev: ActionStep | None
     taken: ActionStep
     label: ActionStep  # what the labeller (the expert) would have done here
-    noisy: bool  # the step taken was a perturbed one
+    noisy: bool  # the step taken was not the label
 
 
 # noise(rng, label, observation, previous step, mission index) -> a step to take instead, or None
 Noise = Callable[[np.random.Generator, ActionStep, dict[str, Any], ActionStep | None, int], ActionStep | None]
 
 
-@dataclass
-class _Live:
-    site: Site
-    state: BodyState
-    body: ProxyBody
-    run: StepRun | None = None
-    taken: list[ActionStep] = field(default_factory=list)
-    ticks: int = 0
-    done: bool = False
+def expert(vocab: Vocabulary, objective: str) -> ScriptedPlanner:
+    """The scripted planner pursuing ``objective`` (the head's teacher and its reference in the scorecard)."""
+    return ScriptedPlanner(vocab, objective=objective)
+
+
+class _Labelled:
+    """A planner whose steps are labels: ``noise`` may take another step instead; decisions are recorded."""
+
+    def __init__(self, inner: Planner, i: int, noise: Noise | None, rng: np.random.Generator,
+                 out: list[Decision] | None) -> None:
+        self.inner, self.i, self.noise, self.rng, self.out = inner, i, noise, rng, out
+        self.name = inner.name
+
+    def reset(self, goal: str, seed: int) -> None:
+        self.inner.reset(goal, seed)
+
+    def plan(self, inp: PlannerInput) -> ActionStep:
+        label = self.inner.plan(inp)
+        prev = inp.history[-1] if inp.history else None
+        step, noisy = label, False
+        if self.noise is not None:
+            alt = self.noise(self.rng, label, inp.observation, prev, self.i)
+            if alt is not None and alt != label:
+                step, noisy = alt, True
+                forget = getattr(self.inner, "forget", None)
+                if forget is not None:
+                    forget()
+        if self.out is not None:
+            self.out.append(Decision(self.i, len(inp.history), inp.observation, prev, step, label, noisy))
+        return step
 
 
 def run_batch(specs: list[MissionSpec], planners: list[Planner], vocab: Vocabulary, base: Callable[..., Any], *,
@@ -81,8 +102,8 @@ def run_batch(specs: list[MissionSpec], planners: list[Planner], vocab: Vocabula
     """Run ``specs[i]`` with ``planners[i]``; returns the outcomes and (``record``) every decision.
 
     With ``noise``, the planner is the labeller: at each decision its step is the label, and
-    ``noise`` may replace the step actually taken (DART-style perturbation); the planner is told
-    (``forget()``) when a step it did not choose was taken.
+    ``noise`` may replace the step actually taken (a DART-style perturbation, or a learner's step for a
+    DAgger round); the planner is told (``forget()``) when a step it did not choose was taken.
     """
     n = len(specs)
     if n == 0:
@@ -90,85 +111,68 @@ def run_batch(specs: list[MissionSpec], planners: list[Planner], vocab: Vocabula
     env = RescueDogProxy(num_envs=n, level=perturb, autoreset=False)
     env.reset(seed=int(specs[0].seed) % (2**31))
     rng = np.random.default_rng([noise_seed, 0x10A])
-    live: list[_Live] = []
-    outs = [MissionOutcome(s) for s in specs]
     decisions: list[Decision] = []
+    outs = [MissionOutcome(s) for s in specs]
+    missions: list[Mission] = []
     for i, s in enumerate(specs):
         site = Site.generate(s.seed)
         body = ProxyBody.in_batch(env, i, site.rocks, site.start_yaw)
-        live.append(_Live(site, BodyState(body.x, body.y, body.yaw), body))
-        planners[i].reset(s.goal, s.seed)
+        p: Planner = planners[i]
+        if noise is not None or record:
+            p = _Labelled(p, i, noise, rng, decisions if record else None)
+        missions.append(Mission(site, body, p, vocab, s.goal, max_steps=max_steps, seed=s.seed, objective=s.objective))
+    ticks = np.zeros(n, dtype=int)
 
-    def begin(i: int) -> None:
-        m, out = live[i], outs[i]
-        while out.steps < max_steps:
-            out.steps += 1
-            obs = observe(m.site, m.state)
-            prev = m.taken[-1] if m.taken else None
-            try:
-                proposed = planners[i].plan(PlannerInput(specs[i].goal, "", obs, "", vocab, tuple(m.taken),
-                                                         out.steps))
-            except PlannerStop as e:
-                out.abstained, out.reason, m.done = True, f"safe stop: {e}", True
+    def settle(i: int) -> None:
+        """Close the finished step; begin the next one that needs ticks (refused and invalid ones take none)."""
+        m, out = missions[i], outs[i]
+        while True:
+            d = m.finish_step()
+            out.plan.append(d.action.text())
+            out.invalid += d.error is not None
+            out.abstained |= d.stopped is not None
+            out.unsafe += d.outcome is not None and d.outcome.collision is not None
+            if m.over:
                 return
-            step, noisy = proposed, False
-            if noise is not None:
-                alt = noise(rng, proposed, obs, prev, i)
-                if alt is not None and alt != proposed:
-                    step, noisy = alt, True
-                    forget = getattr(planners[i], "forget", None)
-                    if forget is not None:
-                        forget()
-            try:
-                step = vocab.check(step).step
-            except ActionError:
-                out.invalid += 1
-                m.taken.append(step)
-                out.plan.append(step.text())
-                continue
-            if record:
-                decisions.append(Decision(i, len(m.taken), obs, prev, step, proposed, noisy))
-            m.taken.append(step)
-            out.plan.append(step.text())
-            run = StepRun(step, m.site, m.state, m.body)
-            if not run.done:
-                m.run = run
-                run.prepare()
+            m.decide(m.observation())
+            if m.running:
+                m.current.run.prepare()  # type: ignore[union-attr]
                 return
-            finish(i, run)
-            if m.done:
-                return
-        m.done = True
 
-    def finish(i: int, run: StepRun) -> None:
-        m, out = live[i], outs[i]
-        res = run.finish()
-        if res.collision is not None:
-            out.collision, out.unsafe, m.done = res.collision, out.unsafe + 1, True
-            out.reason = f"collision: {res.collision}"
-        elif objective_met(specs[i].objective, m.site, m.state, run.step, res):
-            out.success, out.reason, m.done = True, "objective met", True
-        elif res.ends_mission:
-            out.reason, m.done = res.note or "mission ended", True
-
-    for i in range(n):
-        begin(i)
+    for i, m in enumerate(missions):
+        m.decide(m.observation())
+        if m.running:
+            m.current.run.prepare()  # type: ignore[union-attr]
+        else:
+            settle(i)
     zero = np.zeros((n, 3))
-    while not all(m.done for m in live):
-        active = np.array([not m.done for m in live])
+    while True:
+        active = np.array([m.running for m in missions])
+        if not active.any():
+            break
         a = np.asarray(base(env.observe()), dtype=np.float64)
         step_batch(env, np.where(active[:, None], a, zero))
         for i in np.flatnonzero(active):
-            m = live[i]
-            m.ticks += 1
-            run = m.run
-            assert run is not None
+            m = missions[i]
+            ticks[i] += 1
+            run = m.current.run  # type: ignore[union-attr]
             if run.after_tick():
-                finish(i, run)
-                if not m.done:
-                    begin(i)
-            elif m.ticks < MAX_TICKS:
+                settle(i)
+            elif ticks[i] >= MAX_TICKS:
+                run.done = True
+                outs[i].reason = "time limit"
+                m.finish_step()
+                m.ended = True
+            else:
                 run.prepare()
-            if not m.done and m.ticks >= MAX_TICKS:
-                outs[i].reason, m.done = "time limit", True
+    for m, out in zip(missions, outs, strict=True):
+        out.success, out.collision, out.steps = m.success, m.collision, m.steps
+        if m.success:
+            out.reason = "objective met"
+        elif m.collision:
+            out.reason = f"collision: {m.collision}"
+        elif out.abstained:
+            out.reason = "safe stop (abstained)"
+        elif m.ended and out.reason != "time limit":
+            out.reason = "mission ended (sat away from the victim)"
     return outs, decisions

@@ -1,9 +1,10 @@
 """The LoRA head as a mission planner (``env run --policy lora``) and loading it from the registry.
 
-At every decision the whole plan is decoded again from the current observation and the step just
-taken, and its first step is returned (closed loop); the decoded plan and the head's confidence go
-into the step's ``raw`` text, which the run log keeps. A goal the head abstains on raises
-:class:`~cadenza.lora.objectives.PlannerStop`: the mission ends in a logged safe stop.
+At every decision the plan is decoded again from the current observation and the step just taken,
+and its first step is returned (closed loop; greedy decoding is causal, so the first step is decoded
+alone); the step, its probability and the goal's similarity go into the step's ``raw`` text, which
+the run log keeps. A goal the head abstains on raises
+:class:`~cadenza.mission.objectives.PlannerStop`: the mission ends in a logged safe stop.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 from cadenza.errors import ArtefactError, CadenzaError
 from cadenza.governance.registry import Registry
 from cadenza.lora.head import ADAPTER_FILE, META_FILE, ActionHead, load_head
-from cadenza.lora.objectives import PlannerStop
 from cadenza.mission.actions import ActionStep
-from cadenza.mission.planners import PlannerInput
+from cadenza.mission.objectives import PlannerStop
+from cadenza.mission.planners import PlannerInput, register_planner
 from cadenza.project.config import Project
 
 KIND = "lora"
@@ -31,12 +32,15 @@ class LoraPlanner:
         pass
 
     def plan(self, inp: PlannerInput) -> ActionStep:
-        d = self.head.decode(inp.goal, inp.observation, inp.history[-1] if inp.history else None)
+        # greedy decoding is causal: the first step of the whole plan is the first step decoded alone
+        d = self.head.decode(inp.goal, inp.observation, inp.history[-1] if inp.history else None, max_len=1)
         if d.abstained:
             raise PlannerStop(f"the LoRA head abstains on {inp.goal!r}: similarity {d.similarity:.2f} to the nearest "
                               f"trained goal ({d.nearest!r}) is below its threshold {d.threshold:.2f}")
         first = d.steps[0]
-        return ActionStep(first.name, dict(first.params), raw=f"plan: {d.text()} (confidence {d.confidence:.2f})")
+        return ActionStep(first.name, dict(first.params),
+                          raw=f"lora {self.version or ''}: {first.text()} (p {d.probs[0]:.2f}, goal similarity "
+                              f"{d.similarity:.2f})")
 
 
 def load_version(project: Project, version: str, encoder: Any = None) -> ActionHead:
@@ -69,3 +73,6 @@ def make_lora_planner(project: Project, vocabulary: Any) -> LoraPlanner:
         raise ArtefactError(f"lora {version} was trained on the actions {', '.join(head.codec.actions)}; the project "
                             f"now has {', '.join(vocabulary.names)}; fine-tune again")
     return LoraPlanner(head, version)
+
+
+register_planner("lora", make_lora_planner)

@@ -44,10 +44,10 @@ from cadenza.governance.stats import paired_table, wilson
 from cadenza.lora.augment import normalise, paraphrases
 from cadenza.lora.dataset import Example, load_dataset
 from cadenza.lora.head import ActionHead
-from cadenza.lora.missions import MissionOutcome, MissionSpec, run_batch
-from cadenza.lora.objectives import OBJECTIVES, ObjectiveExpert
+from cadenza.lora.missions import MissionOutcome, MissionSpec, expert, run_batch
 from cadenza.lora.planner import KIND, LoraPlanner
 from cadenza.mission.actions import ActionStep, Vocabulary
+from cadenza.mission.objectives import OBJECTIVES
 
 MIN_ACTION_EXAMPLES = 3
 MIN_OBJECTIVE_GOALS = 3
@@ -129,7 +129,7 @@ def coverage(project_root: str, examples: list[Example], vocab: Vocabulary, goal
 def reference_plans(vocab: Vocabulary, base: Any, max_steps: int) -> dict[str, list[ActionStep]]:
     """The scripted expert's plan for each objective on the reference site (what suggestions are made of)."""
     specs = [MissionSpec(REFERENCE_SITE, o, o) for o in OBJECTIVES]
-    _, decisions = run_batch(specs, [ObjectiveExpert(vocab, o) for o in OBJECTIVES], vocab, base,
+    _, decisions = run_batch(specs, [expert(vocab, o) for o in OBJECTIVES], vocab, base,
                                 max_steps=max_steps, record=True)
     plans: dict[str, list[ActionStep]] = {o: [] for o in OBJECTIVES}
     for d in decisions:
@@ -234,6 +234,66 @@ def coverage_only(project: Any, vocab: Vocabulary, base: Any, examples: list[Exa
     return LoraScore(card, {"coverage": check.detail}, lines)
 
 
+@dataclass
+class Evidence:
+    """Everything a LoRA scorecard decides on (collected by :func:`score`)."""
+
+    coverage: Check
+    plans: dict[str, PlanScores]  # "lora", "frozen encoder + decoder", "nearest neighbour (frozen)"
+    stable: int  # paraphrases decoded to the same actions as their goal ...
+    paraphrased: int  # ... out of this many
+    agree: int  # goals decoded to the same actions as the previous version ...
+    compared: int  # ... out of this many (0: no previous version on the same data)
+    runs: dict[str, list[MissionOutcome]]  # "lora", "scripted", optional "promoted", "frozen": same missions
+    promoted_version: str | None = None
+
+    def succ(self, k: str) -> list[bool]:
+        return [o.success for o in self.runs[k]]
+
+    def coll(self, k: str) -> list[bool]:
+        return [o.collision is not None for o in self.runs[k]]
+
+
+def lora_checks(ev: Evidence, g: Any, conf: float) -> list[Check]:
+    """The scorecard's checks from its evidence, intervals at confidence ``conf`` (pure)."""
+    runs = ev.runs
+    n = len(runs["lora"])
+    invalid = sum(o.invalid for o in runs["lora"])
+    lora = ev.plans["lora"]
+    cs = [ev.coverage, enough_episodes(n, g.min_episodes)]
+    cs.append(rate_at_least("fidelity: exact plans on held-out goals", lora.exact, lora.n, MIN_EXACT, conf)
+              if lora.n else Check("fidelity: exact plans on held-out goals", "UNDECIDED",
+                                   "no held-out goals to judge on; add more examples per objective"))
+    cs.append(not_worse_paired("fidelity: mission success vs scripted (paired)",
+                               paired_table(ev.succ("lora"), ev.succ("scripted")), g.regression_margin, conf))
+    cs.append(Check("invalid steps (safety)", "FAIL" if invalid else "PASS",
+                    f"{invalid} invalid steps in {sum(o.steps for o in runs['lora'])} decoded", safety=True))
+    cs.append(_safety(not_worse_paired("collisions vs scripted (safety)",
+                                       paired_table(ev.coll("scripted"), ev.coll("lora")), g.regression_margin, conf)))
+    cs.append(rate_at_least("stability under paraphrases", ev.stable, ev.paraphrased, MIN_STABLE, conf)
+              if ev.paraphrased else Check("stability under paraphrases", "UNDECIDED", "no goals to paraphrase"))
+    if ev.compared:
+        ok = ev.agree / ev.compared >= MIN_STABLE
+        cs.append(Check("stability across versions", "PASS" if ok else "WARN",
+                        f"{ev.agree}/{ev.compared} goals decode to the same actions as the previous version"))
+    if "promoted" in runs:
+        cs.append(not_worse_paired(f"regression vs promoted {ev.promoted_version}",
+                                   paired_table(ev.succ("lora"), ev.succ("promoted")), g.regression_margin, conf))
+    beat = []
+    lo, fr, nn = (ev.plans[k].as_dict()["exact_plan_match"] if k in ev.plans else None
+                  for k in ("lora", "frozen encoder + decoder", "nearest neighbour (frozen)"))
+    if fr is not None and lo is not None and lo < fr:
+        beat.append(f"exact plans {lo:.0%} < frozen-encoder decoder {fr:.0%}")
+    if nn is not None and lo is not None and lo < nn:
+        beat.append(f"exact plans {lo:.0%} < nearest neighbour {nn:.0%}")
+    if "frozen" in runs and sum(ev.succ("lora")) < sum(ev.succ("frozen")):
+        beat.append(f"missions {sum(ev.succ('lora'))} < frozen-encoder decoder {sum(ev.succ('frozen'))}")
+    cs.append(Check("LoRA vs baselines", "WARN" if beat else "PASS",
+                    "LoRA does not beat the baselines: " + "; ".join(beat) if beat else
+                    "LoRA is at least as good as both baselines on plans and missions"))
+    return cs
+
+
 def score(project: Any, version: str, head: ActionHead, vocab: Vocabulary, base: Any, *, block: int,
           promoted: ActionHead | None = None, promoted_version: str | None = None,
           frozen: ActionHead | None = None, frozen_nn: tuple[Any, list[str]] | None = None,
@@ -295,7 +355,7 @@ def score(project: Any, version: str, head: ActionHead, vocab: Vocabulary, base:
     def draw(start: int, count: int) -> None:
         part = specs[start:start + count]
         runs["lora"] += run_batch(part, [LoraPlanner(head) for _ in part], vocab, base, max_steps=max_steps)[0]
-        runs["scripted"] += run_batch(part, [ObjectiveExpert(vocab, s.objective) for s in part], vocab, base,
+        runs["scripted"] += run_batch(part, [expert(vocab, s.objective) for s in part], vocab, base,
                                       max_steps=max_steps)[0]
         if promoted is not None:
             runs["promoted"] += run_batch(part, [LoraPlanner(promoted) for _ in part], vocab, base,
@@ -303,51 +363,16 @@ def score(project: Any, version: str, head: ActionHead, vocab: Vocabulary, base:
         if frozen is not None:
             runs["frozen"] += run_batch(part, [LoraPlanner(frozen) for _ in part], vocab, base, max_steps=max_steps)[0]
 
-    def succ(k: str) -> list[bool]:
-        return [o.success for o in runs[k]]
-
-    def coll(k: str) -> list[bool]:
-        return [o.collision is not None for o in runs[k]]
+    ev = Evidence(cov, scores, stable, total, agree, compared, runs, promoted_version)
 
     def checks_at(conf: float) -> list[Check]:
-        n = len(runs["lora"])
-        invalid = sum(o.invalid for o in runs["lora"])
-        cs = [cov, enough_episodes(n, g.min_episodes)]
-        cs.append(rate_at_least("fidelity: exact plans on held-out goals", scores["lora"].exact, scores["lora"].n,
-                                MIN_EXACT, conf) if scores["lora"].n else
-                  Check("fidelity: exact plans on held-out goals", "UNDECIDED", "no held-out goals to judge on"))
-        cs.append(not_worse_paired("fidelity: mission success vs scripted (paired)",
-                                   paired_table(succ("lora"), succ("scripted")), g.regression_margin, conf))
-        cs.append(Check("invalid steps (safety)", "FAIL" if invalid else "PASS",
-                        f"{invalid} invalid steps in {sum(o.steps for o in runs['lora'])} decoded", safety=True))
-        cs.append(_safety(not_worse_paired("collisions vs scripted (safety)",
-                                           paired_table(coll("scripted"), coll("lora")), g.regression_margin, conf)))
-        cs.append(rate_at_least("stability under paraphrases", stable, total, MIN_STABLE, conf) if total else
-                  Check("stability under paraphrases", "UNDECIDED", "no goals to paraphrase"))
-        if compared:
-            cs.append(Check("stability across versions", "PASS" if agree / compared >= MIN_STABLE else "WARN",
-                            f"{agree}/{compared} goals decode to the same actions as the previous version"))
-        if promoted is not None:
-            cs.append(not_worse_paired(f"regression vs promoted {promoted_version}",
-                                       paired_table(succ("lora"), succ("promoted")), g.regression_margin, conf))
-        beat = []
-        lo, fr, nn = (scores[k].as_dict()["exact_plan_match"] for k in scores)
-        if fr is not None and lo is not None and lo < fr:
-            beat.append(f"exact plans {lo:.0%} < frozen-encoder decoder {fr:.0%}")
-        if nn is not None and lo is not None and lo < nn:
-            beat.append(f"exact plans {lo:.0%} < nearest neighbour {nn:.0%}")
-        if frozen is not None and sum(succ("lora")) < sum(succ("frozen")):
-            beat.append(f"missions {sum(succ('lora'))} < frozen-encoder decoder {sum(succ('frozen'))}")
-        cs.append(Check("LoRA vs baselines", "WARN" if beat else "PASS",
-                        "LoRA does not beat the baselines: " + "; ".join(beat) if beat else
-                        "LoRA is at least as good as both baselines on plans and missions"))
-        return cs
+        return lora_checks(ev, g, conf)
 
     result = run_looks(plan, draw, checks_at, on_look)
     n = len(runs["lora"])
 
     def row(k: str) -> dict[str, Any]:
-        s, c = sum(succ(k)), sum(coll(k))
+        s, c = sum(ev.succ(k)), sum(ev.coll(k))
         return {"episodes": n, "success_rate": s / n, "collision_rate": c / n, "success_interval": list(wilson(s, n)),
                 "abstained": sum(o.abstained for o in runs[k]), "invalid_steps": sum(o.invalid for o in runs[k]),
                 "unsafe_steps": sum(o.unsafe for o in runs[k]),

@@ -15,7 +15,10 @@ training (:mod:`cadenza.mission.task`, a batch of missions sharing a physics tic
    The mission is :attr:`Mission.over` once a step reached the victim, collided or ended the mission
    (``sit``), or when the step limit is used up.
 
-Success = the victim reached without a collision.
+Success = the goal's objective met without a collision (:mod:`cadenza.mission.objectives`; the default
+``reach_victim``: the victim reached). A planner raising :class:`~cadenza.mission.objectives.PlannerStop`
+ends the mission in a safe stop: the decision is recorded as the pseudo-step ``safe_stop`` (never
+executed) whose outcome note says why.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from typing import Any
 from cadenza.mission.actions import ActionError, ActionStep, Vocabulary
 from cadenza.mission.body import ProxyBody
 from cadenza.mission.controller import LowLevelController
-from cadenza.mission.planners import Planner, PlannerInput
+from cadenza.mission.objectives import DEFAULT_OBJECTIVE, PlannerStop, objective_met
+from cadenza.mission.planners import DEFAULT_GOAL, Planner, PlannerInput
 from cadenza.mission.skills import StepOutcome, StepRun
 from cadenza.mission.world import BodyState, Site, observe
 
-DEFAULT_GOAL = "search for the victim"  # a project without [mission] goals; mission training runs this one
+__all__ = ["DEFAULT_GOAL", "Decision", "Mission"]  # DEFAULT_GOAL: a project without [mission] goals, and training
 
 
 @dataclass
@@ -42,7 +46,8 @@ class Decision:
     action: ActionStep  # the checked step (clamped into range), or the proposal when it was invalid
     error: str | None = None  # why the proposal was invalid
     clamped: dict[str, Any] = field(default_factory=dict)
-    run: StepRun | None = None  # the step in progress (None when invalid)
+    run: StepRun | None = None  # the step in progress (None when invalid or stopped)
+    stopped: str | None = None  # the planner stopped the mission safely (PlannerStop), and why
     outcome: StepOutcome | None = None
 
 
@@ -50,9 +55,10 @@ class Mission:
     """One mission on one site with one body; see the module docstring for the protocol."""
 
     def __init__(self, site: Site, body: ProxyBody, planner: Planner, vocabulary: Vocabulary, goal: str,
-                 *, max_steps: int, seed: int) -> None:
+                 *, max_steps: int, seed: int, objective: str = DEFAULT_OBJECTIVE) -> None:
         self.site, self.body, self.planner, self.vocab, self.goal = site, body, planner, vocabulary, goal
         self.max_steps = int(max_steps)
+        self.objective = objective
         self.state = BodyState(body.x, body.y, body.yaw)
         self.taken: list[ActionStep] = []
         self.steps = 0  # action steps started, invalid and refused ones included
@@ -75,8 +81,13 @@ class Mission:
         if self.over:
             raise RuntimeError("the mission is over")
         self.steps += 1
-        proposed = self.planner.plan(PlannerInput(self.goal, prompt, observation, observation_text, self.vocab,
-                                                  tuple(self.taken), self.steps))
+        try:
+            proposed = self.planner.plan(PlannerInput(self.goal, prompt, observation, observation_text, self.vocab,
+                                                      tuple(self.taken), self.steps))
+        except PlannerStop as e:
+            stop = ActionStep("safe_stop", {}, raw=str(e))
+            self.current = Decision(self.steps, stop, stop, stopped=str(e))
+            return self.current
         try:
             checked = self.vocab.check(proposed)
         except ActionError as e:
@@ -103,16 +114,19 @@ class Mission:
         """Close the current (done) step: its outcome, and whether it ended the mission."""
         d = self.current
         assert d is not None and not self.running
-        if d.run is None:
+        if d.stopped is not None:
+            d.outcome = StepOutcome(trace=[[round(self.body.x, 3), round(self.body.y, 3)]], ends_mission=True,
+                                    note=f"safe stop: {d.stopped}")
+        elif d.run is None:
             d.outcome = StepOutcome(trace=[[round(self.body.x, 3), round(self.body.y, 3)]],
                                     note=f"invalid action: {d.error}")
         else:
             d.outcome = d.run.finish()
         out = d.outcome
-        if out.reached:
-            self.success = True
-        elif out.collision:
+        if out.collision:
             self.collision = out.collision
+        elif objective_met(self.objective, self.site, self.state, d.action, out):
+            self.success = True
         elif out.ends_mission:
             self.ended = True
         self.current = None

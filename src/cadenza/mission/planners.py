@@ -6,7 +6,8 @@ vocabulary, the steps taken so far) and returns one :class:`~cadenza.mission.act
 
 * ``scripted``: rule based, offline, deterministic; reads the observation summary, and its parameters
   from the rules section of the prompt it is given (:mod:`cadenza.mission.rules`).
-* ``lora``: the LoRA action head (``cadenza env lora``); not built yet (the [lora] issue).
+* ``lora``: the LoRA action head (:mod:`cadenza.lora.planner`, which registers itself here when
+  imported; the CLI imports it for ``--policy lora``).
 * ``llm``: an OpenAI-compatible chat model driven by the prompt (:mod:`cadenza.llm.planner`, which
   registers itself here when imported; the CLI imports it for ``--policy llm``).
 
@@ -20,11 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
-from cadenza.errors import CadenzaError, NotBuiltError
+from cadenza.errors import CadenzaError
 from cadenza.mission.actions import ActionStep, Vocabulary
+from cadenza.mission.objectives import DEFAULT_OBJECTIVE
 from cadenza.mission.rules import read_settings
-from cadenza.mission.world import ROBOT_R
-from cadenza.project.config import Project
+from cadenza.mission.world import ROBOT_R, SIGNAL_M
+from cadenza.project.config import Project, normalise_goal
+
+SIT_WITHIN_M = SIGNAL_M - 0.2  # for sit_by_victim, the scripted planner sits once the victim is this close
+DEFAULT_GOAL = "search for the victim"  # = cadenza.mission.episode.DEFAULT_GOAL (a project without goals)
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,8 @@ class ScriptedRules:
 class ScriptedPlanner:
     """Rule-based planner: square up to each feature, stop short, crawl or climb, then go to the victim.
 
-    It reads the observation summary (never the goal text: every goal runs the full search), and takes
+    It reads the observation summary and pursues the objective of its goal (built by ``--policy scripted``
+    it knows only the project's listed goals and refuses any other text), and takes
     its parameters from the rules section of the prompt (``name = value`` settings, see
     :mod:`cadenza.mission.rules`) over the ``rules`` it was built with; no rules section: those alone.
     Rocks: a walk goes straight only if the straight segment keeps clear of every reported rock;
@@ -100,7 +106,8 @@ class ScriptedPlanner:
     name = "scripted"
     NEEDS = ("walk_forward", "crawl_forward", "turn_left", "turn_right", "climb_step")
 
-    def __init__(self, vocabulary: Vocabulary, rules: ScriptedRules | None = None) -> None:
+    def __init__(self, vocabulary: Vocabulary, rules: ScriptedRules | None = None, objective: str | None = None,
+                 goals: dict[str, str] | None = None) -> None:
         missing = [a for a in self.NEEDS if a not in vocabulary]
         if missing:
             raise CadenzaError(f"the scripted planner needs these actions in [mission.actions]: {', '.join(missing)}")
@@ -109,8 +116,29 @@ class ScriptedPlanner:
         self.r = self.base_rules
         self._rules_seen: tuple[str, ScriptedRules] = ("", self.base_rules)  # (prompt's rules text, rules)
         self._detour: float | None = None  # after a detour turn: walk this far to get past the rock
+        # the objective pursued; with ``goals`` (normalised goal text -> objective) it is the goal's, and a
+        # goal not in ``goals`` is refused
+        self.objective = objective or DEFAULT_OBJECTIVE
+        self.goals = goals
 
     def reset(self, goal: str, seed: int) -> None:
+        self._detour = None
+        if self.goals is not None:
+            self.objective = self.check_goal(goal)
+
+    def check_goal(self, goal: str) -> str:
+        """The objective of ``goal``; a goal the planner does not know is a one-line error naming the known ones."""
+        if self.goals is None:
+            return self.objective
+        key = normalise_goal(goal)
+        if key not in self.goals:
+            known = "; ".join(repr(g) for g in self.goals) or "none"
+            raise CadenzaError(f"--goal: the scripted planner knows only the project's goals (mission.goals, "
+                               f"compared in lower case without punctuation): {known}; got {goal!r}")
+        return self.goals[key]
+
+    def forget(self) -> None:
+        """Drop the memory of a detour in progress (a step it did not choose was taken instead)."""
         self._detour = None
 
     # ------------------------------------------------------------------ helpers
@@ -183,6 +211,22 @@ class ScriptedPlanner:
         return self._rules_seen[1]
 
     def plan(self, inp: PlannerInput) -> ActionStep:
+        """The next step of the full search, stopped where :attr:`objective` is met: it sits once the
+        victim is within ``SIT_WITHIN_M`` for ``sit_by_victim``, and crawls only half way into the
+        debris field for ``in_debris`` (``reach_victim`` and ``on_ledge`` need no change: the search
+        climbs onto the ledge and reaches the victim)."""
+        step = self._search(inp)
+        obs, objective = inp.observation, self.objective
+        if (objective == "sit_by_victim" and "sit" in self.vocab and obs["victim"]["distance_m"] <= SIT_WITHIN_M
+                and obs["debris"]["state"] != "inside"):
+            return ActionStep("sit", {})
+        debris = obs["debris"]
+        if objective == "in_debris" and step.name == "crawl_forward" and debris["state"] == "ahead":
+            cos = max(math.cos(math.radians(debris["normal_deg"])), 0.3)
+            return self._move("crawl_forward", (debris["edge_m"] + ROBOT_R + debris["depth_m"] / 2) / cos)
+        return step
+
+    def _search(self, inp: PlannerInput) -> ActionStep:
         self.r = self.rules_for(inp.prompt)
         obs, r = inp.observation, self.r
         debris, step, victim = obs["debris"], obs["step"], obs["victim"]
@@ -218,19 +262,20 @@ class ScriptedPlanner:
 
 
 def _scripted(project: Project, vocabulary: Vocabulary) -> Planner:
-    return ScriptedPlanner(vocabulary)
-
-
-def _not_built(name: str, issue: str) -> PlannerFactory:
-    def factory(project: Project, vocabulary: Vocabulary) -> Planner:
-        raise NotBuiltError(f"--policy {name}: the {name} planner is not built yet (tracked in the [{issue}] issue); "
-                            f"use --policy scripted")
-
-    return factory
+    m = project.config.mission
+    goals = {normalise_goal(g): m.objective_of(g) or DEFAULT_OBJECTIVE for g in m.goals or [DEFAULT_GOAL]}
+    return ScriptedPlanner(vocabulary, goals=goals)
 
 
 register_planner("scripted", _scripted)
-register_planner("lora", _not_built("lora", "lora"))
+
+
+def _lora_not_loaded(project: Project, vocabulary: Vocabulary) -> Planner:
+    raise CadenzaError("--policy lora: import cadenza.lora.planner first (it registers the lora planner; the CLI "
+                       "does this), and install the lora extra (pip install 'cadenza[lora]')")
+
+
+register_planner("lora", _lora_not_loaded)  # replaced when cadenza.lora.planner is imported
 
 
 def _llm_not_loaded(project: Project, vocabulary: Vocabulary) -> Planner:

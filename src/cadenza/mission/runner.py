@@ -19,6 +19,7 @@ from cadenza.mission.actions import Vocabulary
 from cadenza.mission.body import ProxyBody
 from cadenza.mission.controller import LowLevelController, load_controller
 from cadenza.mission.episode import DEFAULT_GOAL, Mission
+from cadenza.mission.objectives import DEFAULT_OBJECTIVE, OBJECTIVES
 from cadenza.mission.planners import Planner, make_planner
 from cadenza.mission.prompt import history_text, prompt_fields, render, template_fields
 from cadenza.mission.runlog import LOG_SUFFIX, SCHEMA, RunLogWriter, new_run_id, utc_now
@@ -48,6 +49,7 @@ class RunOptions:
     seed: int = 0
     perturb: float = 0.0
     controller: str = "residual"
+    objective: str | None = None  # the objective of a goal that is not in mission.goals [reach_victim]
 
 
 @dataclass
@@ -129,6 +131,14 @@ class MissionRunner:
         self.system_prompt = read_system_prompt(project) if system_prompt is None else system_prompt
         self.max_steps = project.config.mission.max_steps
         self.goals = [opts.goal] if opts.goal else (list(project.config.mission.goals) or [DEFAULT_GOAL])
+        if opts.objective is not None and opts.objective not in OBJECTIVES:
+            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {opts.objective!r}")
+        # each goal's objective: the configured one for a listed goal, else opts.objective (reach_victim)
+        self.objectives = {g: project.config.mission.objective_of(g) or opts.objective or DEFAULT_OBJECTIVE
+                           for g in self.goals}
+        check_goal = getattr(self.planner, "check_goal", None)  # a planner that knows only some goals
+        for g in self.goals if check_goal is not None else ():
+            check_goal(g)
 
     def header(self, run_id: str) -> dict[str, Any]:
         p, o = self.project, self.opts
@@ -136,6 +146,7 @@ class MissionRunner:
             "type": "header", "schema": SCHEMA, "run_id": run_id, "time": utc_now(),
             "project": p.name, "project_root": str(p.root.resolve()), "config_hash": p.config_hash,
             "cadenza_version": __version__, "policy": getattr(self.planner, "name", o.policy),
+            "planner_version": getattr(self.planner, "version", None), "objectives": self.objectives,
             "controller": self.controller.describe(), "seed": o.seed, "episodes": o.episodes,
             "perturb": o.perturb, "task": "proxy", "world": "rescue-dog", "max_steps": self.max_steps,
             "goals": self.goals, "system_prompt": self.system_prompt, "prompt_template": self.template,
@@ -177,8 +188,11 @@ class MissionRunner:
         site = Site.generate(seed)
         body = ProxyBody(self.opts.perturb, seed, site.rocks, site.start_yaw)
         self.controller.reset()
-        m = Mission(site, body, self.planner, self.vocab, goal, max_steps=self.max_steps, seed=seed)
-        log.write({"type": "episode_start", "episode": i, "seed": seed, "goal": goal, "site": site.as_dict()})
+        objective = self.objectives[goal]
+        m = Mission(site, body, self.planner, self.vocab, goal, max_steps=self.max_steps, seed=seed,
+                    objective=objective)
+        log.write({"type": "episode_start", "episode": i, "seed": seed, "goal": goal, "objective": objective,
+                   "site": site.as_dict()})
         ret, reason, seconds = 0.0, "step limit", 0.0
         while not m.over:
             obs = m.observation()
@@ -197,8 +211,8 @@ class MissionRunner:
             reward = _reward(out)
             ret += reward
             seconds += out.ticks * body.dt
-            if out.reached:
-                reason = "victim reached"
+            if m.success:
+                reason = "victim reached" if objective == "reach_victim" else f"objective met: {OBJECTIVES[objective]}"
             elif out.collision:
                 reason = f"collision: {COLLISION_TEXT[out.collision]}"
             elif out.ends_mission:

@@ -226,10 +226,39 @@ class ActionSpec(_Section):
         return v
 
 
+# What a goal asks for; a mission succeeds when its goal's objective is met without a collision
+# (cadenza.mission.objectives). A listed goal without an entry in [mission.objectives] is reach_victim.
+OBJECTIVE_NAMES = ("in_debris", "on_ledge", "reach_victim", "sit_by_victim")
+Objective = Literal["in_debris", "on_ledge", "reach_victim", "sit_by_victim"]
+
+
+def normalise_goal(text: str) -> str:
+    """Lower case, single spaces, no punctuation: how goal texts are compared."""
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s'-]", " ", text.lower())).strip()
+
+
 class MissionSection(_Section):
     goals: list[str] = Field(default_factory=list)
     actions: dict[str, ActionSpec] = Field(default_factory=dict)
     max_steps: int = Field(40, ge=1, le=100_000)
+    objectives: dict[str, Objective] = Field(default_factory=dict)  # goal text -> objective
+
+    @model_validator(mode="after")
+    def _objectives_name_goals(self) -> MissionSection:
+        known = {normalise_goal(g) for g in self.goals}
+        for goal in self.objectives:
+            if normalise_goal(goal) not in known:
+                raise ValueError(f"objectives: {goal!r} is not one of mission.goals "
+                                 f"({', '.join(repr(g) for g in self.goals) or 'none listed'})")
+        return self
+
+    def objective_of(self, goal: str) -> str | None:
+        """The objective of a listed goal (compared normalised; ``reach_victim`` when not configured), or
+        None for a goal that is not listed."""
+        key = normalise_goal(goal)
+        if key not in {normalise_goal(g) for g in self.goals}:
+            return None
+        return next((o for g, o in self.objectives.items() if normalise_goal(g) == key), "reach_victim")
 
     @field_validator("goals")
     @classmethod
