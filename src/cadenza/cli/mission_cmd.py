@@ -67,8 +67,6 @@ def run(
         planner = make_llm_planner(proj, mission_vocabulary(proj)[0], settings=settings, use_cache=not no_cache)
     elif policy == "lora":  # registers the lora planner (the promoted head, loaded by make_planner)
         import cadenza.lora.planner  # noqa: F401
-    elif policy == "lora":  # registers the lora planner (the promoted head, loaded by make_planner)
-        import cadenza.lora.planner  # noqa: F401
 
     def progress(ep: EpisodeResult) -> None:
         if episodes > 1:
