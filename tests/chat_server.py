@@ -103,10 +103,12 @@ def _side(text: str) -> float:
 
 
 def rescue_model(messages: list[dict[str, str]]) -> str:
-    """Answers from the observation line of the last prompt by fixed rules (squares up to each feature,
-    crawls through debris, climbs the step, turns to the victim and walks up to it, sits beside it)."""
+    """Answers from the goal and observation lines of the last prompt by fixed rules (squares up to each
+    feature, crawls through debris (half way in when the goal is to enter it), climbs the step, turns to
+    the victim and walks up to it, sits beside it)."""
     prompt = next(m["content"] for m in reversed(messages) if m["role"] == "user")
     line = re.findall(r"Observation: (.*)", prompt)[-1]
+    goal = (re.findall(r"Goal: (.*)", prompt) or [""])[-1]
     parts = {p.split(" ")[0]: p for p in line.split("; ")}
 
     def act(name: str, **params: float) -> str:
@@ -130,7 +132,9 @@ def rescue_model(messages: list[dict[str, str]]) -> str:
         if abs(normal) > 10:
             return turn(normal)
         if edge <= 0.5:
-            return act("crawl_forward", distance_m=edge + depth + 0.6) if kind == "debris" else act("climb_step")
+            if kind == "step":
+                return act("climb_step")
+            return act("crawl_forward", distance_m=edge + (0.5 * depth + 0.3 if "enter" in goal else depth + 0.6))
         return act("walk_forward", distance_m=edge - 0.3)
     v = re.search(rf"victim {_NUM} m, (.*?)$", parts["victim"])
     assert v is not None

@@ -21,6 +21,7 @@ from cadenza.llm.client import (
 from cadenza.llm.planner import LlmPlanner
 from cadenza.llm.settings import LlmSettings, MissingKeyError
 from cadenza.mission.actions import Vocabulary
+from cadenza.mission.objectives import PlannerStop
 from cadenza.mission.planners import PlannerInput
 from cadenza.mission.runner import DEFAULT_ACTIONS
 from tests.chat_server import Reply, chat_server
@@ -180,13 +181,13 @@ def test_planner_repairs_an_invalid_step_once_quoting_the_error() -> None:
     assert p.counts.as_dict() == {"decisions": 1, "requests": 2, "repairs": 1, "fallbacks": 0, "invalid_replies": 1}
 
 
-def test_planner_falls_back_to_a_safe_stop_after_a_failed_repair() -> None:
+def test_planner_stops_safely_after_a_failed_repair() -> None:
     vocab = Vocabulary.from_config(DEFAULT_ACTIONS)
     script = [Reply("walk forward please"), Reply('{"action": "walk_forward", "params": {}}')]
     with chat_server(script) as srv:
         p = LlmPlanner(vocab, ChatClient(settings(srv.url)))
-        step = p.plan(planner_input(vocab))
-    assert (step.name, step.params) == ("stand", {})
+        with pytest.raises(PlannerStop, match=r"invalid after one repair .*missing parameter distance_m"):
+            p.plan(planner_input(vocab))
     assert "not JSON" in srv.requests[1]["body"]["messages"][3]["content"]
     rec = p.step_record()
     assert rec["repair"] and rec["fallback"] and "missing parameter distance_m" in rec["errors"][1]

@@ -42,7 +42,8 @@ from cadenza.judge.mine import FailureMode, MiningReport, mine
 from cadenza.judge.propose import Candidate, merge, offline_candidates, unanswered
 from cadenza.judge.runs import MissionView, RunSet, load_runs
 from cadenza.mission.controller import LowLevelController, load_controller
-from cadenza.mission.planners import Planner, ScriptedPlanner
+from cadenza.mission.planners import Planner
+from cadenza.mission.planners import make_planner as registered_planner
 from cadenza.mission.rules import RULE_PARAMS
 from cadenza.mission.runner import RunOptions, mission_vocabulary, read_system_prompt, run_missions
 from cadenza.project.config import PROMPT_NAME, Project
@@ -251,7 +252,8 @@ def train_prompt(project: Project, opts: TrainOptions, *, judge: Callable[[Minin
     full = evaluation_cost(opts, len(result.candidates), steps)
     if opts.budget is not None and full + (0 if judge is None else 1) > opts.budget:
         result.candidates = result.candidates[:1]  # screen only what the budget holds
-    mk = make_planner if (policy == "llm" and make_planner is not None) else (lambda: ScriptedPlanner(vocab))
+    scripted: Callable[[], Planner] = lambda: registered_planner("scripted", project, vocab)  # noqa: E731
+    mk = make_planner if (policy == "llm" and make_planner is not None) else scripted
     ev = Evaluator(project, mk, perturb)
     try:
         batch = minibatch(runs, opts.screen)

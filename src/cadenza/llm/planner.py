@@ -4,9 +4,10 @@ Each decision sends two messages: a system message that fixes the reply format (
 ``{"action": NAME, "params": {PARAM: NUMBER}}``, and the vocabulary with its ranges) and the rendered
 ``vla_finetune.prompt_template`` (which carries ``SYSTEM_PROMPT.md`` through ``{system_prompt}``). A
 reply that is not JSON, names an unknown action or lacks a parameter gets **one** repair request that
-quotes the error; if the repaired reply is invalid too, the planner returns a safe stop step (``stand``:
-hold still; ``sit`` when the vocabulary has no ``stand``). Out-of-range numbers are not errors: the
-runner clamps them and logs what it changed.
+quotes the error; if the repaired reply is invalid too, the planner stops the mission safely
+(:class:`~cadenza.mission.objectives.PlannerStop`: the mission ends in a logged ``safe_stop`` step, without
+success, the body standing where it is). Out-of-range numbers are not errors: the runner clamps them and
+logs what it changed.
 
 Every request, cache hit, repair and fallback is counted (:attr:`LlmPlanner.counts`) and reported per
 decision (:meth:`LlmPlanner.step_record`) for the run log. Transport errors (401/403, a timeout after
@@ -24,10 +25,9 @@ from cadenza.llm.cache import ReplyCache
 from cadenza.llm.client import ChatClient, LlmReplyError, Messages, parse_json_object
 from cadenza.llm.settings import LlmSettings
 from cadenza.mission.actions import ActionError, ActionStep, Vocabulary
+from cadenza.mission.objectives import PlannerStop
 from cadenza.mission.planners import PlannerInput, register_planner
 from cadenza.project.config import Project
-
-SAFE_STOPS = ("stand", "sit")
 
 
 def format_instruction(vocab: Vocabulary) -> str:
@@ -74,10 +74,6 @@ class LlmPlanner:
         self.vocab = vocabulary
         self.client = client
         self.system = format_instruction(vocabulary)
-        self.safe = next((a for a in SAFE_STOPS if a in vocabulary and not vocabulary.actions[a]), None)
-        if self.safe is None:
-            raise CadenzaError("the llm planner needs a parameterless 'stand' or 'sit' action in [mission.actions] "
-                               "as its safe stop step")
         self.counts = PlannerCounts()
         self._last: dict[str, Any] = {}
 
@@ -117,7 +113,7 @@ class LlmPlanner:
         self.counts.fallbacks += 1
         self._last["fallback"] = True
         self.counts.errors = [*self.counts.errors, str(error)][-5:]
-        return ActionStep(self.safe, {}, text)
+        raise PlannerStop(f"the model's reply was invalid after one repair ({error})")
 
     def step_record(self) -> dict[str, Any]:
         """What the last decision cost: requests, cache hits, repair, fallback, the errors quoted (never the key)."""
