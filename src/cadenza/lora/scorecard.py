@@ -321,7 +321,8 @@ def score(project: Any, version: str, head: ActionHead, vocab: Vocabulary, base:
         if frozen_nn is not None:
             vecs, plans = frozen_nn
             q = frozen.embed([text])[0] if frozen is not None else head.embed([text])[0]
-            scores["nearest neighbour (frozen)"].add(vocab.parse_sequence(plans[int(np.argmax(vecs @ q.numpy()))]),
+            nearest = plans[int(np.argmax(vecs @ q.numpy()))]
+            scores["nearest neighbour (frozen)"].add([vocab.check(x).step for x in vocab.parse_sequence(nearest)],
                                                      ex.steps, vocab)
 
     # stability under paraphrases (and against the previous version on the same data)
