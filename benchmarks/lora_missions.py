@@ -26,10 +26,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-import cadenza.lora.planner  # noqa: F401  (registers --policy lora)
 from cadenza.accel.hardware import cpu_name
 from cadenza.errors import CadenzaError
+from cadenza.governance.registry import Registry
 from cadenza.governance.stats import paired_diff_interval, paired_table, wilson
+from cadenza.lora.planner import KIND, LoraPlanner, load_version
 from cadenza.mission.runner import RunOptions, run_missions
 from cadenza.project.config import load_project
 from cadenza.utils.io import atomic_write_json
@@ -57,23 +58,29 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--levels", default="0,1.0")
+    ap.add_argument("--version", default=None, help="lora version (default: the promoted one, else the latest); "
+                    "a version that is not promoted is flown as `env run --policy lora` would fly it if it were")
     args = ap.parse_args()
     torch.set_num_threads(1)
     proj = load_project(args.project)
+    reg = Registry(proj.root)
+    version = args.version or reg.baseline(KIND) or reg.latest(KIND)
+    if version is None:
+        raise SystemExit(f"{proj.root} has no LoRA head; run `cadenza env lora finetune {proj.root}` first")
+    planner = LoraPlanner(load_version(proj, version), version)
     con = Console()
     result: dict[str, Any] = {"project": str(proj.root), "cpu": cpu_name(), "episodes": args.episodes,
-                              "seed": args.seed, "levels": {}}
+                              "seed": args.seed, "version": version, "promoted": reg.baseline(KIND) == version,
+                              "levels": {}}
     t = Table(title=f"missions, {proj.name}, {args.episodes} per planner, seeds {args.seed}..., the listed goals "
                     "in turn [proxy]", title_justify="left")
     for col in ("perturb", "scripted", "lora", "lora - scripted (paired)", "seconds"):
         t.add_column(col, justify="right")
-    version = None
     for level in (float(x) for x in args.levels.split(",")):
         t0 = time.perf_counter()
         opts = {"episodes": args.episodes, "seed": args.seed, "perturb": level}
         s = run_missions(proj, RunOptions(policy="scripted", **opts))
-        lo_run = run_missions(proj, RunOptions(policy="lora", **opts))
-        version = lo_run.header.get("planner_version")
+        lo_run = run_missions(proj, RunOptions(policy="lora", **opts), planner=planner)
         a, b = [e.success for e in lo_run.episodes], [e.success for e in s.episodes]
         tab = paired_table(a, b)
         dlo, dhi = paired_diff_interval(*tab)
@@ -93,8 +100,10 @@ def main() -> None:
     for obj, texts in PARAPHRASES.items():
         for i, text in enumerate(texts):
             seed = args.seed + 10_000 + 100 * i
-            par = run_missions(proj, RunOptions(policy="lora", goal=text, objective=obj, episodes=per, seed=seed))
-            lst = run_missions(proj, RunOptions(policy="lora", goal=listed[obj], episodes=per, seed=seed))
+            par = run_missions(proj, RunOptions(policy="lora", goal=text, objective=obj, episodes=per, seed=seed),
+                               planner=planner)
+            lst = run_missions(proj, RunOptions(policy="lora", goal=listed[obj], episodes=per, seed=seed),
+                               planner=planner)
             k_par, n_par = k_par + par.successes, n_par + len(par.episodes)
             k_lst, n_lst = k_lst + lst.successes, n_lst + len(lst.episodes)
             try:
@@ -104,7 +113,6 @@ def main() -> None:
     ratio = (k_par / n_par) / (k_lst / n_lst) if k_lst else 0.0
     result["paraphrases"] = {"paraphrased": rate(k_par, n_par), "listed": rate(k_lst, n_lst), "ratio": ratio,
                              "scripted_refused": refused, "texts": sum(len(v) for v in PARAPHRASES.values())}
-    result["version"] = version
     t = Table(title="lora on goal paraphrases never trained on vs the listed goals (same sites, perturb 0)",
               title_justify="left")
     for col in ("goals", "lora success", "scripted"):

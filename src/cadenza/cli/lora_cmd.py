@@ -190,7 +190,7 @@ def finetune(
         ("encoder", res.fit.head.metadata()["encoder"]["name"]),
         ("LoRA", f"rank {rank} on {', '.join(res.fit.head.encoder.lora_targets)}, {epochs} epochs, lr {lr:g}"),
         ("training pairs", f"{tr['pairs']:,} ({tr['closed_loop_pairs']:,} closed-loop, {tr['dagger_pairs']:,} from "
-                           "the DAgger round)"),
+                           "the DAgger rounds)"),
         ("held-out goal groups", len(res.metadata["heldout_goals"])),
         ("abstention threshold", f"{cal['threshold']:.3f} (similarity; {cal.get('in_distribution', '')})"),
         ("time", f"{res.seconds:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in tr["seconds"].items()

@@ -11,16 +11,17 @@ From the dataset (:mod:`cadenza.lora.dataset`) and the project's world:
 3. **open-loop plans.** Each training example is a target plan for its goal with no observation
    (``env lora decode`` answers in this form), plus ``JITTER_COPIES`` copies whose parameters move by
    up to 8% of their range (inside it).
-4. **closed-loop states.** The scripted expert pursuing each objective (:func:`cadenza.lora.missions.expert`) runs
-   missions on ``SITES`` generated training sites per objective (site seeds from
-   :data:`TRAIN_SITE_SEED`, far from every held-out block), at perturbation 0 with the project's base.
-   At each decision, with probability ``NOISE_P``, a perturbed step is taken instead of the expert's
-   (a turn or a distance scaled by 0.6-1.4, DART-style), so the missions visit states off the
-   expert's own path; every visited state is labelled with the expert's step from that state
-   (relabelled, as DAgger does). The target is the expert's step there followed by the expert's next
-   steps while they were actually taken (at most ``HORIZON``), ending with END when the mission
-   then met its objective. The goal text of each state is drawn, per batch, from its objective's
-   training texts.
+4. **closed-loop states.** The scripted planner pursuing each objective
+   (:func:`cadenza.lora.missions.expert`) runs missions on ``SITES`` generated training sites per
+   objective (site seeds from :data:`TRAIN_SITE_SEED`, far from every held-out block), at
+   perturbation 0 with the project's base. At each decision, with probability ``NOISE_P``, a
+   perturbed step is taken instead of the expert's (a turn or a distance scaled by 0.6-1.4,
+   DART-style), so the missions visit states off the expert's own path; every visited state is
+   labelled with the expert's step from that state (relabelled, as DAgger does; the expert keeps a
+   detour in progress when its own action was taken with other parameters, and drops it when another
+   action was taken). The target is the expert's step there (``HORIZON`` = 1: a mission takes only
+   the first step of each plan). The goal text of each state is drawn, per batch, from its
+   objective's training texts.
 5. **merged records** (``env lora data --finetune``): the step a successful mission took from the
    logged observation, and the mission's next steps.
 """

@@ -100,7 +100,11 @@ def position(v: float, lo: float, hi: float) -> float:
     return 0.0 if hi <= lo else min(max((v - lo) / (hi - lo), 0.0), 1.0)
 
 
-DERIVED = 2 + ROCKS_REPORTED * 4  # victim along/across; per rock: along, across, side gap, present
+HEADINGS = (-60.0, -45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0, 60.0)  # degrees, + = left
+CLEAR_MAX_M = 4.0  # free-path lengths are measured up to this far
+CLEAR_MARGIN_M = 0.15  # ... keeping this much room between the body and a rock's edge
+DERIVED = 2 + ROCKS_REPORTED * 4 + len(HEADINGS) + 1 + 2 + ROCKS_REPORTED
+DEG_SCALE = 1.0 / 90.0  # bearings also given in degrees (a turn's parameter is linear in them)
 OBS_DIM = len(STATE_NAMES) + DERIVED + 1
 _METRES = {i for i, n in enumerate(STATE_NAMES) if n.endswith("_m")}
 
@@ -110,11 +114,39 @@ def _along_across(d: float, bearing_deg: float) -> tuple[float, float]:
     return d * math.cos(b), d * math.sin(b)
 
 
+def free_path(obs: dict[str, Any], heading_deg: float, length: float = CLEAR_MAX_M,
+              margin: float = CLEAR_MARGIN_M) -> float:
+    """How far a straight walk on ``heading_deg`` (relative) can go, up to ``length``, with the body
+    ``margin`` clear of every reported rock (plain geometry on the summary, as a perception stack's
+    free-space estimate would give)."""
+    for rock in obs["rocks"]:
+        b = math.radians(float(rock["bearing_deg"]) - heading_deg)
+        along, across = float(rock["distance_m"]) * math.cos(b), float(rock["distance_m"]) * math.sin(b)
+        keep = float(rock["radius_m"]) + ROBOT_R + margin
+        if abs(across) >= keep or along <= 0.0:
+            continue
+        length = min(length, along - math.sqrt(keep**2 - across**2))
+    return max(length, 0.0)
+
+
+def feature_ahead(obs: dict[str, Any]) -> float:
+    """Distance along the heading to the nearer feature (debris field or step) ahead, or CLEAR_MAX_M."""
+    out = CLEAR_MAX_M
+    for f in (obs["debris"], obs["step"]):
+        if f.get("state") == "ahead":
+            cos = math.cos(math.radians(float(f["normal_deg"])))
+            if cos > 0.05:
+                out = min(out, float(f["edge_m"]) / cos)
+    return out
+
+
 def observation_features(obs: dict[str, Any] | None) -> list[float]:
     """``OBS_DIM`` floats (all zeros for no observation): the scaled state vector; the victim and each
     reported rock in body coordinates (metres ahead and to the left), each rock's side gap (how far
-    its edge is from the body's path, ``|across| - radius - body radius``) and presence; and a
-    presence flag. The derived coordinates are what the scripted rules compute from the summary."""
+    its edge is from the body's path, ``|across| - radius - body radius``) and presence; the free path
+    on nine headings from 60 degrees right to 60 degrees left (:func:`free_path`) and the distance to
+    the next feature ahead (:func:`feature_ahead`); the feature normal's, the victim's and each rock's
+    bearing in degrees (scaled), since a turn's parameter is linear in them; and a presence flag."""
     if obs is None:
         return [0.0] * OBS_DIM
     v = state_vector(obs)
@@ -129,4 +161,10 @@ def observation_features(obs: dict[str, Any] | None) -> list[float]:
             out += [along * OBS_SCALE, across * OBS_SCALE, gap, 1.0]
         else:
             out += [0.0, 0.0, 0.0, 0.0]
+    out += [free_path(obs, h) * OBS_SCALE for h in HEADINGS]
+    out.append(feature_ahead(obs) * OBS_SCALE)
+    normal = obs["debris"].get("normal_deg", obs["step"].get("normal_deg", 0.0))
+    out += [float(normal) * DEG_SCALE, float(vic["bearing_deg"]) * DEG_SCALE]
+    out += [float(obs["rocks"][i]["bearing_deg"]) * DEG_SCALE if i < len(obs["rocks"]) else 0.0
+            for i in range(ROCKS_REPORTED)]
     return [*out, 1.0]

@@ -2,7 +2,7 @@
 
 The dataset's coverage is checked first: a dataset too small to judge (:func:`coverage_only`) trains
 nothing and answers NEEDS_DATA with the ``env lora add`` lines to run. Otherwise: the data of
-:mod:`cadenza.lora.data` (with one DAgger round of the stage-1 decoder, labelled by the expert), the
+:mod:`cadenza.lora.data` (with two DAgger rounds of the stage-1 decoder, labelled by the expert), the
 two training stages of :mod:`cadenza.lora.train`, and one new immutable registry version holding
 ``adapter.safetensors``, ``adapter.json`` and ``baseline.safetensors`` (the frozen-encoder decoder the
 scorecard compares with).
@@ -68,15 +68,18 @@ def text_plans(data: lora_data.TrainData) -> list[str | None]:
 
 
 def dagger_round(vocab: Any, base: Any, max_steps: int, sites: int, seed: int, objectives: list[str]) -> Any:
-    """The DAgger round: missions driven by the stage-1 policy, every state labelled by the expert."""
+    """A DAgger round: missions driven by the stage-1 policy, every state labelled by the expert."""
+    rounds = [0]
+
     def collect(policy: Callable[..., Any]) -> list[lora_data.Pair]:
         objs = [o for o in objectives for _ in range(sites)]
 
         def learner(rng: Any, label: Any, obs: Any, prev: Any, i: int) -> Any:
             return policy(obs, prev, objs[i])
 
+        rounds[0] += 1  # each round on new sites
         pairs, _ = lora_data.expert_pairs(vocab, base, max_steps, sites, seed, objectives, noise=learner,
-                                          first_site=5_000)
+                                          first_site=5_000 * rounds[0])
         return pairs
 
     return collect

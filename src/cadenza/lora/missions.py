@@ -89,7 +89,10 @@ class _Labelled:
             if alt is not None and alt != label:
                 step, noisy = alt, True
                 forget = getattr(self.inner, "forget", None)
-                if forget is not None:
+                if forget is not None and alt.name != label.name:
+                    # another action than the planner's: its plan in progress (a detour) no longer holds; the
+                    # same action with other parameters keeps it (a detour turned 25 instead of 30 degrees
+                    # still wants the walk past the rock next)
                     forget()
         if self.out is not None:
             self.out.append(Decision(self.i, len(inp.history), inp.observation, prev, step, label, noisy))
@@ -103,7 +106,7 @@ def run_batch(specs: list[MissionSpec], planners: list[Planner], vocab: Vocabula
 
     With ``noise``, the planner is the labeller: at each decision its step is the label, and
     ``noise`` may replace the step actually taken (a DART-style perturbation, or a learner's step for a
-    DAgger round); the planner is told (``forget()``) when a step it did not choose was taken.
+    DAgger round); the planner is told (``forget()``) when another action than its own was taken.
     """
     n = len(specs)
     if n == 0:

@@ -32,9 +32,9 @@ from cadenza.lora.features import StepCodec, observation_features
 from cadenza.lora.head import ActionHead, apply_lora
 
 BATCH = 256
-DECODER_STEPS = 900
+DECODER_STEPS = 1200
 HIDDEN = 160
-OPEN_EVERY = 4  # every 4th step is a batch of open-loop plans (the rest: observation-conditioned steps)
+OPEN_EVERY = 8  # every 8th step is a batch of open-loop plans (the rest: observation-conditioned steps)
 DECODER_LR = 2e-3
 TEXTS_PER_STEP = 24
 # Sentences unrelated to any robot mission: the negatives the abstention threshold is calibrated on.
@@ -92,9 +92,9 @@ def fit(encoder: Any, codec: StepCodec, data: TrainData, *, epochs: int, lr: flo
         progress: Callable[[str, int, int], None] | None = None) -> FitResult:
     """Train the head (stage 1 then stage 2); ``progress(stage, done, total)`` is called every step.
 
-    ``dagger(policy)``, when given, is called once, after two thirds of stage 1, with the stage-1
-    decoder as a policy; the pairs it returns (the states that policy visits, labelled by the expert)
-    join the closed-loop data for the rest of training."""
+    ``dagger(policy)``, when given, is called twice, after one and two thirds of stage 1, with the
+    stage-1 decoder as a policy; the pairs it returns (the states that policy visits, labelled by the
+    expert) join the closed-loop data for the rest of training."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     t0 = time.perf_counter()
@@ -124,13 +124,13 @@ def fit(encoder: Any, codec: StepCodec, data: TrainData, *, epochs: int, lr: flo
         steps, _ = dec.decode(goal, o, p, 1)
         return steps[0]
 
-    dagger_at = (2 * decoder_steps) // 3 if dagger is not None else -1
+    dagger_at = {decoder_steps // 3, (2 * decoder_steps) // 3} if dagger is not None else set()
     dagger_pairs = 0
     for step in range(decoder_steps):
-        if step == dagger_at and dagger is not None:
+        if step in dagger_at and dagger is not None:
             dec.eval()
             extra = dagger(policy)
-            dagger_pairs = len(extra)
+            dagger_pairs += len(extra)
             data.pairs.extend(extra)
             data.closed_loop += len(extra)
             open_b, closed_b = _batches(data.pairs, codec, max_len)
