@@ -1,0 +1,301 @@
+"""Soft actor-critic for a bounded residual on a frozen base (off-policy; readable top to bottom like ``ppo.py``).
+
+The off-policy counterpart of :mod:`cadenza.residual.ppo`: every transition is kept in a replay
+buffer and reused by many updates, which is what a user with an expensive simulator (or a real robot)
+needs. It plugs into the same round loop (:func:`cadenza.residual.loop.run_rounds`), validation card,
+checkpoints, scorecard and registry, and the policy it trains is the same
+:class:`~cadenza.residual.network.ResidualActor` (its mean is the deployed residual), so the control
+law, the saved policy file, distillation and the onboard runtime do not know which algorithm ran.
+
+What it does, after the field's residual learners (Policy Decorator, ResFiT, DAWN):
+
+* **the residual starts at zero** (the actor's last layer starts near zero) and acts through the
+  control law (``alpha``, gate, rate limit, clamp) inside every rollout, as in PPO;
+* **base data first**: the first round rolls out the base alone (the residual switched off) and the
+  critic is warmed on those transitions (``critic_warmup_updates``) before the actor moves; these
+  samples count in the env steps like any other;
+* **progressive exploration**: at each episode start an env switches the residual on with a
+  probability that rises linearly from ``explore_start`` to 1 over the first ``explore_steps`` env
+  steps; an env with the residual off runs the base alone and its transitions (``u = 0``) are
+  replayed like the others;
+* **critic**: twin Q networks with LayerNorm (stable at update-to-data ratios of 1 and more) and
+  Polyak-averaged targets; the target takes the minimum of the two;
+* **actor**: the Gaussian of ``ResidualActor`` (its mean net and its state-independent ``log_std``),
+  reparameterised; the entropy temperature is tuned toward ``target_entropy``. The critic sees the
+  raw action clamped to its range (``delta`` to [-1, 1], the gate to [0, 1]); a penalty keeps the
+  mean inside it, so the deployed (deterministic) residual is what the critic valued;
+* **update-to-data ratio** ``utd``: gradient steps per env transition (``num_envs * utd`` per
+  vector step);
+* **collisions** cost ``1 + collision_cost`` (the trainer's Lagrange multiplier, as for PPO); the
+  buffer stores the collision flag, so every update charges the current cost to old transitions too;
+* a time-limit truncation is bootstrapped (``bootstrap_truncation``), a termination is not.
+
+Each :meth:`SAC.round` steps the vectorised task ``n_steps`` times (``num_envs * n_steps`` env
+steps) and returns the round's :class:`~cadenza.residual.ppo.RoundStats`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cadenza.residual.control_law import control_law
+from cadenza.residual.network import ResidualActor, ResidualArch
+from cadenza.residual.ppo import RoundStats
+from cadenza.tasks.interface import Task
+
+
+@dataclass
+class SACConfig:
+    num_envs: int = 16
+    n_steps: int = 128  # vector steps per round: a round is num_envs * n_steps env steps
+    buffer_size: int = 1_000_000
+    batch_size: int = 256
+    utd: float = 1.0  # gradient steps per env transition
+    gamma: float = 0.99
+    tau: float = 0.005  # Polyak factor of the target critics
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    hidden_dim: int = 256  # critic width (the actor's comes from the residual architecture)
+    init_log_std: float = -1.0  # the residual's initial exploration std, log
+    target_entropy: float | None = None  # None: -(action size) (the SAC default)
+    critic_warmup_updates: int = 2000  # critic updates on the first (base-only) round before the actor moves
+    explore_start: float = 0.0  # probability that an episode runs with the residual on, at the start ...
+    explore_steps: int = 20_000  # ... rising linearly to 1 over this many env steps
+    bound_penalty: float = 1.0  # weight of the penalty on the actor's mean outside the action's range
+    bootstrap_truncation: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class QNet(nn.Module):
+    """``(features, u) -> Q``: an MLP with LayerNorm after every hidden layer."""
+
+    def __init__(self, in_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([x, u], dim=-1)).squeeze(-1)
+
+
+class Replay:
+    """A ring buffer of raw transitions (observations stay raw: features are made with the current normaliser)."""
+
+    def __init__(self, size: int, obs_dim: int, act_dim: int, u_dim: int) -> None:
+        self.size, self.n, self.i = size, 0, 0
+        self.obs = np.zeros((size, obs_dim), np.float32)
+        self.base = np.zeros((size, act_dim), np.float32)
+        self.u = np.zeros((size, u_dim), np.float32)
+        self.r = np.zeros(size, np.float32)
+        self.coll = np.zeros(size, np.float32)
+        self.next_obs = np.zeros((size, obs_dim), np.float32)
+        self.next_base = np.zeros((size, act_dim), np.float32)
+        self.end = np.zeros(size, np.float32)  # 1: no bootstrap (terminated, or truncated without bootstrap)
+
+    def add(self, **batch: np.ndarray) -> None:
+        m = len(batch["r"])
+        idx = (self.i + np.arange(m)) % self.size
+        for k, v in batch.items():
+            getattr(self, k)[idx] = v
+        self.i = (self.i + m) % self.size
+        self.n = min(self.n + m, self.size)
+
+    def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        idx = torch.randint(0, self.n, (batch,), generator=gen).numpy()
+        return {k: torch.as_tensor(getattr(self, k)[idx]) for k in
+                ("obs", "base", "u", "r", "coll", "next_obs", "next_base", "end")}
+
+
+class SAC:
+    def __init__(self, arch: ResidualArch, cfg: SACConfig, task: Task,
+                 base: Callable[[np.ndarray], np.ndarray] | None, device: str = "cpu", seed: int = 0,
+                 accel: Any = None) -> None:
+        if not arch.use_base or base is None:
+            raise ValueError("the SAC learner trains a residual: it needs a base policy")
+        torch.manual_seed(seed)
+        self.arch, self.cfg, self.task, self.base, self.device = arch, cfg, task, base, device
+        self.actor = ResidualActor(arch, init_log_std=cfg.init_log_std).to(device)
+        q_in = arch.input_dim + arch.out_dim
+        self.q1, self.q2 = QNet(q_in, cfg.hidden_dim).to(device), QNet(q_in, cfg.hidden_dim).to(device)
+        self.q1_t, self.q2_t = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
+        for p in (*self.q1_t.parameters(), *self.q2_t.parameters()):
+            p.requires_grad_(False)
+        self.log_temp = torch.zeros((), device=device, requires_grad=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=cfg.critic_lr)
+        self.temp_opt = torch.optim.Adam([self.log_temp], lr=cfg.actor_lr)
+        self.target_entropy = -float(arch.out_dim) if cfg.target_entropy is None else cfg.target_entropy
+        self.rng = torch.Generator(device="cpu").manual_seed(seed)
+        self.np_rng = np.random.default_rng(seed)
+        n, k = task.num_envs, arch.act_dim
+        self.replay = Replay(cfg.buffer_size, arch.obs_dim, k, arch.out_dim)
+        self.obs, _ = task.reset(seed=seed)
+        self.prev_delta = np.zeros((n, k))
+        self.on = np.zeros(n, dtype=bool)  # which envs run the residual this episode
+        self.env_steps = 0
+        self.rounds_done = 0
+        self.updates = 0
+        self._owed = 0.0  # gradient steps owed by the update-to-data ratio
+        self.collision_cost = 0.0  # extra reward cost of a collision, on top of the task's own (set per round)
+        lo = [-1.0] * k + ([0.0] if arch.gate else [])
+        self._lo, self._hi = torch.tensor(lo, device=device), torch.ones(arch.out_dim, device=device)
+        self._u_off = np.zeros(arch.out_dim, np.float32)
+        if arch.gate:
+            self._u_off[k] = 1.0  # gate open, delta 0: the base alone
+
+    # ------------------------------------------------------------------ acting
+    def _features(self, obs: np.ndarray | torch.Tensor, a_base: np.ndarray | torch.Tensor) -> torch.Tensor:
+        o = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        b = torch.as_tensor(a_base, dtype=torch.float32, device=self.device)
+        return self.actor.features(o, b)
+
+    def _explore_p(self) -> float:
+        """The probability that a new episode runs with the residual on (after the base's own first round)."""
+        c = self.cfg
+        return min(1.0, c.explore_start + (1.0 - c.explore_start) * self.env_steps / max(1, c.explore_steps))
+
+    def collect(self) -> tuple[RoundStats, np.ndarray]:
+        cfg, n, k = self.cfg, self.task.num_envs, self.arch.act_dim
+        raw_obs = np.empty((cfg.n_steps, n, self.arch.obs_dim), np.float32)
+        eps = succ = coll = 0
+        ret_sum = abs_delta = 0.0
+        std = self.actor.log_std.detach().exp()
+        if self.rounds_done == 0:
+            self.on[:] = False
+        a_base = self.base(self.obs)
+        for t in range(cfg.n_steps):
+            with torch.no_grad():
+                mean = self.actor.net(self._features(self.obs, a_base))
+            u = (mean + std * torch.randn(mean.shape, generator=self.rng)).clamp(self._lo, self._hi).cpu().numpy()
+            u = np.where(self.on[:, None], u, self._u_off)
+            gate = u[:, k:] if self.arch.gate else None
+            out = control_law(a_base, u[:, :k].astype(np.float64), alpha=self.arch.alpha, gate=gate,
+                              prev_delta=self.prev_delta, rate_limit=self.arch.rate_limit)
+            abs_delta += float(np.abs(out.delta).mean())
+            raw_obs[t] = self.obs
+            obs, r, term, trunc, info = self.task.step(out.action)
+            done = term | trunc
+            next_obs = obs.copy()
+            if done.any() and "final_obs" in info:
+                next_obs[done] = info["final_obs"][done]
+            next_base = self.base(obs)
+            nb = next_base if not done.any() else np.where(done[:, None], self.base(next_obs), next_base)
+            end = term | (trunc & (not cfg.bootstrap_truncation))
+            self.replay.add(obs=self.obs, base=a_base, u=u, r=r, coll=info["collision"].astype(np.float32),
+                            next_obs=next_obs, next_base=nb, end=end.astype(np.float32))
+            self.prev_delta = np.where(done[:, None], 0.0, out.delta)
+            if done.any():
+                eps += int(done.sum())
+                succ += int(info["success"][done].sum())
+                coll += int(info["collision"][done].sum())
+                ret_sum += float(info["episode"]["r"][done].sum())
+                if self.rounds_done > 0:  # progressive exploration: a new episode draws its switch
+                    self.on[done] = self.np_rng.random(int(done.sum())) < self._explore_p()
+            self.env_steps += n
+            self.obs, a_base = obs, next_base
+            if self.rounds_done > 0:
+                self._owed += n * cfg.utd
+                while self._owed >= 1.0:
+                    self.update()
+                    self._owed -= 1.0
+        if self.rounds_done == 0:  # the base's own round: switch the residual on for the next ones
+            self.on = self.np_rng.random(n) < self._explore_p()
+        stats = RoundStats(env_steps=cfg.n_steps * n, episodes=eps, successes=succ, collisions=coll,
+                           mean_return=ret_sum / eps if eps else float("nan"), mean_abs_delta=abs_delta / cfg.n_steps)
+        return stats, raw_obs
+
+    # ------------------------------------------------------------------ learning
+    def _critic_update(self, b: dict[str, torch.Tensor]) -> float:
+        cfg = self.cfg
+        x = self._features(b["obs"], b["base"])
+        with torch.no_grad():
+            nx = self._features(b["next_obs"], b["next_base"])
+            mean = self.actor.net(nx)
+            std = self.actor.log_std.exp()
+            nu = mean + std * torch.randn(mean.shape, generator=self.rng)
+            logp = torch.distributions.Normal(mean, std).log_prob(nu).sum(-1)
+            nu = nu.clamp(self._lo, self._hi)
+            q_next = torch.minimum(self.q1_t(nx, nu), self.q2_t(nx, nu)) - self.log_temp.exp() * logp
+            r = b["r"] - self.collision_cost * b["coll"]
+            target = r + cfg.gamma * (1.0 - b["end"]) * q_next
+        loss = ((self.q1(x, b["u"]) - target) ** 2).mean() + ((self.q2(x, b["u"]) - target) ** 2).mean()
+        self.critic_opt.zero_grad()
+        loss.backward()
+        self.critic_opt.step()
+        with torch.no_grad():
+            for q, qt in ((self.q1, self.q1_t), (self.q2, self.q2_t)):
+                for p, pt in zip(q.parameters(), qt.parameters(), strict=True):
+                    pt.lerp_(p, cfg.tau)
+        return float(loss.detach())
+
+    def _actor_update(self, b: dict[str, torch.Tensor]) -> tuple[float, float]:
+        x = self._features(b["obs"], b["base"])
+        mean = self.actor.net(x)
+        std = self.actor.log_std.exp()
+        u = mean + std * torch.randn(mean.shape, generator=self.rng)
+        logp = torch.distributions.Normal(mean, std).log_prob(u).sum(-1)
+        uc = u.clamp(self._lo, self._hi)
+        q = torch.minimum(self.q1(x, uc), self.q2(x, uc))
+        outside = (mean - mean.clamp(self._lo, self._hi)) ** 2
+        loss = (self.log_temp.exp().detach() * logp - q).mean() + self.cfg.bound_penalty * outside.sum(-1).mean()
+        self.actor_opt.zero_grad()
+        loss.backward()
+        self.actor_opt.step()
+        temp_loss = -(self.log_temp * (logp.detach() + self.target_entropy)).mean()
+        self.temp_opt.zero_grad()
+        temp_loss.backward()
+        self.temp_opt.step()
+        return float(loss.detach()), float(-logp.detach().mean())
+
+    def update(self, actor: bool = True) -> None:
+        if self.replay.n < self.cfg.batch_size:  # a resumed run refills its buffer first (it is not checkpointed)
+            return
+        b = self.replay.sample(self.cfg.batch_size, self.rng)
+        self._last_q_loss = self._critic_update(b)
+        if actor:
+            self._last_pi_loss, self._last_entropy = self._actor_update(b)
+        self.updates += 1
+
+    def round(self) -> RoundStats:
+        """Collect one round (updating as the update-to-data ratio asks), then refresh the normaliser."""
+        first = self.rounds_done == 0
+        stats, raw_obs = self.collect()
+        self.actor.norm.update(raw_obs.reshape(-1, self.arch.obs_dim))
+        if first:  # warm the critic on the base's own transitions before the actor moves
+            for _ in range(self.cfg.critic_warmup_updates):
+                self.update(actor=False)
+        self.rounds_done += 1
+        stats.value_loss = getattr(self, "_last_q_loss", 0.0)
+        stats.policy_loss = getattr(self, "_last_pi_loss", 0.0)
+        stats.entropy = getattr(self, "_last_entropy", 0.0)
+        stats.std = float(self.actor.log_std.detach().exp().mean())
+        return stats
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {"actor": self.actor.state_dict(), "q1": self.q1.state_dict(), "q2": self.q2.state_dict(),
+                "q1_t": self.q1_t.state_dict(), "q2_t": self.q2_t.state_dict(), "log_temp": self.log_temp.detach(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "temp_opt": self.temp_opt.state_dict(), "rounds_done": self.rounds_done,
+                "env_steps": self.env_steps, "rng": self.rng.get_state()}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self.actor.load_state_dict(sd["actor"])
+        for name in ("q1", "q2", "q1_t", "q2_t"):
+            getattr(self, name).load_state_dict(sd[name])
+        with torch.no_grad():
+            self.log_temp.copy_(sd["log_temp"])
+        self.actor_opt.load_state_dict(sd["actor_opt"])
+        self.critic_opt.load_state_dict(sd["critic_opt"])
+        self.temp_opt.load_state_dict(sd["temp_opt"])
+        self.rounds_done, self.env_steps = int(sd["rounds_done"]), int(sd["env_steps"])
+        self.rng.set_state(sd["rng"])

@@ -1,0 +1,93 @@
+"""The off-policy residual learner (residual/sac.py) on the real proxy, with tiny settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cadenza.base.rescue_dog import RescueDogBase
+from cadenza.governance.governor import Decision, Plan
+from cadenza.residual.loop import run_rounds
+from cadenza.residual.network import ResidualArch
+from cadenza.residual.sac import SAC, SACConfig
+from cadenza.tasks.proxy.rescue_dog import ACT_DIM, OBS_DIM, RescueDogProxy
+
+ARCH = ResidualArch(obs_dim=OBS_DIM, act_dim=ACT_DIM, hidden_dim=32)
+
+
+def _sac(seed: int = 0, **kw: object) -> SAC:
+    cfg = SACConfig(**{"num_envs": 4, "n_steps": 32, "batch_size": 32, "hidden_dim": 32, "critic_warmup_updates": 8,
+                       "explore_steps": 512, "buffer_size": 4096, **kw})  # type: ignore[arg-type]
+    return SAC(ARCH, cfg, RescueDogProxy(num_envs=cfg.num_envs, level=1.0), RescueDogBase(), seed=seed)
+
+
+def test_the_first_round_is_the_base_alone_and_warms_the_critic() -> None:
+    sac = _sac()
+    critic_before = [p.detach().clone() for p in sac.q1.parameters()]
+    actor_before = [p.detach().clone() for p in sac.actor.parameters()]
+    st = sac.round()
+    n = sac.cfg.num_envs * sac.cfg.n_steps
+    assert st.env_steps == n and sac.replay.n == n
+    u = sac.replay.u[:n]
+    assert np.all(u[:, :ACT_DIM] == 0.0) and np.all(u[:, ACT_DIM] == 1.0)  # delta 0, gate open: the base alone
+    assert st.mean_abs_delta == 0.0
+    assert sac.updates == sac.cfg.critic_warmup_updates  # critic-only updates on the base's transitions
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, sac.q1.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, sac.actor.parameters(), strict=True))
+
+
+def test_progressive_exploration_and_the_update_to_data_ratio() -> None:
+    sac = _sac(utd=0.5)
+    sac.round()
+    p1 = sac._explore_p()
+    assert 0.0 < p1 < 1.0  # rises with the env steps done ...
+    warm = sac.updates
+    sac.round()
+    assert sac._explore_p() > p1
+    assert sac.updates - warm == sac.cfg.num_envs * sac.cfg.n_steps // 2  # utd 0.5: one update per two steps
+    for _ in range(4):
+        sac.round()
+    assert sac._explore_p() == 1.0  # ... to 1 after explore_steps
+    on = sac.replay.u[: sac.replay.n, :ACT_DIM]
+    assert np.any(on != 0.0)  # the residual acted once switched on
+    assert np.all(np.abs(on) <= 1.0)  # and the critic only ever saw actions inside the range
+
+
+def test_collisions_cost_what_the_multiplier_says_in_every_update() -> None:
+    sac = _sac()
+    sac.round()
+    b = sac.replay.sample(8, torch.Generator().manual_seed(0))
+    b["coll"] = torch.ones(8)
+    b["end"] = torch.ones(8)  # no bootstrap: the target is the reward alone
+    q0 = sac._critic_update(dict(b))
+    sac.collision_cost = 100.0
+    q1 = sac._critic_update(dict(b))
+    assert q1 > 10 * q0  # the same transitions, now far from the critic's value
+
+
+def test_checkpoint_round_trip_and_the_shared_round_loop() -> None:
+    sac = _sac(seed=3)
+    plan = Plan(hyperparameters={"num_envs": 4, "n_steps": 32}, budget_steps=10**6, rounds=3, curriculum=[(0, 1.0)],
+                plateau_window=5, plateau_min_gain=0.01, kl_blowup=0.5, validate_every=0)
+
+    class ThreeRounds:
+        def review(self, history: list[dict], plan: Plan) -> Decision:
+            return Decision("stop", "three rounds") if len(history) == 3 else Decision("continue")
+
+    history: list[dict] = []
+    steps, decision = run_rounds(sac, sac.task, plan, ThreeRounds(), history)  # type: ignore[arg-type]
+    assert steps == 3 * 128 and decision.reason == "three rounds" and [h["round"] for h in history] == [0, 1, 2]
+    again = _sac(seed=99)
+    again.load_state_dict(sac.state_dict())
+    obs = np.random.default_rng(0).standard_normal((5, OBS_DIM)).astype(np.float32)
+    a_base = RescueDogBase()(obs)
+    with torch.no_grad():
+        x = torch.as_tensor(obs), torch.as_tensor(a_base, dtype=torch.float32)
+        assert torch.equal(sac.actor(*x), again.actor(*x))
+    assert again.env_steps == sac.env_steps and again.rounds_done == 3
+
+
+def test_needs_a_base() -> None:
+    with pytest.raises(ValueError, match="needs a base"):
+        SAC(ARCH, SACConfig(num_envs=2), RescueDogProxy(num_envs=2), None)
