@@ -45,7 +45,7 @@ from cadenza.mission.objectives import OBJECTIVES
 
 PARAPHRASES = 6
 JITTER_COPIES = 3
-SITES = 40  # training sites per objective
+SITES = 60  # training sites per objective
 NOISE_P = 0.25
 HORIZON = 1
 TRAIN_SITE_SEED = 500_000  # training sites: 500,000 + i (held-out scorecard sites start at 1,000,003)

@@ -9,7 +9,8 @@ Saved as two files (registered together, kind ``lora``):
 
 Nothing is unpickled: tensors come from safetensors, the rest is JSON. At load the encoder must be
 the one the adapter was trained on (same name, size and weight hash), every tensor must be present
-with its shape, and nothing extra may be there; otherwise one line says what differs.
+with its shape, and nothing extra may be there; otherwise one line says what differs. A loaded head
+is for inference: its LoRA matrices are merged into the encoder's weights (:func:`merge_lora`).
 
 **Abstention.** A goal's *similarity* is the largest cosine between its embedding and the training
 goal texts' embeddings (both through the adapted encoder). Below the calibrated threshold the head
@@ -47,6 +48,19 @@ def apply_lora(encoder: Any, rank: int, alpha: float | None = None) -> None:
     inject_adapter_in_model(cfg, encoder)
     for name, p in encoder.named_parameters():
         p.requires_grad_("lora_" in name)
+
+
+def merge_lora(encoder: Any) -> int:
+    """Fold the LoRA matrices into the frozen weights (``W + scale * B @ A``, peft's ``merge``) for
+    inference: the same outputs up to float rounding, without the extra matmuls. Returns the layers merged."""
+    from peft.tuners.lora import LoraLayer
+
+    n = 0
+    for m in encoder.modules():
+        if isinstance(m, LoraLayer) and not m.merged:
+            m.merge(safe_merge=True)
+            n += 1
+    return n
 
 
 def lora_tensors(encoder: Any) -> dict[str, torch.Tensor]:
@@ -228,6 +242,7 @@ def load_head(adapter: Path, meta_path: Path, encoder: Any) -> ActionHead:
                             f"({len(texts)}, {encoder.dim})")
     for p in encoder.parameters():
         p.requires_grad_(False)
+    merge_lora(encoder)
     encoder.eval()
     decoder.eval()
     extra_meta = {k: v for k, v in meta.items() if k not in ("format", "codec", "encoder", "rank", "decoder",

@@ -36,7 +36,7 @@ DECODER_STEPS = 1200
 HIDDEN = 160
 OPEN_EVERY = 8  # every 8th step is a batch of open-loop plans (the rest: observation-conditioned steps)
 DECODER_LR = 2e-3
-TEXTS_PER_STEP = 24
+TEXTS_PER_STEP = 16
 # Sentences unrelated to any robot mission: the negatives the abstention threshold is calibrated on.
 NEGATIVES = (
     "make me a cup of tea", "what is the weather tomorrow", "book a table for two", "play some jazz music",
