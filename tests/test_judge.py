@@ -229,3 +229,18 @@ def test_dry_run_saves_nothing(logged: Path, tmp_path: Path) -> None:
     assert res.chosen is not None and res.diff.startswith("--- SYSTEM_PROMPT.md (incumbent)")
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
     assert json.dumps(res.report.as_dict())  # the report is plain JSON
+
+
+def test_merge_combines_rules_on_different_parameters_only() -> None:
+    from cadenza.judge.propose import Candidate, merge
+
+    inc = EXAMPLE.joinpath("SYSTEM_PROMPT.md").read_text()
+
+    def cand(key: str, value: float) -> Candidate:
+        rule = Rule(key, value, "step-after-turn, 4 of 50 missions")
+        return Candidate(with_rules(inc, [rule]), [rule], "offline", ["step-after-turn"])
+
+    assert merge(cand("max_leg_m", 0.7), cand("max_leg_m", 1.0), inc) is None
+    both = merge(cand("max_leg_m", 1.0), cand("detour_margin_m", 0.55), inc)
+    assert both is not None and read_settings(both.text) == {"max_leg_m": 1.0, "detour_margin_m": 0.55}
+    assert check_candidate(inc, both.text, VOCAB, [], set(RULE_PARAMS)) == []  # two rules fit the 1.5x limit

@@ -8,8 +8,8 @@
    checked against the invariants (:mod:`cadenza.judge.invariants`); one that breaks any is dropped.
 4. **Screen**: the incumbent and every candidate fly the same minibatch of the missions the judge read
    (their seeds and goals; spread evenly over them, so failures and successes keep their share). A
-   candidate goes on only if it succeeds on more of them than the incumbent; the two best are merged
-   into one more candidate (when they set different parameters and the merge keeps the invariants),
+   candidate goes on only if it succeeds on more of them than the incumbent; the best is merged with
+   the best that sets other parameters into one more candidate (when the merge keeps the invariants),
    and the best of all goes on.
 5. **Validate**: incumbent and candidate fly the same ``validation`` missions on fixed seeds that no
    run log holds (:data:`VALIDATION_SEED`, outside ``env run``'s seed range), and the paired
@@ -268,7 +268,9 @@ def train_prompt(project: Project, opts: TrainOptions, *, judge: Callable[[Minin
             if s.k > base.k:
                 winners.append((s.k, c))
         winners.sort(key=lambda t: -t[0])  # stable: ties keep the judge's order (most frequent mode first)
-        merged = merge(winners[0][1], winners[1][1], incumbent) if len(winners) >= 2 else None
+        # the best, merged with the best that sets other parameters
+        partner = next((c for _, c in winners[1:] if merge(winners[0][1], c, incumbent) is not None), None)
+        merged = merge(winners[0][1], partner, incumbent) if partner is not None else None
         if merged is not None and not check_candidate(incumbent, merged.text, vocab.names, log_texts,
                                                       set(RULE_PARAMS)):
             result.candidates.append(merged)
