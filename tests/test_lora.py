@@ -382,3 +382,29 @@ def test_eval_records_its_verdict_in_the_registry(trained: tuple[Path, str], tmp
     n = report["card"]["episodes"]
     assert n >= 16 and all(m["episodes"] == n for m in report["card"]["metrics"].values())
     assert reg.next_block("lora", version) == 1
+
+
+def test_data_merges_finetune_exports_and_run_logs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from cadenza.mission.runner import RunOptions, run_missions
+
+    root = copy_example(tmp_path / "dog", dataset=False)
+    run = run_missions(load_project(root), RunOptions(episodes=2, seed=2))
+    assert run.successes == 2
+    export = tmp_path / "export.jsonl"
+    code, _, err = run_cli(["env", "finetune", root, run.log_path, "-o", export], capsys, monkeypatch)
+    assert code == 0, err
+    code, out, err = run_cli(["env", "lora", "data", root, "--finetune", export], capsys, monkeypatch)
+    assert code == 0, err
+    data = load_dataset(load_project(root))
+    n = sum(1 for _ in export.read_text().splitlines())
+    assert f"merged {n} records" in out and len(data) == n
+    assert all(e.source == "finetune" and e.observation is not None and e.steps for e in data)
+    assert data[0].objective == "in_debris" and data[0].prev is None and data[1].prev == data[0].steps[0]
+    # the run log itself gives the same records: all already merged
+    code, out, _ = run_cli(["env", "lora", "data", root, "--finetune", run.log_path], capsys, monkeypatch)
+    assert code == 0 and "merged 0 records" in out and len(load_dataset(load_project(root))) == n
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"x": 1}\n')
+    code, _, err = run_cli(["env", "lora", "data", root, "--finetune", bad], capsys, monkeypatch)
+    assert code == 1 and "record lacks goal" in err
