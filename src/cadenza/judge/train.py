@@ -275,7 +275,7 @@ def train_prompt(project: Project, opts: TrainOptions, *, judge: Callable[[Minin
                                                       set(RULE_PARAMS)):
             result.candidates.append(merged)
             s = result.screen[merged.label] = ev.fly(merged.text, pairs)
-            say(f"  {merged.label} (the best two merged): {s.k}/{s.n}")
+            say(f"  {merged.label} (merged): {s.k}/{s.n}")
             if s.k > winners[0][0]:
                 winners.insert(0, (s.k, merged))
         best = winners[0] if winners else None
