@@ -146,3 +146,33 @@ def test_a_judge_rewrite_that_breaks_an_invariant_is_dropped(project: Path, caps
     assert code == 0, err
     assert "dropped candidate" in out and "drops action(s) from the vocabulary: climb_step" in out
     assert (project / "SYSTEM_PROMPT.md").read_bytes() == original and Registry(project).versions("prompt") == []
+
+
+@pytest.mark.slow
+def test_a_better_prompt_is_deployed_and_rollback_restores_the_original_bytes(
+        project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prompt whose rule cripples the planner (0.3 m walks: missions run out of their 15 steps); the judge's
+    rewrite drops the rule; validation deploys it; history shows both; rollback restores the exact bytes."""
+    cfg = project / "cadenza.toml"
+    cfg.write_text(cfg.read_text().replace("max_steps = 40", "max_steps = 15"))
+    original = (project / "SYSTEM_PROMPT.md").read_text().replace("\n", "\r\n") + "\r\n## Rules\r\n\r\n" \
+        "- Walk at most 0.3 m per step; square up in between. `max_leg_m = 0.3` (fixes nothing)  \r\n"
+    (project / "SYSTEM_PROMPT.md").write_bytes(original.encode())
+    assert read_settings(original) == {"max_leg_m": 0.3}
+    assert run_cli(["env", "run", project, "--headless", "--episodes", "4", "--goal", "search for the victim"],
+                   capsys, monkeypatch)[0] == 0
+    better = (EXAMPLE / "SYSTEM_PROMPT.md").read_text()
+    args = ["env", "train", project, "--policy", "scripted", "--screen", "4", "--validation", "12", "--perturb", "0",
+            *llm_flags("http://127.0.0.1:9/v1")]
+    with chat_server(model=judge_or_plan(better)) as srv:
+        args[-9] = srv.url
+        code, out, err = run_cli(args, capsys, monkeypatch)
+        assert code == 0, out + err
+        assert "DEPLOY: promoted v0002" in out.replace("\n", " ")
+        assert (project / "SYSTEM_PROMPT.md").read_text() == better
+        code, out, _ = run_cli(args, capsys, monkeypatch)  # the same runs again: nothing new to fix
+        assert code == 0 and "nothing new to fix" in out.replace("\n", " ") and len(srv.requests) == 1
+    code, out, _ = run_cli(["env", "history", project, "--kind", "prompt"], capsys, monkeypatch)
+    assert code == 0 and "v0001" in out and "v0002" in out and "DEPLOY" in out
+    code, _, _ = run_cli(["env", "rollback", project, "prompt"], capsys, monkeypatch)
+    assert code == 0 and (project / "SYSTEM_PROMPT.md").read_bytes() == original.encode()

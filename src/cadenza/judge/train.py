@@ -45,7 +45,7 @@ from cadenza.mission.controller import LowLevelController, load_controller
 from cadenza.mission.planners import Planner
 from cadenza.mission.planners import make_planner as registered_planner
 from cadenza.mission.rules import RULE_PARAMS
-from cadenza.mission.runner import RunOptions, mission_vocabulary, read_system_prompt, run_missions
+from cadenza.mission.runner import RunOptions, mission_vocabulary, run_missions
 from cadenza.project.config import PROMPT_NAME, Project
 
 VALIDATION_SEED = 2_000_000  # validation missions: seeds 2,000,000 + i (env run's seeds stay below 1,000,000)
@@ -170,6 +170,17 @@ class Evaluator:
         self.tmp.cleanup()
 
 
+def read_prompt_bytes(project: Project) -> bytes:
+    """SYSTEM_PROMPT.md's exact bytes (empty when absent); text that is not UTF-8 is one line."""
+    p = project.prompt_path
+    raw = p.read_bytes() if p.is_file() else b""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CadenzaError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return raw
+
+
 def already_judged(reg: Registry, incumbent: str, logs: dict[str, str]) -> str | None:
     """A prompt version already made from (at least) these logs against this incumbent, or ``None``."""
     base = reg.baseline(KIND)
@@ -214,7 +225,7 @@ def train_prompt(project: Project, opts: TrainOptions, *, judge: Callable[[Minin
         raise UsageError("--policy llm: the llm planner needs an endpoint and a key (drop --offline, set the key), "
                          "or use --policy scripted")
     opts = replace(opts, policy=policy)
-    incumbent = read_system_prompt(project)
+    incumbent = read_prompt_bytes(project).decode("utf-8")  # newlines as they are: rollback restores these bytes
     result = TrainResult("KEPT", "", label, runs, report, [], perturb=perturb, policy=policy,
                          unanswered=unanswered(report))
     say(f"read {len(runs.missions)} missions from {len(runs.logs)} log(s) ({runs.bad_lines} bad line(s) skipped); "
