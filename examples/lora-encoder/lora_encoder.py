@@ -16,7 +16,9 @@ training of its own), then two Linear layers. It is deliberately small; MiniLM u
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -31,7 +33,7 @@ def _bucket(token: str) -> int:
 class HashedBagEncoder(nn.Module):
     name = "hashed-bag-of-words (examples/lora-encoder)"
     dim = 64
-    lora_targets = ["proj", "mix"]
+    lora_targets: ClassVar[list[str]] = ["proj", "mix"]
 
     def __init__(self) -> None:
         super().__init__()
@@ -47,7 +49,7 @@ class HashedBagEncoder(nn.Module):
         x = torch.zeros(len(texts), BUCKETS)
         for i, t in enumerate(texts):
             words = re.findall(r"[a-z']+", t.lower())
-            for tok in words + [f"{a} {b}" for a, b in zip(words, words[1:])]:
+            for tok in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
                 x[i, _bucket(tok)] += 1.0
         h = torch.tanh(self.proj(x))
         return nn.functional.normalize(self.mix(h), dim=-1)
