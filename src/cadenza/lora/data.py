@@ -13,15 +13,15 @@ From the dataset (:mod:`cadenza.lora.dataset`) and the project's world:
    up to 8% of their range (inside it).
 4. **closed-loop states.** The scripted planner pursuing each objective
    (:func:`cadenza.lora.missions.expert`) runs missions on ``SITES`` generated training sites per
-   objective (site seeds from :data:`TRAIN_SITE_SEED`, far from every held-out block), at
-   perturbation 0 with the project's base. At each decision, with probability ``NOISE_P``, a
-   perturbed step is taken instead of the expert's (a turn or a distance scaled by 0.6-1.4,
-   DART-style), so the missions visit states off the expert's own path; every visited state is
-   labelled with the expert's step from that state (relabelled, as DAgger does; the expert keeps a
-   detour in progress when its own action was taken with other parameters, and drops it when another
-   action was taken). The target is the expert's step there (``HORIZON`` = 1: a mission takes only
-   the first step of each plan). The goal text of each state is drawn, per batch, from its
-   objective's training texts.
+   objective (site seeds from :data:`TRAIN_SITE_SEED`, far from every held-out block), with the
+   project's base, half at each perturbation level of :data:`LEVELS` (0 and 1). At each decision,
+   with probability ``NOISE_P``, a perturbed step is taken instead of the expert's (a turn or a
+   distance scaled by 0.6-1.4, DART-style), so the missions visit states off the expert's own
+   path; every visited state is labelled with the expert's step from that state (relabelled, as
+   DAgger does; the expert keeps a detour in progress when its own action was taken with other
+   parameters, and drops it when another action was taken). The target is the expert's step there
+   (``HORIZON`` = 1: a mission takes only the first step of each plan). The goal text of each
+   state is drawn, per batch, from its objective's training texts.
 5. **merged records** (``env lora data --finetune``): the step a successful mission took from the
    logged observation, and the mission's next steps.
 """
@@ -50,6 +50,7 @@ NOISE_P = 0.25
 HORIZON = 1
 TRAIN_SITE_SEED = 500_000  # training sites: 500,000 + i (held-out scorecard sites start at 1,000,003)
 HOLDOUT_EVERY = 4
+LEVELS = (0.0, 1.0)  # perturbation levels of the robot in the closed-loop missions (sites split evenly)
 
 
 @dataclass
@@ -111,13 +112,14 @@ def noise_step(vocab: Vocabulary) -> Any:
 
 
 def expert_pairs(vocab: Vocabulary, base: Any, max_steps: int, sites: int, seed: int,
-                 objectives: list[str], noise: Any = None, first_site: int = 0) -> tuple[list[Pair], dict[str, float]]:
+                 objectives: list[str], noise: Any = None, first_site: int = 0,
+                 perturb: float = 0.0) -> tuple[list[Pair], dict[str, float]]:
     """Closed-loop pairs from expert-labelled missions (see the module docstring, item 4); ``noise``
     chooses the step taken instead of the expert's (default: the DART perturbation)."""
     specs = [MissionSpec(TRAIN_SITE_SEED + seed * 10_000 + first_site + s, o, o) for o in objectives
              for s in range(sites)]
     planners = [expert(vocab, s.objective) for s in specs]
-    outs, decisions = run_batch(specs, planners, vocab, base, max_steps=max_steps,
+    outs, decisions = run_batch(specs, planners, vocab, base, max_steps=max_steps, perturb=perturb,
                                 noise=noise or noise_step(vocab), noise_seed=seed + first_site, record=True)
     by_mission: dict[int, list[Any]] = {}
     for d in decisions:
@@ -159,7 +161,15 @@ def build(examples: list[Example], vocab: Vocabulary, base: Any, max_steps: int,
             pairs.append(Pair(f"fx:{i}" if not pools[key] else key, ex.observation, ex.prev, list(ex.steps), False))
     pools = {k: sorted(set(v)) for k, v in pools.items() if v}
     objectives = [o for o in OBJECTIVES if f"obj:{o}" in pools]
-    closed, rates = expert_pairs(vocab, base, max_steps, sites, seed, objectives) if objectives else ([], {})
+    closed: list[Pair] = []
+    rates: dict[str, float] = {}
+    if objectives:  # half the sites with the nominal robot, half with the most perturbed one
+        for k, level in enumerate(LEVELS):
+            part = sites // len(LEVELS) + (1 if k < sites % len(LEVELS) else 0)
+            got, r = expert_pairs(vocab, base, max_steps, part, seed, objectives, first_site=2_000 * k,
+                                  perturb=level)
+            closed += got
+            rates.update({f"{o}@{level:g}": v for o, v in r.items()})
     return TrainData(train, heldout, pools, pairs + closed, len(closed), rates)
 
 

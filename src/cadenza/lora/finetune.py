@@ -72,14 +72,18 @@ def dagger_round(vocab: Any, base: Any, max_steps: int, sites: int, seed: int, o
     rounds = [0]
 
     def collect(policy: Callable[..., Any]) -> list[lora_data.Pair]:
-        objs = [o for o in objectives for _ in range(sites)]
+        rounds[0] += 1  # each round on new sites, split over the perturbation levels
+        pairs: list[lora_data.Pair] = []
+        for k, level in enumerate(lora_data.LEVELS):
+            part = max(sites // len(lora_data.LEVELS), 1)
+            objs = [o for o in objectives for _ in range(part)]
 
-        def learner(rng: Any, label: Any, obs: Any, prev: Any, i: int) -> Any:
-            return policy(obs, prev, objs[i])
+            def learner(rng: Any, label: Any, obs: Any, prev: Any, i: int, objs: list[str] = objs) -> Any:
+                return policy(obs, prev, objs[i])
 
-        rounds[0] += 1  # each round on new sites
-        pairs, _ = lora_data.expert_pairs(vocab, base, max_steps, sites, seed, objectives, noise=learner,
-                                          first_site=5_000 * rounds[0])
+            got, _ = lora_data.expert_pairs(vocab, base, max_steps, part, seed, objectives, noise=learner,
+                                            first_site=5_000 * rounds[0] + 2_000 * k, perturb=level)
+            pairs += got
         return pairs
 
     return collect
