@@ -27,7 +27,8 @@ from cadenza.distill.student import Student, StudentArch
 from cadenza.errors import ArtefactError
 from cadenza.governance.registry import Registry
 from cadenza.project.config import Project
-from cadenza.residual.policy import BasePlusResidual, ResidualController, load_policy
+from cadenza.residual.combine import BasePlusResidual
+from cadenza.residual.policy import ResidualController, load_policy
 from cadenza.tasks.factory import base_source
 from cadenza.tasks.interface import Task
 

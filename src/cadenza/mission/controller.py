@@ -30,6 +30,7 @@ import numpy as np
 from cadenza.base import BasePolicy, load_base
 from cadenza.errors import CadenzaError
 from cadenza.project.config import Project
+from cadenza.residual.combine import BasePlusResidual
 from cadenza.tasks.proxy.rescue_dog import ACT_DIM
 
 CONTROLLERS = ("residual", "student")
@@ -73,8 +74,6 @@ class LowLevelController:
         if self.residual is None:
             return self.base(obs)
         if self._combined is None:
-            from cadenza.residual.policy import BasePlusResidual  # torch only when a residual runs
-
             self._combined = BasePlusResidual(self.base, self.residual)
         w = 1.0 if self.everywhere else min(max(float(residual_weight), 0.0), 1.0)
         return self._combined.act(obs, w)

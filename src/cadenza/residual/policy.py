@@ -7,7 +7,6 @@ the actor's state dict.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,33 +85,6 @@ class ResidualController:
         self._prev = out.delta
         self.last_delta = out.delta
         return out.action
-
-
-class BasePlusResidual:
-    """The one base + residual combinator for one or many envs (the DAgger teacher, the mission controller).
-
-    ``act(obs)`` calls the frozen base, then runs the residual on its action through the control law
-    (:meth:`ResidualController.act`); without a residual it is the base alone. ``act(obs, weight)``
-    applies only ``weight`` of the residual's correction, ``a_base + weight * (a - a_base)`` (a mission
-    skill sets the weight from its phase; 0 runs the base alone). The onboard runtime
-    (:class:`cadenza.runtime.safe.SafeRuntime`) composes the same law without torch, on its own path.
-    """
-
-    def __init__(self, base: Callable[[np.ndarray], np.ndarray], residual: ResidualController | None = None) -> None:
-        self.base, self.residual = base, residual
-
-    def reset(self, mask: np.ndarray | None = None) -> None:
-        if self.residual is not None:
-            self.residual.reset(mask)
-
-    def act(self, obs: np.ndarray, weight: float | None = None) -> np.ndarray:
-        a_base = self.base(obs)
-        if self.residual is None:
-            return a_base
-        a = self.residual.act(obs, a_base)
-        if weight is None:
-            return a
-        return a_base + weight * (np.asarray(a, dtype=np.float64) - a_base)
 
 
 def load_promoted_residual(project: Any, device: str = "cpu") -> ResidualController | None:
