@@ -356,6 +356,7 @@ def test_lora_policy_without_a_promoted_head_is_one_line(trained: tuple[Path, st
     assert code == 1 and "no promoted LoRA head" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_eval_records_its_verdict_in_the_registry(trained: tuple[Path, str], tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
