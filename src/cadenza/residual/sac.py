@@ -214,15 +214,19 @@ class SAC:
         return stats, raw_obs
 
     # ------------------------------------------------------------------ learning
+    def _sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The policy at features ``x``: (mean, a reparameterised sample u, log-probability of u)."""
+        mean = self.actor.net(x)
+        std = self.actor.log_std.exp()
+        u = mean + std * torch.randn(mean.shape, generator=self.rng)
+        return mean, u, torch.distributions.Normal(mean, std).log_prob(u).sum(-1)
+
     def _critic_update(self, b: dict[str, torch.Tensor]) -> float:
         cfg = self.cfg
         x = self._features(b["obs"], b["base"])
         with torch.no_grad():
             nx = self._features(b["next_obs"], b["next_base"])
-            mean = self.actor.net(nx)
-            std = self.actor.log_std.exp()
-            nu = mean + std * torch.randn(mean.shape, generator=self.rng)
-            logp = torch.distributions.Normal(mean, std).log_prob(nu).sum(-1)
+            _, nu, logp = self._sample(nx)
             nu = nu.clamp(self._lo, self._hi)
             q_next = torch.minimum(self.q1_t(nx, nu), self.q2_t(nx, nu)) - self.log_temp.exp() * logp
             r = b["r"] - self.collision_cost * b["coll"]
@@ -239,10 +243,7 @@ class SAC:
 
     def _actor_update(self, b: dict[str, torch.Tensor]) -> tuple[float, float]:
         x = self._features(b["obs"], b["base"])
-        mean = self.actor.net(x)
-        std = self.actor.log_std.exp()
-        u = mean + std * torch.randn(mean.shape, generator=self.rng)
-        logp = torch.distributions.Normal(mean, std).log_prob(u).sum(-1)
+        mean, u, logp = self._sample(x)
         uc = u.clamp(self._lo, self._hi)
         q = torch.minimum(self.q1(x, uc), self.q2(x, uc))
         outside = (mean - mean.clamp(self._lo, self._hi)) ** 2
