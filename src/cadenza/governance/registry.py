@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza.errors import ArtefactError, CadenzaError
-from cadenza.utils.io import atomic_write_bytes, atomic_write_json, sha256_file
+from cadenza.utils.io import JsonlError, atomic_write_bytes, atomic_write_json, jsonl_records, sha256_file
 
 KINDS = ("residual", "student", "lora", "prompt")
 
@@ -252,17 +252,10 @@ class Registry:
         p = self.root / "ledger.jsonl"
         if not p.is_file():
             return []
-        out = []
-        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                e = json.loads(line)
-            except json.JSONDecodeError:
-                raise ArtefactError(f"{p}:{i}: corrupt ledger line") from None
-            if kind is None or e.get("kind") == kind:
-                out.append(e)
-        return out
+        try:
+            return [e for _, e in jsonl_records(p) if kind is None or e.get("kind") == kind]
+        except JsonlError as e:
+            raise ArtefactError(f"{p}:{e.line}: corrupt ledger line") from None
 
     def last_verdict(self, kind: str, version: str) -> dict[str, Any] | None:
         for e in reversed(self.ledger(kind)):

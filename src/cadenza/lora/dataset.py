@@ -25,7 +25,7 @@ from cadenza.lora.augment import normalise
 from cadenza.mission.actions import ActionError, ActionStep, Vocabulary
 from cadenza.mission.objectives import DEFAULT_OBJECTIVE, OBJECTIVES
 from cadenza.project.config import Project
-from cadenza.utils.io import atomic_write_text, sha256_file
+from cadenza.utils.io import JsonlError, atomic_write_text, jsonl_records, sha256_file
 
 DATASET = "lora/dataset.jsonl"
 
@@ -119,17 +119,18 @@ def load_dataset(project: Project) -> list[Example]:
     if not p.is_file():
         return []
     out = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-            ex = Example.from_dict(d)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
-            raise CadenzaError(f"{p}:{i}: not a dataset record ({type(e).__name__}: {e})") from None
-        if ex.objective not in OBJECTIVES:
-            raise CadenzaError(f"{p}:{i}: unknown objective {ex.objective!r}; expected one of {', '.join(OBJECTIVES)}")
-        out.append(ex)
+    try:
+        for i, d in jsonl_records(p):
+            try:
+                ex = Example.from_dict(d)
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise CadenzaError(f"{p}:{i}: not a dataset record ({type(e).__name__}: {e})") from None
+            if ex.objective not in OBJECTIVES:
+                raise CadenzaError(f"{p}:{i}: unknown objective {ex.objective!r}; expected one of "
+                                   f"{', '.join(OBJECTIVES)}")
+            out.append(ex)
+    except JsonlError as e:
+        raise CadenzaError(f"{p}:{e.line}: not a dataset record (JSONDecodeError: {e.error})") from None
     return out
 
 
@@ -175,19 +176,16 @@ def _records_from(path: Path) -> list[dict[str, Any]]:
     if isinstance(head, dict) and head.get("type") == "header":
         return build_records_for(path, read_log, build_records)
     out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            raise CadenzaError(f"--finetune: {path}:{i}: malformed JSON") from None
-        missing = [k for k in ("goal", "observation", "action_name", "params", "run_id", "episode", "step")
-                   if not isinstance(rec, dict) or k not in rec]
-        if missing:
-            raise CadenzaError(f"--finetune: {path}:{i}: record lacks {', '.join(missing)}; expected an "
-                               "env finetune --format jsonl export")
-        out.append(rec)
+    try:
+        for i, rec in jsonl_records(path):
+            missing = [k for k in ("goal", "observation", "action_name", "params", "run_id", "episode", "step")
+                       if not isinstance(rec, dict) or k not in rec]
+            if missing:
+                raise CadenzaError(f"--finetune: {path}:{i}: record lacks {', '.join(missing)}; expected an "
+                                   "env finetune --format jsonl export")
+            out.append(rec)
+    except JsonlError as e:
+        raise CadenzaError(f"--finetune: {path}:{e.line}: malformed JSON") from None
     return out
 
 

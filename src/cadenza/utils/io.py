@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +58,25 @@ def json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+class JsonlError(ValueError):
+    """A line of a JSON-lines file that is not JSON (``path``, 1-based ``line``, the parser's ``error``)."""
+
+    def __init__(self, path: Path, line: int, error: json.JSONDecodeError) -> None:
+        super().__init__(f"{path}:{line}: not JSON ({error})")
+        self.path, self.line, self.error = path, line, error
+
+
+def jsonl_records(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed value)`` for every non-blank line of a JSON-lines file, 1-based; a line that
+    is not JSON raises :class:`JsonlError` (callers turn it into their own one-line message)."""
+    path = Path(path)
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise JsonlError(path, i, e) from None
+        yield i, value
