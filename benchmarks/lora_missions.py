@@ -18,6 +18,7 @@ scripted; paraphrase success at least 85% of the listed goals'.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -37,14 +38,10 @@ from cadenza.utils.io import atomic_write_json
 
 OUT = Path(__file__).parent / "results" / "lora_missions.json"
 # Paraphrases of the rescue-dog goals that are in no example, no generated paraphrase and no test data
-# the head was trained on (written by hand; tests/test_lora_acceptance.py holds the same list).
-PARAPHRASES: dict[str, list[str]] = {
-    "in_debris": ["crawl in among the rubble", "get yourself into the debris", "go in under the wreckage"],
-    "on_ledge": ["climb up onto the raised step", "get up on top of the ledge", "make your way onto the ledge"],
-    "reach_victim": ["go find the injured survivor", "locate the trapped casualty", "head over to the victim"],
-    "sit_by_victim": ["find the survivor and sit down next to them", "go to the casualty and sit beside them",
-                      "reach the injured person then sit by them"],
-}
+# the head was trained on (written by hand; tests/test_lora_acceptance.py reads the same file).
+PARAPHRASES: dict[str, list[str]] = json.loads(
+    (Path(__file__).resolve().parents[1] / "examples" / "rescue-dog" / "heldout_paraphrases.json")
+    .read_text(encoding="utf-8"))["paraphrases"]
 
 
 def rate(k: int, n: int) -> dict[str, Any]:

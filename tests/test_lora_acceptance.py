@@ -5,6 +5,7 @@ the project's base), the same sites for both goal sets."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -22,14 +23,9 @@ from cadenza.mission.runner import mission_vocabulary  # noqa: E402
 from cadenza.project.config import load_project  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 
-# Written by hand: in no example, no generated paraphrase (benchmarks/lora_missions.py uses the same list).
-PARAPHRASES: dict[str, list[str]] = {
-    "in_debris": ["crawl in among the rubble", "get yourself into the debris", "go in under the wreckage"],
-    "on_ledge": ["climb up onto the raised step", "get up on top of the ledge", "make your way onto the ledge"],
-    "reach_victim": ["go find the injured survivor", "locate the trapped casualty", "head over to the victim"],
-    "sit_by_victim": ["find the survivor and sit down next to them", "go to the casualty and sit beside them",
-                      "reach the injured person then sit by them"],
-}
+# Written by hand, in no example and no generated paraphrase (benchmarks/lora_missions.py reads the same file).
+PARAPHRASES: dict[str, list[str]] = json.loads(
+    (ROOT / "examples" / "rescue-dog" / "heldout_paraphrases.json").read_text(encoding="utf-8"))["paraphrases"]
 SITES = 12  # per paraphrase: 144 missions for the paraphrases, 144 for the listed goals
 
 
