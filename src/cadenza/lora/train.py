@@ -116,6 +116,15 @@ def fit(encoder: Any, codec: StepCodec, data: TrainData, *, epochs: int, lr: flo
             return open_b or closed_b  # type: ignore[return-value]
         return open_b if step % OPEN_EVERY == OPEN_EVERY - 1 else closed_b
 
+    def step_on(optimiser: torch.optim.Optimizer, goal: torch.Tensor, b: Batch, idx: list[int]) -> float:
+        """One optimiser step on the decoder's loss over rows ``idx`` of ``b`` with goal vectors ``goal``."""
+        logits, pos = dec(goal, b.obs[idx], b.prev[idx], b.inputs[idx])
+        loss = loss_of(logits, pos, b, idx)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        return float(loss.detach())
+
     def policy(obs: dict[str, Any], prev: Any, objective: str) -> Any:
         text = rng.choice(data.pools[f"obj:{objective}"])
         goal = frozen_all[[row[text]]]
@@ -140,12 +149,7 @@ def fit(encoder: Any, codec: StepCodec, data: TrainData, *, epochs: int, lr: flo
         b = which(step)
         idx = pick(b, BATCH)
         goal = frozen_all[[row[t] for t in _assign(b, idx, data.pools, rng)]]
-        logits, pos = dec(goal, b.obs[idx], b.prev[idx], b.inputs[idx])
-        loss = loss_of(logits, pos, b, idx)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses["frozen"].append(float(loss.detach()))
+        losses["frozen"].append(step_on(opt, goal, b, idx))
         if progress:
             progress("decoder on the frozen encoder", step + 1, decoder_steps)
     frozen = copy.deepcopy(dec).eval()
@@ -176,12 +180,7 @@ def fit(encoder: Any, codec: StepCodec, data: TrainData, *, epochs: int, lr: flo
         pos_of = {t: i for i, t in enumerate(uniq)}
         goal = vecs[[pos_of[t] for t in goals]]
         dec.train()
-        logits, pos = dec(goal, b.obs[idx], b.prev[idx], b.inputs[idx])
-        loss = loss_of(logits, pos, b, idx)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses["lora"].append(float(loss.detach()))
+        losses["lora"].append(step_on(opt, goal, b, idx))
         if progress:
             progress(f"LoRA rank {rank} + decoder", step + 1, total)
     encoder.eval()
