@@ -97,7 +97,8 @@ def build(
                                                     "DAgger round (a quarter of that in earlier rounds). [default: 60, "
                                                     "distill.epochs]", show_default=False)] = None,
     quantize: Annotated[bool, typer.Option("--quantize",
-                                           help="Also export an int8 student (ONNX Runtime dynamic quantization). "
+                                           help="Also export an int8 student (ONNX Runtime dynamic quantization), "
+                                                "after distill.quant_aware_epochs int8-aware fine-tuning epochs. "
                                                 "[default: off]")] = False,
     device: DeviceOpt = "auto",
     real: RealOpt = False,
@@ -146,6 +147,7 @@ def build(
         ("ignored inputs", ", ".join(f"obs[{i}]" for i in rep["ignored_obs"]) + " (they repeat the last action)"
          if rep["ignored_obs"] else "none"),
         ("DAgger", f"{len(rep['dagger']['rounds'])} rounds, {rep['dagger']['samples']:,} labelled states"),
+        *([("int8-aware epochs", _quant_aware_row(rep["quant_aware"]))] if rep.get("quant_aware") else []),
         ("ONNX fp32", _kb(b.get("student.onnx"))),
         ("ONNX int8", _kb(b.get("student.int8.onnx")) + (f", {rep['int8_to_fp32_bytes']:.0%} of fp32"
                                                          if rep["int8_to_fp32_bytes"] else " (use --quantize)")),
@@ -161,6 +163,12 @@ def build(
                   f"cadenza env distill eval {proj.root}{' --real' if real else ''} --promote)", markup=False)
     console.print(f"artefacts: {proj.student_dir}/candidate{'-real' if real else ''}/  report: {res.report_path}  "
                   f"({res.wall_s:.1f} s)", markup=False)
+
+
+def _quant_aware_row(q: dict[str, Any]) -> str:
+    b, a = q["val_mse_before"], q["val_mse_after"]
+    return (f"{q['epochs']}: held-out MSE int8 {b['int8']:.5f} -> {a['int8']:.5f}, "
+            f"fp32 {b['fp32']:.5f} -> {a['fp32']:.5f}")
 
 
 @app.command("eval")

@@ -59,15 +59,16 @@ def distill(project: Project, *, epochs: int | None = None, quantize: bool = Fal
     arch = StudentArch(obs_dim=spec.obs_dim, act_dim=spec.act_dim, hidden_dim=dc.hidden_dim,
                        low=spec.action_low, high=spec.action_high)
     cfg = DaggerConfig(rounds=rounds or dc.dagger_rounds, epochs=epochs or dc.epochs, seed=seed,
-                       envs=envs or dc.rollout_envs)
+                       envs=envs or dc.rollout_envs, quant_aware_epochs=dc.quant_aware_epochs if quantize else 0)
     level = project.config.task.level
 
     def mk(n: int) -> Any:
         return make_task(project, num_envs=n, level=level, real=real, seed=seed)
 
     earlier = f" ({cfg.epochs_of(0)} in each earlier round)" if cfg.rounds > 1 else ""
+    qat = f", then {cfg.quant_aware_epochs} int8-aware epochs" if cfg.quant_aware_epochs else ""
     stage(f"DAgger: {cfg.rounds} rounds x {cfg.envs} episodes from {tch.label} [{spec.label}], "
-          f"{cfg.epochs} epochs in the last round{earlier}")
+          f"{cfg.epochs} epochs in the last round{earlier}{qat}")
     timings: dict[str, float] = {}
     t = time.perf_counter()
     dag = run_dagger(mk, tch, arch, cfg, device=accel.device, on_round=on_round)
@@ -99,7 +100,7 @@ def distill(project: Project, *, epochs: int | None = None, quantize: bool = Fal
         "bounds": [arch.low, arch.high], "input": "obs", "output": "action",
         "ignored_obs": dag.ignored_obs,
         "dagger": {"config": dag.config, "rounds": [r.as_dict() for r in dag.rounds], "samples": dag.samples},
-        "parity_max_abs": par, "bytes": sizes,
+        "quant_aware": dag.quant_aware, "parity_max_abs": par, "bytes": sizes,
         "sha256": {name: sha256_file(p) for name, p in files.items()},
     }
     atomic_write_json(out / META_NAME, student_meta)
@@ -125,7 +126,7 @@ def distill(project: Project, *, epochs: int | None = None, quantize: bool = Fal
         "kind": "cadenza.distill.report", "project": project.name, "task": spec.label, "version": version,
         "teacher": teacher_desc, "architecture": arch.as_dict(), "params": arch.param_count(),
         "dagger": {"config": dag.config, "rounds": [r.as_dict() for r in dag.rounds], "samples": dag.samples},
-        "ignored_obs": dag.ignored_obs,
+        "ignored_obs": dag.ignored_obs, "quant_aware": dag.quant_aware,
         "files": {name: {"path": str(reg.path("student", version, name).relative_to(project.root)),
                          "bytes": sizes.get(name)}
                   for name in files},

@@ -10,6 +10,10 @@ visits, so its own small errors lead it to states it was never taught about, and
 
 The teacher acts deterministically (the residual's mean action); the perturbation level is the
 task's configured level, so the student sees the same robots it is evaluated on.
+
+When the student will also ship as an 8-bit file, ``quant_aware_epochs`` more epochs follow the last
+round's fit on ``mse(fp32) + mse(int8 mirror)`` (``cadenza.distill.quant_aware``), so the weights
+are the ones whose rounded version still imitates the teacher.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 import torch
 
 from cadenza.base.loader import BasePolicy, load_base
+from cadenza.distill.quant_aware import quantized_raw
 from cadenza.distill.student import Student, StudentArch
 from cadenza.errors import ArtefactError
 from cadenza.governance.registry import Registry
@@ -96,6 +101,8 @@ class DaggerConfig:
     beta_decay: float = 0.5  # teacher share of the driving in round i: beta_decay ** i (round 0: 1)
     val_share: float = 0.05  # held-out share of every round's samples (reported, never trained on)
     ignore_action_echo: bool = True  # the student ignores observation entries that repeat the last action
+    quant_aware_epochs: int = 0  # after the last round: epochs on mse(fp32) + mse(int8 mirror); 0 = none
+    quant_aware_lr: float = 1e-3  # Adam, cosine-decayed to lr / 100
     seed: int = 0
 
     def beta(self, round_: int) -> float:
@@ -132,6 +139,7 @@ class DaggerResult:
     val_obs: np.ndarray  # held-out observations (for parity checks)
     ignored_obs: list[int] = field(default_factory=list)  # observation entries the student ignores
     config: dict[str, Any] = field(default_factory=dict)
+    quant_aware: dict[str, Any] | None = None  # held-out MSE (fp32 and int8 mirror) before and after fine-tuning
 
     @property
     def samples(self) -> int:
@@ -221,9 +229,10 @@ def action_echo_dims(roll: Rollout, threshold: float = 0.97) -> list[int]:
 
 
 def fit(student: Student, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-        gen: torch.Generator) -> float:
+        gen: torch.Generator, quant_aware: bool = False) -> float:
     """Minimise the mean squared error between the student's unbounded output and the teacher's action
-    (targets lie inside the bounds, so the clamp never hides an error). Returns the last epoch's MSE."""
+    (targets lie inside the bounds, so the clamp never hides an error); with ``quant_aware`` the loss is
+    that error plus the int8 mirror's (``quant_aware.quantized_raw``). Returns the last epoch's loss."""
     student.train()
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     n = x.shape[0]
@@ -236,6 +245,8 @@ def fit(student: Student, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batc
         for i in range(per_epoch):
             idx = perm[i * batch_size:(i + 1) * batch_size]
             loss = torch.mean((student.raw(x[idx]) - y[idx]) ** 2)
+            if quant_aware:
+                loss = loss + torch.mean((quantized_raw(student, x[idx]) - y[idx]) ** 2)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -247,10 +258,12 @@ def fit(student: Student, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batc
 
 
 @torch.no_grad()
-def mse(student: Student, x: torch.Tensor, y: torch.Tensor) -> float:
+def mse(student: Student, x: torch.Tensor, y: torch.Tensor, *, int8: bool = False) -> float:
+    """Mean squared error of the unbounded output (of the int8 mirror with ``int8``) against ``y``."""
     if x.shape[0] == 0:
         return float("nan")
-    return float(torch.mean((student.raw(x) - y) ** 2))
+    out = quantized_raw(student, x) if int8 else student.raw(x)
+    return float(torch.mean((out - y) ** 2))
 
 
 def run_dagger(make_task: Callable[[int], Task], teacher: Teacher, arch: StudentArch, cfg: DaggerConfig, *,
@@ -268,6 +281,7 @@ def run_dagger(make_task: Callable[[int], Task], teacher: Teacher, arch: Student
     val_y: list[np.ndarray] = []
     rounds: list[DaggerRound] = []
     ignored: list[int] = []
+    quant: dict[str, Any] | None = None
     try:
         for r in range(cfg.rounds):
             t0 = time.perf_counter()
@@ -295,6 +309,13 @@ def run_dagger(make_task: Callable[[int], Task], teacher: Teacher, arch: Student
                                student_share=roll.student_share, episodes=roll.episodes,
                                success_rate=roll.success_rate, on_policy_mse=on_policy,
                                train_mse=train_mse, val_mse=mse(student, vx, vy), wall_s=time.perf_counter() - t0)
+            if r == cfg.rounds - 1 and cfg.quant_aware_epochs > 0:
+                before = {"fp32": stats.val_mse, "int8": mse(student, vx, vy, int8=True)}
+                fit(student, xt, yt, epochs=cfg.quant_aware_epochs, batch_size=cfg.batch_size,
+                    lr=cfg.quant_aware_lr, gen=gen, quant_aware=True)
+                after = {"fp32": mse(student, vx, vy), "int8": mse(student, vx, vy, int8=True)}
+                stats.val_mse, stats.wall_s = after["fp32"], time.perf_counter() - t0
+                quant = {"epochs": cfg.quant_aware_epochs, "val_mse_before": before, "val_mse_after": after}
             student.cpu()
             rounds.append(stats)
             if on_round is not None:
@@ -304,7 +325,7 @@ def run_dagger(make_task: Callable[[int], Task], teacher: Teacher, arch: Student
     cfg_d = asdict(cfg)
     cfg_d["steps"] = steps
     return DaggerResult(student=student.cpu().eval(), rounds=rounds, val_obs=np.concatenate(val_x),
-                        ignored_obs=ignored, config=cfg_d)
+                        ignored_obs=ignored, config=cfg_d, quant_aware=quant)
 
 
 def on_policy_error(make_task: Callable[[int], Task], teacher: Teacher, student: Student, *, envs: int, steps: int,

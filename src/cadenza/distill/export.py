@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 import torch
 
+from cadenza.distill.quant_aware import per_channel_layer
 from cadenza.distill.runtime import PER_OBSERVATION_KEY, NumpyStudent, OnnxStudent, read_safetensors
 from cadenza.distill.student import FORMAT, Student, StudentArch
 from cadenza.errors import ArtefactError
@@ -116,15 +117,16 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path) -> None:
     """8-bit dynamic quantization of the fp32 export (weights 8-bit, activations quantised per call).
 
     Weights are unsigned 8-bit. The first and the last layer get one scale per output channel, the
-    hidden-to-hidden layer one scale for the whole matrix: on the rescue-dog student the first layer's
-    per-tensor scale was the largest source of action error, and per-channel scales on the 64 x 64
-    layer cost as many bytes for less gain (docs/distill.md has the measurements).
+    hidden-to-hidden layer one scale for the whole matrix (``quant_aware.per_channel_layer``): on the
+    rescue-dog student the first layer's per-tensor scale was the largest source of action error, and
+    per-channel scales on the 64 x 64 layer cost as many bytes for less gain (docs/distill.md has the
+    measurements). ``cadenza.distill.quant_aware`` mirrors this scheme in torch for fine-tuning.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = compact(onnx.load(str(fp32_path)), keep_node_names=True)
     matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul"]
-    per_channel = [n for i, n in enumerate(matmuls) if i in (0, len(matmuls) - 1)]
+    per_channel = [n for i, n in enumerate(matmuls) if per_channel_layer(i, len(matmuls))]
     per_tensor = [n for n in matmuls if n not in per_channel]
     with tempfile.TemporaryDirectory(prefix="cadenza-q-") as tmp:
         named, mid, out = (Path(tmp) / n for n in ("named.onnx", "mid.onnx", "out.onnx"))

@@ -202,6 +202,7 @@ class DistillSection(_Section):
     hidden_dim: int = Field(64, ge=4, le=4096)
     dagger_rounds: int = Field(4, ge=1)
     rollout_envs: int = Field(256, ge=1, le=65536)  # parallel episodes per DAgger round (one horizon each)
+    quant_aware_epochs: int = Field(10, ge=0, le=10_000)  # with --quantize: int8-aware fine-tuning epochs
 
 
 class BenchSection(_Section):
