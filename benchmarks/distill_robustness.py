@@ -13,6 +13,7 @@ and the wall time of both commands.
     make demo                                                    # a project with a promoted residual
     .venv/bin/python benchmarks/distill_robustness.py --project build/demo/rescue-dog
     .venv/bin/python benchmarks/distill_robustness.py --project P --seeds 0,1 --threads 1 --workers 1
+    .venv/bin/python benchmarks/distill_robustness.py --project P --set distill.hidden_dim=128 --out /tmp/h128.json
 
 Writes benchmarks/results/distill_robustness.json and prints a table. If the project already has a
 promoted student, each new student is also checked for regression against it (as a user's would be).
@@ -44,10 +45,28 @@ def _gap(check: dict | None) -> dict | None:
     return None if check is None else {"status": check["status"], "detail": check["detail"]}
 
 
-def one_run(project: Path, seed: int, threads: int) -> dict:
+def set_keys(toml: Path, settings: list[str]) -> None:
+    """Apply ``section.key=value`` edits to a project's cadenza.toml (the key's line must be there)."""
+    lines = toml.read_text().splitlines()
+    for item in settings:
+        dotted, value = item.split("=", 1)
+        section, key = dotted.rsplit(".", 1)
+        cur, hit = "", False
+        for i, line in enumerate(lines):
+            if line.startswith("["):
+                cur = line.strip().strip("[]")
+            elif cur == section and line.split("=")[0].strip() == key:
+                lines[i], hit = f"{key} = {value}", True
+        if not hit:
+            raise SystemExit(f"--set {item}: no {key} line in [{section}] of {toml}")
+    toml.write_text("\n".join(lines) + "\n")
+
+
+def one_run(project: Path, seed: int, threads: int, settings: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="cadenza-distill-robust-") as tmp:
         proj = Path(tmp) / project.name
         shutil.copytree(project, proj, ignore=shutil.ignore_patterns("logs", "bench", "lora"))
+        set_keys(proj / "cadenza.toml", settings)
         env = {**os.environ, "CADENZA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
         t0 = time.perf_counter()
         d = subprocess.run([CADENZA, "env", "distill", str(proj), "--quantize", "--seed", str(seed)],
@@ -69,7 +88,8 @@ def one_run(project: Path, seed: int, threads: int) -> dict:
         "seed": seed, "threads": threads, "verdict": card["verdict"], "exit_code": e.returncode,
         "episodes": card["episodes"], "looks": len(card.get("looks") or []),
         "teacher_success": m["teacher"]["success_rate"],
-        "fp32_success": m["student_fp32"]["success_rate"], "int8_success": m.get("student_int8", {}).get("success_rate"),
+        "fp32_success": m["student_fp32"]["success_rate"],
+        "int8_success": m.get("student_int8", {}).get("success_rate"),
         "gap_fp32": _gap(checks.get("gap to teacher (fp32)")), "gap_int8": _gap(checks.get("gap to teacher (int8)")),
         "quant_aware": distill_rep.get("quant_aware"), "distill_s": distill_s, "wall_s": wall,
     }
@@ -88,8 +108,9 @@ def table(runs: list[dict]) -> str:
             lines.append(f"| {r['seed']} | {r['threads']} | {r['verdict']} | | | | | {r['wall_s']:.0f} s |")
             continue
         i8 = f"{r['int8_success']:.1%} ({_pts(r, 'int8'):+.1f})" if r["int8_success"] is not None else "-"
-        lines.append(f"| {r['seed']} | {r['threads']} | {r['verdict']} | {r['episodes']:,} | {r['teacher_success']:.1%} "
-                     f"| {r['fp32_success']:.1%} ({_pts(r, 'fp32'):+.1f}) | {i8} | {r['wall_s']:.0f} s |")
+        lines.append(f"| {r['seed']} | {r['threads']} | {r['verdict']} | {r['episodes']:,} "
+                     f"| {r['teacher_success']:.1%} | {r['fp32_success']:.1%} ({_pts(r, 'fp32'):+.1f}) | {i8} "
+                     f"| {r['wall_s']:.0f} s |")
     return "\n".join(lines)
 
 
@@ -99,6 +120,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated distillation seeds")
     ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     ap.add_argument("--workers", type=int, default=2, help="runs at once")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="edit the copies' cadenza.toml, e.g. --set distill.hidden_dim=128 (repeatable)")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"JSON to write (default {OUT.relative_to(ROOT)})")
     a = ap.parse_args()
     if not (a.project / "cadenza.toml").is_file():
         ap.error(f"--project: {a.project} has no cadenza.toml")
@@ -107,7 +131,7 @@ def main() -> None:
     todo = [(int(s), int(t)) for s in a.seeds.split(",") for t in a.threads.split(",")]
     runs: list[dict] = []
     with ThreadPoolExecutor(max_workers=max(1, a.workers)) as ex:
-        futs = {ex.submit(one_run, a.project.resolve(), s, t): (s, t) for s, t in todo}
+        futs = {ex.submit(one_run, a.project.resolve(), s, t, a.set): (s, t) for s, t in todo}
         for f in as_completed(futs):
             r = f.result()
             runs.append(r)
@@ -115,18 +139,19 @@ def main() -> None:
     ok = [r for r in runs if "error" not in r]
     gaps = sorted(g for r in ok if (g := _pts(r, "int8")) is not None)
     res = {
-        "cpu": cpu_name(), "machine": platform.machine(), "project": str(a.project), "runs": runs,
+        "cpu": cpu_name(), "machine": platform.machine(), "project": str(a.project), "settings": a.set,
+        "runs": runs,
         "summary": {"runs": len(runs), "deploy": sum(r["verdict"] == "DEPLOY" for r in runs),
                     "median_int8_gap_pts": statistics.median(gaps) if gaps else None,
                     "int8_gap_range_pts": [gaps[0], gaps[-1]] if gaps else None,
                     "median_episodes": statistics.median(r["episodes"] for r in ok) if ok else None},
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(res, indent=1))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(res, indent=1))
     print(table(runs))
     s = res["summary"]
     print(f"{s['deploy']}/{s['runs']} DEPLOY; int8 gap to the teacher median {s['median_int8_gap_pts']} pts "
-          f"(range {s['int8_gap_range_pts']}); CPU {res['cpu']}; {OUT}")
+          f"(range {s['int8_gap_range_pts']}); CPU {res['cpu']}; {a.out}")
 
 
 if __name__ == "__main__":
