@@ -46,19 +46,23 @@ def _gap(check: dict | None) -> dict | None:
 
 
 def set_keys(toml: Path, settings: list[str]) -> None:
-    """Apply ``section.key=value`` edits to a project's cadenza.toml (the key's line must be there)."""
+    """Apply ``section.key=value`` edits to a project's cadenza.toml (the section must be there; a key
+    it lacks is added at its top)."""
     lines = toml.read_text().splitlines()
     for item in settings:
         dotted, value = item.split("=", 1)
         section, key = dotted.rsplit(".", 1)
-        cur, hit = "", False
+        cur, hit, head = "", False, None
         for i, line in enumerate(lines):
             if line.startswith("["):
                 cur = line.strip().strip("[]")
+                head = i if cur == section else head
             elif cur == section and line.split("=")[0].strip() == key:
                 lines[i], hit = f"{key} = {value}", True
         if not hit:
-            raise SystemExit(f"--set {item}: no {key} line in [{section}] of {toml}")
+            if head is None:
+                raise SystemExit(f"--set {item}: no [{section}] section in {toml}")
+            lines.insert(head + 1, f"{key} = {value}")
     toml.write_text("\n".join(lines) + "\n")
 
 

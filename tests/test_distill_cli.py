@@ -55,6 +55,12 @@ def test_distill_eval_promote_run_and_rollback(tmp_path: Path, capsys, monkeypat
     assert code == 0 and "verdict: DEPLOY" in out and "promoted v0001" in out
     # distill's preview used block 0; the eval decided on fresh episodes of block 1, both in the ledger
     assert "held-out block 1" in out
+    # a student's looks run up to its own cap (governance.max_student_eval_episodes), not train's
+    assert "up to 10000" in out
+    assert json.loads((root / "student" / "eval_report.json").read_text())["scorecard"]["plan"]["cap"] == 10_000
+    # the int8-aware epochs ran (distill.quant_aware_epochs) and lowered the int8 mirror's held-out error
+    q = report["quant_aware"]
+    assert q["epochs"] == 10 and q["val_mse_after"]["int8"] < q["val_mse_before"]["int8"]
     assert Registry(root).blocks_used("student", "v0001") == [0, 1]
     events = [(e["event"], e.get("block")) for e in Registry(root).ledger("student") if e.get("version") == "v0001"]
     assert ("preview", 0) in events and ("verdict", 1) in events

@@ -13,7 +13,6 @@ from cadenza.cli.common import (
     DefaultCommandGroup,
     DeviceOpt,
     HeldoutBlockOpt,
-    MaxEpisodesOpt,
     ProjectArg,
     RealOpt,
     choice_check,
@@ -184,7 +183,11 @@ def eval_(
                                                 help="Registry version to score. [default: the newest student]",
                                                 show_default=False)] = None,
     real: RealOpt = False,
-    max_episodes: MaxEpisodesOpt = None,
+    max_episodes: Annotated[int | None, typer.Option(
+        "--max-episodes", callback=EPISODES_CHECK, show_default=False,
+        help="Most episodes the sequential scorecard may draw per policy before it answers NEEDS_DATA; equal to "
+             "--episodes for a single fixed-size look. [default: governance.max_student_eval_episodes, 10000]")]
+    = None,
     seed: HeldoutBlockOpt = None,
 ) -> None:
     """Score the student on gap / success / latency / regression -> DEPLOY | BLOCK | NEEDS_DATA.
@@ -207,7 +210,7 @@ def eval_(
     n = episodes or proj.config.governance.eval_episodes
     block = reg.next_block("student", version) if seed is None else seed
     console.print(f"student {version}: scoring on held-out block {block}; looks of {n} episodes up to "
-                  f"{max(n, max_episodes or proj.config.governance.max_eval_episodes)}")
+                  f"{max(n, max_episodes or proj.config.governance.max_student_eval_episodes)}")
     score = score_student(proj, version, episodes=n, real=real, block=block, max_episodes=max_episodes,
                           on_look=lambda lk: console.print(f"  {lk.line()}"))
     action = apply_verdict(proj, score.card, version, promote=promote)

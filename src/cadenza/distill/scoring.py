@@ -97,7 +97,8 @@ def score_student(project: Project, version: str, *, episodes: int | None = None
                   block: int = 0, sequential: bool = True, max_episodes: int | None = None,
                   on_look: Any = None) -> StudentScore:
     """Score a registered student against its teacher (and the current student baseline) on the same
-    episodes of held-out block ``block``, in sequential looks (``cadenza.governance.sequential``);
+    episodes of held-out block ``block``, in sequential looks (``cadenza.governance.sequential``) up to
+    ``max_episodes`` (default ``governance.max_student_eval_episodes``);
     measure its latency and re-check its fp32 export's parity."""
     from cadenza.distill.dagger import load_teacher
     from cadenza.distill.evaluate import Outcomes, run_episodes
@@ -184,7 +185,8 @@ def score_student(project: Project, version: str, *, episodes: int | None = None
             baseline=paired_table(runs["student_fp32"].success, runs["baseline"].success) if "baseline" in runs
             else None, teacher_note=note)
 
-    plan = LookPlan.from_governance(g, first=episodes, sequential=sequential, cap=max_episodes)
+    plan = LookPlan.from_governance(g, first=episodes, sequential=sequential,
+                                    cap=max_episodes or g.max_student_eval_episodes)
     res = run_looks(plan, draw, lambda conf: student_checks(evidence(), g, confidence=conf), on_look=on_look)
     s = runs["student_fp32"]
     card = Scorecard(kind="student", task=s.task, episodes=s.episodes,

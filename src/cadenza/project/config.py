@@ -194,6 +194,9 @@ class GovernanceSection(_Section):
     saturation_warn: Unit = 0.5  # mean |delta| above this share of its bound is a warning
     max_clamp_share: Unit = 0.5  # share of steps with the action at its bounds above this: BLOCK
     max_student_gap: Unit = 0.03  # teacher minus student success
+    # a student's scorecard (distill eval) may look further: its episodes are cheap (an ONNX MLP, no
+    # base, no torch) and a faithful student sits within a point or two of its teacher (docs/distill.md)
+    max_student_eval_episodes: int = Field(10_000, ge=1, le=1_000_000)
     latency_budget_ms: float = Field(20.0, gt=0.0, le=1e6)  # 50 Hz control loop
 
 
