@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -91,3 +93,48 @@ def test_checkpoint_round_trip_and_the_shared_round_loop() -> None:
 def test_needs_a_base() -> None:
     with pytest.raises(ValueError, match="needs a base"):
         SAC(ARCH, SACConfig(num_envs=2), RescueDogProxy(num_envs=2), None)
+
+
+@pytest.mark.slow
+def test_train_with_algorithm_sac_end_to_end_resumes_and_never_touches_the_base(tmp_path) -> None:
+    """`[residual] algorithm = "sac"` through the real `train`: the plan is SAC's, the report says so, an
+    interrupted run resumes from its checkpoint, and a torch base gets no gradient."""
+    from cadenza.governance.governor import LocalGovernor
+    from cadenza.governance.registry import Registry
+    from cadenza.project.config import load_project
+    from cadenza.residual.train import train_residual
+    from tests.conftest import make_project
+    from tests.fixtures import torch_base
+
+    root = make_project(tmp_path / "dog", **{
+        "base.source": '"tests.fixtures.torch_base:policy"', "residual.algorithm": '"sac"',
+        "task.num_envs": "16", "residual.hidden_dim": "32", "governance.eval_episodes": "40",
+        "governance.min_episodes": "20", "governance.max_eval_episodes": "120"})
+    proj = load_project(root)
+
+    class SmallNets(LocalGovernor):  # the governor's SAC plan, with small networks so the test runs in seconds
+        def plan(self, p):  # type: ignore[no-untyped-def]
+            plan = super().plan(p)
+            plan.hyperparameters.update(batch_size=32, hidden_dim=32, critic_warmup_updates=16, utd=0.25)
+            return plan
+
+    gov = SmallNets(validation_episodes=40)
+    before = {k: v.clone() for k, v in torch_base.NET.state_dict().items()}
+    rounds: list[int] = []
+
+    def stop_after_two(row: dict, plan: object) -> None:
+        rounds.append(row["round"])
+        if len(rounds) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_residual(proj, steps=4096, seed=1, governor=gov, on_round=stop_after_two)
+    res = train_residual(proj, steps=4096, seed=1, governor=gov)
+    assert res.resumed_from == 2 and res.env_steps >= 2048
+    report = json.loads(res.report_path.read_text())
+    assert report["algorithm"] == "sac" and report["plan"]["algorithm"] == "sac"
+    assert report["sac"]["num_envs"] == 16 and report["sac"]["n_steps"] == 64  # the governor's SAC plan
+    assert all(row["env_steps"] == 1024 for row in report["history"])
+    assert Registry(root).latest("residual") == "v0001"
+    assert all(torch.equal(before[k], v) for k, v in torch_base.NET.state_dict().items())
+    assert all(p.grad is None for p in torch_base.NET.parameters())

@@ -113,7 +113,8 @@ def train(
     fresh: Annotated[bool, typer.Option("--fresh",
                                         help="Ignore an interrupted run's checkpoint and start over.")] = False,
 ) -> None:
-    """Governed PPO on the frozen base; DEPLOY promotes the new residual, BLOCK keeps the old one.
+    """Governed PPO (or SAC: [residual] algorithm) on the frozen base; DEPLOY promotes the new residual, BLOCK
+    keeps the old one.
 
     Exit code: 0 DEPLOY, 3 BLOCK, 4 NEEDS_DATA. Ctrl-C keeps the last round's checkpoint; re-running resumes.
     """
@@ -133,9 +134,10 @@ def train(
             ret = "n/a" if row["episodes"] == 0 else f"{row['mean_return']:+.2f}"
             val = (f"  val {row['val_success']:.1%} / {row['val_collision']:.1%} coll, margin {row['val_margin']:+.1%}"
                    if "val_margin" in row else "")
+            learner = f"KL {row['approx_kl']:.4f}" if plan.algorithm == "ppo" else f"Q loss {row['value_loss']:.3f}"
             bar.update(job, total=plan.budget_steps, completed=min(row["env_steps_total"], plan.budget_steps),
                        round=row["round"], info=f"level {row['level']:.2f}  success {sr}  return {ret}  "
-                       f"KL {row['approx_kl']:.4f}{val}")
+                       f"{learner}{val}")
 
         def on_stage(text: str) -> None:
             bar.console.print(text, soft_wrap=True)

@@ -24,11 +24,12 @@ class TaskProfile:
     use_base: bool = True
     label: str = "proxy"
     control_hz: float = 50.0
+    algorithm: str = "ppo"  # the learner the plan is for: "ppo" or "sac"
 
 
 @dataclass
 class Plan:
-    hyperparameters: dict[str, Any]  # PPOConfig fields the governor sets by name (the rest keep their defaults)
+    hyperparameters: dict[str, Any]  # PPOConfig / SACConfig fields the governor sets by name (the rest: defaults)
     budget_steps: int
     rounds: int
     curriculum: list[tuple[int, float]]  # (from env step, level), ascending
@@ -48,6 +49,7 @@ class Plan:
     collision_lr: float = 10.0
     collision_cost_max: float = 5.0
     collision_target_share: float = 0.6
+    algorithm: str = "ppo"  # which learner the hyperparameters are for
 
     def level_at(self, step: int) -> float:
         level = self.curriculum[0][1]
@@ -113,6 +115,11 @@ class LocalGovernor:
             # base's feedback before it can change the episode's outcome (measured: docs/governance.md)
             "noise_hold": max(1, round(0.2 * p.control_hz)),
         }
+        if p.algorithm == "sac":
+            # off-policy: fewer envs and shorter rounds (each env transition buys one gradient step at the
+            # default update-to-data ratio), so the validation card looks every 1,024 env steps
+            hp = {"num_envs": min(p.num_envs, 16), "n_steps": 64, "gamma": hp["gamma"]}
+            batch = hp["num_envs"] * hp["n_steps"]
         rounds = max(1, p.budget_steps // batch)  # the budget is a ceiling: no round may cross it
         # the ramp spans 30% of the budget, but at most of RAMP_BUDGET: a large budget is a ceiling for the
         # validation card to stop under, and must not keep the policy off the target level longer. The cap
@@ -133,7 +140,8 @@ class LocalGovernor:
             # round, since the real bases still succeed ~100% at half the level and the ramp's rounds
             # teach nothing (mujoco:rescue-dog, 300k steps: 77.4% at log std -1.0, 88.6% at -0.5,
             # 88.0-92.6% at -0.25 over 3 seeds; 94.2% without the ramp on the seed that gave 88.0%)
-            hp["init_log_std"] = -0.25
+            if p.algorithm == "ppo":
+                hp["init_log_std"] = -0.25
             curriculum = [(0, p.target_level)]
         every, episodes = next(v for k, v in VALIDATION_SCHEDULE.items() if p.label.startswith(k)) \
             if p.use_base else (0, 0)
@@ -141,7 +149,8 @@ class LocalGovernor:
         patience = 12 if every == 1 else 8  # a card every round is noisier per round: wait longer for a better one
         if p.label == "proxy:missions":  # the base alone collides in ~40% of the missions: aim at 60% of the limit
             lagrange["collision_target_share"] = 0.6
-        return Plan(hyperparameters=hp, budget_steps=p.budget_steps, rounds=rounds, curriculum=curriculum,
+        return Plan(hyperparameters=hp, algorithm=p.algorithm, budget_steps=p.budget_steps, rounds=rounds,
+                    curriculum=curriculum,
                     plateau_window=5, plateau_min_gain=0.01, kl_blowup=0.5, validate_every=every,
                     validation_episodes=self.validation_episodes or episodes, stop_margin=self.stop_margin,
                     patience=patience, **lagrange)

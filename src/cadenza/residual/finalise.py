@@ -18,6 +18,7 @@ from cadenza.residual.network import ResidualArch
 from cadenza.residual.plot import plot_curve
 from cadenza.residual.policy import ResidualController, save_policy
 from cadenza.residual.ppo import PPO
+from cadenza.residual.sac import SAC
 from cadenza.residual.scoring import apply_verdict, score_residual
 from cadenza.utils.io import atomic_write_json
 from cadenza.utils.versions import library_versions
@@ -39,8 +40,8 @@ class TrainResult:
     resumed_from: int
 
 
-def finalise(project: Project, *, ppo: PPO, base: BasePolicy, arch: ResidualArch, accel: AccelSettings, plan: Plan,
-             profile: TaskProfile, history: list[dict[str, Any]], best: dict[str, Any] | None,
+def finalise(project: Project, *, ppo: PPO | SAC, base: BasePolicy, arch: ResidualArch, accel: AccelSettings,
+             plan: Plan, profile: TaskProfile, history: list[dict[str, Any]], best: dict[str, Any] | None,
              best_state: dict[str, Any] | None, steps_done: int, seed: int, budget: int, stop_reason: str,
              warnings: list[str], wall: float, resumed_from: int, real: bool, rdir: Path, prog_path: Path,
              on_stage: Any = None) -> TrainResult:
@@ -76,7 +77,8 @@ def finalise(project: Project, *, ppo: PPO, base: BasePolicy, arch: ResidualArch
         "env_steps": steps_done, "best_round": best_round, "best_env_steps": best_steps,
         "heldout_block": card.block, "scorecard_episodes": card.episodes, "wall_s": wall, "seed": seed,
         "resumed_from_round": resumed_from,
-        "warnings": warnings, "plan": plan.as_dict(), "ppo": ppo.cfg.as_dict(), "architecture": arch.as_dict(),
+        "warnings": warnings, "plan": plan.as_dict(), "algorithm": plan.algorithm,
+        plan.algorithm: ppo.cfg.as_dict(), "architecture": arch.as_dict(),
         "accel": accel.as_dict(), "scorecard": card.as_dict(), "history": history,
         "versions": library_versions("torch"),
     }

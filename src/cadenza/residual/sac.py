@@ -75,6 +75,17 @@ class SACConfig:
         return asdict(self)
 
 
+def sac_workload(arch: ResidualArch, cfg: SACConfig, budget_steps: int) -> Any:
+    """What the SAC updates of a run cost, for the acceleration layer (``configure(workload=...)``): the actor
+    and both critics, the replay batch, one update per env step times the update-to-data ratio."""
+    from cadenza.accel.decisions import Workload
+    from cadenza.residual.network import count_params
+
+    critic = count_params(QNet(arch.input_dim + arch.out_dim, cfg.hidden_dim))
+    return Workload("sac_update", params=count_params(ResidualActor(arch).net) + 4 * critic, batch=cfg.batch_size,
+                    expected_calls=int(budget_steps * cfg.utd))
+
+
 class QNet(nn.Module):
     """``(features, u) -> Q``: an MLP with LayerNorm after every hidden layer."""
 

@@ -1,7 +1,8 @@
 """``cadenza env residual train``: a governed training on the shared round loop.
 
 One job per module: this one sets the training up and hooks into the shared round loop
-(:func:`cadenza.residual.loop.run_rounds`: collect and update with PPO, the governor's review) the
+(:func:`cadenza.residual.loop.run_rounds`: collect and update with PPO, or SAC with ``[residual]
+algorithm = "sac"``, the governor's review) the
 validation card, the collision multiplier, the best round and the checkpoints; ``checkpoint`` keeps
 every round and resumes an interrupted run; ``finalise`` registers the kept round, scores it, moves
 the baseline and writes the report; ``plot`` draws the learning curve.
@@ -22,6 +23,7 @@ from cadenza.residual.loop import run_rounds
 from cadenza.residual.plot import plot_curve
 from cadenza.residual.policy import ResidualController
 from cadenza.residual.ppo import PPO, PPOConfig, update_workload
+from cadenza.residual.sac import SAC, SACConfig, sac_workload
 from cadenza.residual.scaffold import arch_from_spec
 from cadenza.residual.validation import Validator
 from cadenza.tasks.factory import base_source, make_task
@@ -46,11 +48,13 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     profile = TaskProfile(obs_dim=arch.obs_dim, act_dim=arch.act_dim, horizon=profile_task.spec.horizon,
                           num_envs=project.config.task.num_envs, device=accel.device, budget_steps=budget,
                           target_level=project.config.task.level, use_base=True, label=profile_task.spec.label,
-                          control_hz=profile_task.spec.control_hz)
+                          control_hz=profile_task.spec.control_hz, algorithm=rc.algorithm)
     profile_task.close()
     plan: Plan = governor.plan(profile)
-    cfg = PPOConfig(**plan.hyperparameters)
-    accel = configure(device, workload=update_workload(arch, cfg, budget))
+    cfg: PPOConfig | SACConfig = SACConfig(**plan.hyperparameters) if rc.algorithm == "sac" \
+        else PPOConfig(**plan.hyperparameters)
+    workload = sac_workload(arch, cfg, budget) if isinstance(cfg, SACConfig) else update_workload(arch, cfg, budget)
+    accel = configure(device, workload=workload)
 
     rdir = run_dir(project, real)
     ckpt_path, prog_path, best_path = rdir / "checkpoint.pt", rdir / "progress.json", rdir / "best.pt"
@@ -59,7 +63,8 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     steps_done = history[-1]["env_steps_total"] if history else 0
     task = make_task(project, num_envs=cfg.num_envs, level=plan.level_at(steps_done), real=real, seed=seed,
                      reward=rc.reward)
-    ppo = PPO(arch, cfg, task, base, device=accel.device, seed=seed + 1000 * resumed_from, accel=accel)
+    learner = SAC if isinstance(cfg, SACConfig) else PPO
+    ppo = learner(arch, cfg, task, base, device=accel.device, seed=seed + 1000 * resumed_from, accel=accel)
     if ckpt is not None:
         ppo.load_state_dict(ckpt)
     ppo.collision_cost = history[-1].get("collision_cost", 0.0) if history else 0.0
