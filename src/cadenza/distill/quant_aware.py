@@ -64,15 +64,12 @@ def fake_quant_weight(w: torch.Tensor, per_channel: bool) -> torch.Tensor:
 
 def quantized_raw(student: torch.nn.Module, obs: torch.Tensor) -> torch.Tensor:
     """The student's unbounded output as its int8 export computes it (``Student.raw`` with the rounding)."""
-    c = student.arch.obs_clip
-    h = ((obs - student.obs_mean) * student.obs_inv_std).clamp(-c, c)
-    act = torch.tanh if student.arch.activation == "tanh" else torch.relu
     n = student.n_layers
-    for i, (w, b) in enumerate(student.weights()):
-        h = fake_quant_activation(h) @ fake_quant_weight(w, per_channel_layer(i, n)) + b
-        if i < n - 1:
-            h = act(h)
-    return h
+
+    def int8_layer(i: int, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return fake_quant_activation(h) @ fake_quant_weight(w, per_channel_layer(i, n)) + b
+
+    return student.raw(obs, layer=int8_layer)
 
 
 def quantized(student: torch.nn.Module, obs: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ Layers are written as ``x @ w + b`` (weights stored input-major) so the ONNX exp
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 FORMAT = "cadenza.student.v1"
+Layer = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (index, input, w, b) -> output
 ACTIVATIONS = ("tanh", "relu")
 
 
@@ -83,13 +85,14 @@ class Student(nn.Module):
     def ignored_inputs(self) -> list[int]:
         return [int(i) for i in torch.nonzero(self.obs_inv_std == 0).flatten()]
 
-    def raw(self, obs: torch.Tensor) -> torch.Tensor:
-        """The action before the bounds (what training fits)."""
+    def raw(self, obs: torch.Tensor, layer: Layer | None = None) -> torch.Tensor:
+        """The action before the bounds (what training fits). ``layer(i, h, w, b)`` replaces the affine
+        map ``h @ w + b`` of layer ``i`` (``cadenza.distill.quant_aware`` rounds it as the int8 file does)."""
         c = self.arch.obs_clip
         h = ((obs - self.obs_mean) * self.obs_inv_std).clamp(-c, c)
         act = torch.tanh if self.arch.activation == "tanh" else torch.relu
         for i, (w, b) in enumerate(self.weights()):
-            h = h @ w + b
+            h = h @ w + b if layer is None else layer(i, h, w, b)
             if i < self.n_layers - 1:
                 h = act(h)
         return h
