@@ -110,10 +110,18 @@ def number_check(*, ge: float | None = None, gt: float | None = None, le: float 
 SEED_CHECK = number_check(ge=0, lt=1_000_000)  # = project.config.SEED_LIMIT (held-out seeds start at 1,000,003)
 STEPS_CHECK = number_check(ge=1_000, le=10**12)
 EPISODES_CHECK = number_check(ge=1, le=10_000_000)
-MaxEpisodesOpt = Annotated[int | None, typer.Option(
-    "--max-episodes", callback=EPISODES_CHECK, show_default=False,
-    help="Most episodes the sequential scorecard may draw per policy before it answers NEEDS_DATA; equal to "
-         "--episodes for a single fixed-size look. [default: governance.max_eval_episodes, 3000]")]
+
+
+def max_episodes_opt(default: str) -> Any:
+    """The ``--max-episodes`` option of a sequential scorecard; ``default`` names its config key and value."""
+    return Annotated[int | None, typer.Option(
+        "--max-episodes", callback=EPISODES_CHECK, show_default=False,
+        help="Most episodes the sequential scorecard may draw per policy before it answers NEEDS_DATA; equal to "
+             f"--episodes for a single fixed-size look. [default: {default}]")]
+
+
+MaxEpisodesOpt = max_episodes_opt("governance.max_eval_episodes, 3000")
+StudentMaxEpisodesOpt = max_episodes_opt("governance.max_student_eval_episodes, 10000")
 HeldoutBlockOpt = Annotated[int | None, typer.Option(
     "--seed", callback=number_check(ge=0, lt=40), show_default=False,
     help="Held-out seed block to score on, 0-39 (block 0 is the first scorecard: train's, or distill's preview; "

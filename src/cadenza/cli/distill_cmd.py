@@ -15,6 +15,7 @@ from cadenza.cli.common import (
     HeldoutBlockOpt,
     ProjectArg,
     RealOpt,
+    StudentMaxEpisodesOpt,
     choice_check,
     console,
     kv_table,
@@ -183,11 +184,7 @@ def eval_(
                                                 help="Registry version to score. [default: the newest student]",
                                                 show_default=False)] = None,
     real: RealOpt = False,
-    max_episodes: Annotated[int | None, typer.Option(
-        "--max-episodes", callback=EPISODES_CHECK, show_default=False,
-        help="Most episodes the sequential scorecard may draw per policy before it answers NEEDS_DATA; equal to "
-             "--episodes for a single fixed-size look. [default: governance.max_student_eval_episodes, 10000]")]
-    = None,
+    max_episodes: StudentMaxEpisodesOpt = None,
     seed: HeldoutBlockOpt = None,
 ) -> None:
     """Score the student on gap / success / latency / regression -> DEPLOY | BLOCK | NEEDS_DATA.
