@@ -30,6 +30,10 @@ from cadenza.tasks.factory import base_source, make_task
 
 __all__ = ["TrainResult", "plot_curve", "run_dir", "train_residual"]
 
+# [residual] algorithm -> (learner, its config, what its updates cost for the acceleration layer)
+LEARNERS: dict[str, tuple[Any, Any, Any]] = {"ppo": (PPO, PPOConfig, update_workload),
+                                             "sac": (SAC, SACConfig, sac_workload)}
+
 
 def train_residual(project: Project, *, steps: int | None = None, seed: int | None = None, device: str = "auto",
                    real: bool = False, fresh: bool = False, governor: Governor | None = None,
@@ -51,10 +55,9 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
                           control_hz=profile_task.spec.control_hz, algorithm=rc.algorithm)
     profile_task.close()
     plan: Plan = governor.plan(profile)
-    cfg: PPOConfig | SACConfig = SACConfig(**plan.hyperparameters) if rc.algorithm == "sac" \
-        else PPOConfig(**plan.hyperparameters)
-    workload = sac_workload(arch, cfg, budget) if isinstance(cfg, SACConfig) else update_workload(arch, cfg, budget)
-    accel = configure(device, workload=workload)
+    learner, config, workload = LEARNERS[plan.algorithm]
+    cfg = config(**plan.hyperparameters)
+    accel = configure(device, workload=workload(arch, cfg, budget))
 
     rdir = run_dir(project, real)
     ckpt_path, prog_path, best_path = rdir / "checkpoint.pt", rdir / "progress.json", rdir / "best.pt"
@@ -63,7 +66,6 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     steps_done = history[-1]["env_steps_total"] if history else 0
     task = make_task(project, num_envs=cfg.num_envs, level=plan.level_at(steps_done), real=real, seed=seed,
                      reward=rc.reward)
-    learner = SAC if isinstance(cfg, SACConfig) else PPO
     ppo = learner(arch, cfg, task, base, device=accel.device, seed=seed + 1000 * resumed_from, accel=accel)
     if ckpt is not None:
         ppo.load_state_dict(ckpt)
