@@ -188,3 +188,15 @@ def test_malformed_and_truncated_lines_name_file_and_line(run, tmp_path: Path) -
         read_log(headless, skip_bad_lines=True)
     with pytest.raises(RunLogError, match="no such run log"):
         read_log(tmp_path / "missing.log.jsonl")
+
+
+def test_run_ids_sort_in_start_order_within_one_second() -> None:
+    from datetime import datetime, timezone
+
+    from cadenza.mission.runlog import new_run_id
+
+    t0 = datetime(2026, 12, 2, 15, 0, 0, 900_000, tzinfo=timezone.utc)
+    t1 = datetime(2026, 12, 2, 15, 0, 0, 20_000, tzinfo=timezone.utc)
+    ids = [new_run_id(t1) for _ in range(20)] + [new_run_id(t0) for _ in range(20)]
+    assert sorted(ids)[:20] == sorted(ids[:20])  # every 20 ms id lists before every 900 ms id
+    assert new_run_id(t0).startswith("20261202-150000-900-")

@@ -50,8 +50,10 @@ class RunLogError(CadenzaError):
 
 
 def new_run_id(now: datetime | None = None) -> str:
+    """``YYYYmmdd-HHMMSS-mmm-<hex>``: names sort in start order to the millisecond (two runs in one second
+    still list oldest first); the random tail keeps concurrent runs apart."""
     now = now or datetime.now(timezone.utc)
-    return now.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    return now.strftime("%Y%m%d-%H%M%S-") + f"{now.microsecond // 1000:03d}-" + secrets.token_hex(3)
 
 
 def utc_now() -> str:
