@@ -4,7 +4,9 @@ Loads a project's head (the promoted one, else the latest: ``env lora finetune``
 ``head.decode(goal)`` for goals the head has never been asked before (the per-text embedding cache is
 cleared before every call, so each call runs MiniLM with its LoRA matrices and the plan decoder), and
 the closed-loop call a mission makes at each decision (the goal's vector cached for the mission, a
-live observation, one plan). Interleaved rounds; each call timed on its own.
+live observation, one plan). Interleaved rounds; each call timed on its own. A third row times the
+same goal call with MiniLM on eager torch instead of ONNX Runtime (what the head runs on at load),
+so the two encoders are compared side by side in one run.
 
     .venv/bin/python benchmarks/lora_decode.py [PROJECT] [--threads 1] [--calls 200]
 
@@ -63,8 +65,10 @@ def main() -> None:
     obs = observe(site, BodyState(0.0, 0.0, site.start_yaw))
     for t in texts[:10]:  # warm-up
         head.decode(t, obs)
+    runtime = getattr(head.encoder, "runtime", None)  # ONNX Runtime session (None: eager torch only)
     goal_ms: list[float] = []
     loop_ms: list[float] = []
+    eager_ms: list[float] = []
     for i in range(args.calls):
         head.clear_cache()
         t = texts[i % len(texts)]
@@ -75,14 +79,26 @@ def main() -> None:
         a = time.perf_counter()  # the same goal again with an observation: what a mission does per decision
         head.decode(t, obs)
         loop_ms.append(1000 * (time.perf_counter() - a))
+        if runtime is not None:
+            head.clear_cache()
+            head.encoder.runtime = None
+            a = time.perf_counter()
+            head.decode(t)
+            eager_ms.append(1000 * (time.perf_counter() - a))
+            head.encoder.runtime = runtime
+    encoder_runtime = "onnxruntime" if runtime is not None else "torch"
     rows: dict[str, Any] = {}
-    for name, xs in (("goal (encode + plan, no cache)", goal_ms), ("mission decision (goal cached)", loop_ms)):
+    timed = [(f"goal (encode + plan, no cache; {encoder_runtime})", goal_ms),
+             ("mission decision (goal cached)", loop_ms)]
+    if eager_ms:
+        timed.append(("goal, MiniLM on eager torch (comparison)", eager_ms))
+    for name, xs in timed:
         rows[name] = {"p50_ms": round(pct(xs, 0.5), 3), "p99_ms": round(pct(xs, 0.99), 3),
                       "mean_ms": round(statistics.fmean(xs), 3), "calls": len(xs)}
     result = {"project": str(proj.root), "version": version, "encoder": head.metadata()["encoder"]["name"],
               "rank": head.rank, "threads": args.threads, "cpu": cpu_name(), "machine": platform.machine(),
               "torch": torch.__version__, "load_s": round(load_s, 2), "goal_ms": GOAL_MS, "rows": rows,
-              "goal_met": rows["goal (encode + plan, no cache)"]["p50_ms"] <= GOAL_MS}
+              "encoder_runtime": encoder_runtime, "goal_met": rows[timed[0][0]]["p50_ms"] <= GOAL_MS}
     atomic_write_json(OUT, result)
     t = Table(title=f"LoRA head decode latency: {proj.name} lora {version}, {result['encoder']}, rank {head.rank}, "
                     f"CPU {result['cpu']}, {args.threads} thread(s), after load ({load_s:.1f} s)", title_justify="left")

@@ -272,6 +272,29 @@ def test_finetune_registers_a_safetensors_head_that_decodes(trained: tuple[Path,
     assert far.abstained and far.steps == [] and far.similarity < far.threshold
 
 
+def test_loaded_head_runs_minilm_in_onnx_runtime_with_the_same_vectors(trained: tuple[Path, str]) -> None:
+    """The merged encoder is exported to ONNX at load; its vectors match eager torch to float rounding."""
+    from cadenza.lora.planner import load_version
+
+    root, version = trained
+    head = load_version(load_project(root), version)
+    enc = head.encoder
+    assert enc.runtime is not None  # onnxruntime is installed in the test venv
+    texts = ["search for the victim", "reach the victim and sit beside them", "a"]
+    with torch.no_grad():
+        fast = enc(texts)
+        runtime, enc.runtime = enc.runtime, None
+        eager = enc(texts)
+        enc.runtime = runtime
+    assert fast.shape == eager.shape == (3, enc.dim) and torch.allclose(fast, eager, atol=1e-5)
+    plans = []
+    for rt in (runtime, None):
+        enc.runtime = rt
+        head.clear_cache()
+        plans.append([(s.name, s.params) for s in head.decode("reach the victim and sit beside them").steps])
+    assert plans[0] == plans[1] and plans[0]
+
+
 def test_tampered_or_corrupt_adapter_is_refused_and_the_baseline_stays(trained: tuple[Path, str], tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str],
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:

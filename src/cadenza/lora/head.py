@@ -244,6 +244,8 @@ def load_head(adapter: Path, meta_path: Path, encoder: Any) -> ActionHead:
         p.requires_grad_(False)
     merge_lora(encoder)
     encoder.eval()
+    if hasattr(encoder, "use_onnx_runtime"):  # MiniLM: inference through ONNX Runtime (same vectors, faster)
+        encoder.use_onnx_runtime()
     decoder.eval()
     extra_meta = {k: v for k, v in meta.items() if k not in ("format", "codec", "encoder", "rank", "decoder",
                                                             "train_texts", "threshold", "max_len")}
