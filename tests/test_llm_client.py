@@ -113,7 +113,7 @@ def test_missing_key_is_refused_before_any_request(monkeypatch: pytest.MonkeyPat
     assert srv.requests == []
 
 
-def test_replies_are_cached_by_model_messages_and_sampling(tmp_path: Path) -> None:
+def test_replies_are_cached_by_endpoint_model_messages_and_sampling(tmp_path: Path) -> None:
     cache = ReplyCache(tmp_path / "cache")
     with chat_server(model=lambda m: json.dumps({"n": len(m)})) as srv:
         a = ChatClient(settings(srv.url), cache)
@@ -124,9 +124,14 @@ def test_replies_are_cached_by_model_messages_and_sampling(tmp_path: Path) -> No
         ChatClient(settings(srv.url, model="other"), cache).complete(MSG)  # other model: a new request
         ChatClient(settings(srv.url)).complete(MSG)  # --no-cache: always asks
         assert len(srv.requests) == 4
+        with chat_server(model=lambda m: json.dumps({"other": True})) as srv2:  # same model name, other server
+            assert ChatClient(settings(srv2.url), cache).complete_json(MSG) == {"other": True}
+            assert len(srv2.requests) == 1
+        assert ChatClient(settings(srv.url + "/"), cache).complete_json(MSG) == {"n": 1}  # a trailing slash: same
+        assert len(srv.requests) == 4
     assert a.counts.as_dict() == {"requests": 1, "cache_hits": 0, "failures": 0}
     entries = list((tmp_path / "cache").rglob("*.json"))
-    assert len(entries) == 3
+    assert len(entries) == 4
     assert all(KEY not in p.read_text() for p in entries)
 
 

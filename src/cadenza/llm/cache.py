@@ -1,7 +1,8 @@
 """On-disk cache of LLM replies: ``<project>/.cadenza/llm-cache/<sha256>.json``.
 
-The key is the SHA-256 of the model, the messages and the sampling settings (never the key, never the
-endpoint's credentials), so a re-run of the same requests gives the same replies and works offline.
+The key is the SHA-256 of the endpoint (base URL), the model, the messages and the sampling settings
+(never the API key), so a re-run of the same requests gives the same replies and works offline, and
+two servers that serve a model under the same name never answer from each other's replies.
 Each entry is written atomically and holds only the request's hash inputs' digest, the model and the
 reply text.
 """
@@ -18,8 +19,9 @@ from cadenza.utils.io import atomic_write_json
 CACHE_DIR = Path(".cadenza") / "llm-cache"
 
 
-def request_key(model: str, messages: list[dict[str, str]], sampling: dict[str, Any]) -> str:
-    blob = json.dumps({"model": model, "messages": messages, "sampling": sampling}, sort_keys=True,
+def request_key(endpoint: str, model: str, messages: list[dict[str, str]], sampling: dict[str, Any]) -> str:
+    blob = json.dumps({"endpoint": endpoint.rstrip("/"), "model": model, "messages": messages,
+                       "sampling": sampling}, sort_keys=True,
                       separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

@@ -101,7 +101,7 @@ class ChatClient:
         """The reply text for ``messages`` (from the cache when it holds it)."""
         s = self.settings
         sampling = {**s.sampling(), "json": json_mode}
-        key = request_key(s.model, messages, sampling)
+        key = request_key(s.base_url, s.model, messages, sampling)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
