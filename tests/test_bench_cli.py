@@ -115,6 +115,36 @@ def test_bad_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert not (proj / "bench").exists()
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["--backend", "spark"], "--backend"),
+    (["--ray-address", "auto"], "--ray-address auto is only used with --backend ray"),
+])
+def test_bad_backend_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch, args: list[str], needle: str) -> None:
+    proj = _bench_project(tmp_path)
+    code, _, err = run_cli(["env", "residual", "bench", proj, *args], capsys, monkeypatch)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (proj / "bench").exists()
+
+
+def test_backend_ray_without_ray_names_the_extra(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    proj = _bench_project(tmp_path)
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if the extra were not installed
+    code, _, err = run_cli(["env", "residual", "bench", proj, "--backend", "ray"], capsys, monkeypatch)
+    assert code != 0 and 'pip install -e ".[ray]"' in err and len(err.strip().splitlines()) == 1
+    assert not (proj / "bench").exists()
+
+
+def test_scale_section_is_validated(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    proj = _bench_project(tmp_path)
+    cfg = proj / "cadenza.toml"
+    cfg.write_text(cfg.read_text() + '\n[scale]\nbackend = "spark"\n')
+    code, _, err = run_cli(["env", "residual", "bench", proj], capsys, monkeypatch)
+    assert code != 0 and "scale.backend" in err and len(err.strip().splitlines()) == 1
+
+
 def test_bench_refuses_mission_episodes(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     proj = make_project(tmp_path / "dog", **{"task.episodes": '"mission"'})
@@ -129,7 +159,7 @@ def test_bench_help_names_every_flag_and_default(capsys: pytest.CaptureFixture[s
     assert code == 0
     flat = " ".join(out.split())
     for flag in ("--steps", "--seeds", "--arms", "--full-reward", "--cost-per-gpu-hour", "--cost-per-cpu-core-hour",
-                 "--eval-episodes", "--workers", "--device", "--real"):
+                 "--eval-episodes", "--workers", "--device", "--real", "--backend", "--ray-address"):
         assert flag in flat
     assert "200000" in flat and "0.05" in flat and "residual,full,sb3" in flat
 

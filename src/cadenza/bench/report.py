@@ -16,7 +16,7 @@ from cadenza.utils.io import atomic_write_json, atomic_write_text, json_default,
 
 def build_report(project: Project, s: Any, *, arms: list[dict[str, Any]], base_row: dict[str, Any],
                  verdict: BenchVerdict, wall_s: float, machine: dict[str, Any],
-                 eval_targets: list[int]) -> dict[str, Any]:
+                 eval_targets: list[int], scale: dict[str, Any] | None = None) -> dict[str, Any]:
     from cadenza.residual.scaffold import load_spec
     from cadenza.residual.scoring import EVAL_SEED
     from cadenza.tasks.factory import base_source
@@ -46,6 +46,8 @@ def build_report(project: Project, s: Any, *, arms: list[dict[str, Any]], base_r
         "machine": machine, "versions": library_versions("torch", "stable-baselines3", "scipy"),
         "files": {"report_md": "report.md", "report_json": "report.json", "curves_png": "curves.png"},
     }
+    if scale is not None:
+        report["scale"] = scale
     return json.loads(json.dumps(report, default=json_default))  # plain JSON types (tuples -> lists)
 
 
@@ -152,7 +154,8 @@ def markdown(report: dict[str, Any]) -> str:
               "an arm reaches it when more than half of its seeds do (median over seeds); 'not reached' means "
               "more than the budget, so a ratio against it is a lower bound ('> X');",
               "* time: wall and process-CPU seconds of training only (evaluations are timed apart, 'eval wall s'); "
-              f"{s['workers']} run(s) at a time" + (", one torch thread each" if s["workers"] > 1 else "") + ";",
+              f"{s['workers']} run(s) at a time" + (", one torch thread each" if s["workers"] > 1 else "")
+              + _scale_line(report.get("scale")) + ";",
               f"* cost: on a GPU, GPU-hours = wall / 3600 at ${s['cost_per_gpu_hour']:g}/h; on the CPU, CPU "
               f"core-hours = CPU seconds / 3600 at ${s['cost_per_cpu_core_hour']:g}/h; cost to threshold = a run's "
               "dollars per env step x its steps to threshold;",
@@ -231,3 +234,11 @@ def print_report(console: Any, report: dict[str, Any], out_dir: Path) -> None:
     console.print(f"bench wall time {report['timing']['bench_wall_s']:.1f} s")
     console.print(f"report: {out_dir / 'report.md'}\njson:   {out_dir / 'report.json'}\ncurves: "
                   f"{out_dir / 'curves.png'}")
+
+
+def _scale_line(scale: dict[str, Any] | None) -> str:
+    if not scale or scale["backend"] == "local":
+        return ""
+    where = scale["ray_address"] or "a local Ray instance"
+    return (f", as Ray tasks on {where} ({scale['nodes']} node(s), {scale['cpus']} CPUs, {scale['nodes_used']} "
+            f"used; {scale['retries']} task(s) re-run after a lost worker)")

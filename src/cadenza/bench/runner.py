@@ -6,7 +6,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from cadenza.bench.verdict import ArmResult, BenchVerdict, decide
 from cadenza.errors import CadenzaError
 from cadenza.governance.stats import wilson
 from cadenza.project.config import Project
+from cadenza.scale.backend import ScaleSettings, resolve_scale
 
 DEFAULT_EVAL_EPISODES = 200
 
@@ -34,6 +35,7 @@ class BenchSettings:
     final_episodes: int  # final evaluation of every run, and the base alone
     workers: int
     skipped: list[dict[str, str]] = field(default_factory=list)  # arms that could not run, with why
+    scale: ScaleSettings = field(default_factory=ScaleSettings)
 
     def command(self, project: Project) -> str:
         arms = sorted({a.kind for a in self.arms} | {s["kind"] for s in self.skipped},
@@ -45,6 +47,10 @@ class BenchSettings:
                  f"--eval-episodes {self.eval_episodes}", f"--workers {self.workers}"]
         if self.real:
             parts.append("--real")
+        if self.scale.backend != "local":
+            parts.append(f"--backend {self.scale.backend}")
+        if self.scale.ray_address:
+            parts.append(f"--ray-address {self.scale.ray_address}")
         return " ".join(parts)
 
 
@@ -52,7 +58,8 @@ def resolve_settings(project: Project, *, steps: int | None = None, seeds: int |
                      arms: str = "residual,full,sb3", full_reward: str | None = None, device: str = "auto",
                      real: bool = False, cost_per_gpu_hour: float | None = None,
                      cost_per_cpu_core_hour: float | None = None, eval_episodes: int | None = None,
-                     workers: int | None = None) -> BenchSettings:
+                     workers: int | None = None, backend: str | None = None,
+                     ray_address: str | None = None) -> BenchSettings:
     """Flags over ``[bench]`` in cadenza.toml; a bad value is a one-line CadenzaError."""
     from cadenza.accel import pick_device
     from cadenza.accel.device import physical_cores
@@ -81,6 +88,7 @@ def resolve_settings(project: Project, *, steps: int | None = None, seeds: int |
     eval_episodes = DEFAULT_EVAL_EPISODES if eval_episodes is None else eval_episodes
     if eval_episodes < 1:
         raise CadenzaError(f"--eval-episodes must be >= 1, got {eval_episodes}")
+    scale = resolve_scale(project.config.scale, backend, ray_address)
     dev = pick_device(device)
     skipped = []
     if any(a.kind == "sb3" for a in specs):
@@ -98,7 +106,7 @@ def resolve_settings(project: Project, *, steps: int | None = None, seeds: int |
     return BenchSettings(steps=steps, seeds=[seed0 + i for i in range(n_seeds)], arms=specs, full_reward=full_reward,
                          device=device, real=real, rates=rates, eval_episodes=eval_episodes,
                          final_episodes=project.config.governance.eval_episodes, workers=min(workers, max(runs, 1)),
-                         skipped=skipped)
+                         skipped=skipped, scale=scale)
 
 
 @dataclass
@@ -120,7 +128,9 @@ def _jobs(project: Project, s: BenchSettings, threads: int | None) -> list[Job]:
     return sorted(jobs, key=lambda j: order[j.kind])
 
 
-def _execute(jobs: list[Job], workers: int, on_run: RunCallback | None) -> list[dict[str, Any]]:
+def _execute(jobs: list[Job], workers: int, on_run: RunCallback | None,
+             scale: ScaleSettings | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every job's result (completion order) and where they ran (the report's ``scale``)."""
     results: list[dict[str, Any]] = []
 
     def done(r: dict[str, Any]) -> None:
@@ -128,10 +138,27 @@ def _execute(jobs: list[Job], workers: int, on_run: RunCallback | None) -> list[
         if on_run is not None:
             on_run(r, len(results), len(jobs))
 
+    if scale is not None and scale.backend == "ray":
+        from cadenza.scale.ray_map import ray_map
+
+        # one CPU and one torch thread per run, as the local workers; a local instance gets --workers CPUs
+        ray_jobs = [replace(j, threads=1) for j in jobs]
+        res = ray_map(run_job, ray_jobs, address=scale.ray_address, num_cpus=workers, on_done=lambda _i, r: done(r))
+        info = res.as_dict()
+        return results, {**scale.as_dict(), "nodes": info["nodes"], "cpus": info["cpus"],
+                         "nodes_used": info["nodes_used"], "retries": info["retries"]}
+    local = {**(scale or ScaleSettings()).as_dict(), "nodes": 1, "cpus": os.cpu_count() or 1, "nodes_used": 1,
+             "retries": 0}
+    _execute_local(jobs, workers, done)
+    return results, local
+
+
+def _execute_local(jobs: list[Job], workers: int, done: Callable[[dict[str, Any]], None]) -> None:
+    """One process per run (``workers`` at a time; in this process when 1)."""
     if workers <= 1:
         for j in jobs:
             done(run_job(j))
-        return results
+        return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -144,7 +171,6 @@ def _execute(jobs: list[Job], workers: int, on_run: RunCallback | None) -> list[
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
-    return results
 
 
 def _base_reference(project: Project, s: BenchSettings) -> dict[str, Any]:
@@ -222,7 +248,7 @@ def run_bench(project: Project, s: BenchSettings, *, on_run: RunCallback | None 
     load_before = _loadavg()
     base_row = _base_reference(project, s)
     threads = 1 if s.workers > 1 else None
-    results = _execute(_jobs(project, s, threads), s.workers, on_run)
+    results, scale = _execute(_jobs(project, s, threads), s.workers, on_run, s.scale)
     for r in results:
         r["steps_to_threshold"] = first_reaching(r["curve"], g.success_threshold)
         r["cost"] = run_cost(r["device"], r["wall_s"], r["cpu_s"], s.rates).as_dict()
@@ -248,7 +274,7 @@ def run_bench(project: Project, s: BenchSettings, *, on_run: RunCallback | None 
                "processor": platform.processor() or platform.machine(), "loadavg_before": load_before,
                "loadavg_after": _loadavg()}
     report = build_report(project, s, arms=arms, base_row=base_row, verdict=verdict, wall_s=wall, machine=machine,
-                          eval_targets=eval_targets(s.steps))
+                          eval_targets=eval_targets(s.steps), scale=scale)
     plot_curves(report, out_dir / "curves.png")
     write_report(report, out_dir)
     return BenchResult(out_dir=out_dir, report=report, verdict=verdict, wall_s=wall)

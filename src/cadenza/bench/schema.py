@@ -91,7 +91,9 @@ REPORT_SCHEMA: dict[str, Any] = {
         "timing": _obj({"bench_wall_s": NUM0, "train_wall_s": NUM0, "train_cpu_s": NUM0, "eval_wall_s": NUM0}),
         "machine": {"type": "object"}, "versions": {"type": "object"},
         "files": _obj({"report_md": STR, "report_json": STR, "curves_png": STR}),
-    }),
+        "scale": _obj({"backend": {"enum": ["local", "ray"]}, "ray_address": {"type": ["string", "null"]},
+                       "nodes": INT0, "cpus": INT0, "nodes_used": INT0, "retries": INT0}),
+    }, optional=("scale",)),
 }
 
 _TYPES: dict[str, Any] = {

@@ -146,6 +146,17 @@ DeviceOpt = Annotated[str, typer.Option("--device", callback=choice_check("auto"
                                         help="Torch device: auto (cuda -> mps -> cpu), cuda, mps or cpu.")]
 
 
+BackendOpt = Annotated[str | None, typer.Option("--backend", callback=choice_check("local", "ray"),
+                                                help="Where the parallel work runs: local (processes on this "
+                                                     "machine) or ray (Ray tasks; needs the ray extra). [default: "
+                                                     "scale.backend in cadenza.toml, local]", show_default=False)]
+RayAddressOpt = Annotated[str | None, typer.Option("--ray-address",
+                                                   help="With --backend ray: join the cluster at HOST:PORT, or "
+                                                        "'auto' (the one `ray start --head` runs here); empty starts "
+                                                        "a local Ray instance for the command. [default: "
+                                                        "scale.ray_address in cadenza.toml]", show_default=False)]
+
+
 def text_check(*, max_len: int = 2000, allow_empty: bool = False) -> Callable[[Any], Any]:
     """A callback for free text: not empty (unless allowed), valid UTF-8, at most ``max_len`` characters."""
 

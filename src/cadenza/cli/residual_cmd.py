@@ -12,10 +12,12 @@ from cadenza.cli.common import (
     EPISODES_CHECK,
     SEED_CHECK,
     STEPS_CHECK,
+    BackendOpt,
     DeviceOpt,
     HeldoutBlockOpt,
     MaxEpisodesOpt,
     ProjectArg,
+    RayAddressOpt,
     RealOpt,
     choice_check,
     console,
@@ -264,10 +266,14 @@ def bench(
                                                            "final point uses governance.eval_episodes). [default: 200]",
                                                            show_default=False)] = None,
     workers: Annotated[int | None, typer.Option("--workers", callback=number_check(ge=1, le=1024),
-                                                help="Training runs at a time, one process each. [default: physical "
-                                                     "CPU cores on the CPU, 1 on a GPU]", show_default=False)] = None,
+                                                help="Training runs at a time, one process each (with --backend ray "
+                                                     "and no address: the local Ray instance's CPUs). [default: "
+                                                     "physical CPU cores on the CPU, 1 on a GPU]",
+                                                show_default=False)] = None,
     device: DeviceOpt = "auto",
     real: RealOpt = False,
+    backend: BackendOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Residual RL against full RL from scratch: samples, compute, dollars, accuracy, and a verdict.
 
@@ -283,11 +289,13 @@ def bench(
     proj = load_project(project)
     s = resolve_settings(proj, steps=steps, seeds=seeds, arms=arms, full_reward=full_reward, device=device,
                          real=real, cost_per_gpu_hour=cost_per_gpu_hour,
-                         cost_per_cpu_core_hour=cost_per_cpu_core_hour, eval_episodes=eval_episodes, workers=workers)
+                         cost_per_cpu_core_hour=cost_per_cpu_core_hour, eval_episodes=eval_episodes, workers=workers,
+                         backend=backend, ray_address=ray_address)
     for sk in s.skipped:
         console.print(f"[yellow]{sk['label']} skipped:[/yellow] {sk['reason']}", soft_wrap=True)
+    where = f" on {s.scale.describe()}" if s.scale.backend != "local" else ""
     console.print(f"bench: {', '.join(a.id for a in s.arms)} x {len(s.seeds)} seeds x {s.steps:,} env steps, "
-                  f"{s.workers} at a time")
+                  f"{s.workers} at a time{where}")
     with Progress(TextColumn("[bold]bench[/bold] runs"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as bar:
         job = bar.add_task("bench", total=len(s.arms) * len(s.seeds))

@@ -294,6 +294,11 @@ class LlmSection(_Section):
     max_tokens: int = Field(256, ge=16, le=32768)
 
 
+class ScaleSection(_Section):
+    backend: Literal["local", "ray"] = "local"  # where parallel work runs (docs/scale.md)
+    ray_address: str = Field("", max_length=500)  # "": a local Ray instance per command; "auto" or HOST:PORT
+
+
 class ProjectConfig(_Section):
     project: ProjectSection
     task: TaskSection = Field(default_factory=TaskSection)
@@ -305,6 +310,7 @@ class ProjectConfig(_Section):
     mission: MissionSection = Field(default_factory=MissionSection)
     vla_finetune: VlaFinetuneSection = Field(default_factory=VlaFinetuneSection)
     llm: LlmSection = Field(default_factory=LlmSection)
+    scale: ScaleSection = Field(default_factory=ScaleSection)
 
     @model_validator(mode="after")
     def _mission_goals_unique(self) -> ProjectConfig:

@@ -1,0 +1,56 @@
+"""Which backend a command runs its parallel work on: flags over ``[scale]`` in cadenza.toml.
+
+``[scale] backend = "local" | "ray"`` (default ``local``) and ``ray_address`` (default ``""``: start a
+local Ray instance for the command; ``"auto"`` or ``"HOST:PORT"``: join an existing cluster). The flags
+``--backend`` and ``--ray-address`` override them for one command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cadenza.errors import CadenzaError, UsageError
+
+Backend = Literal["local", "ray"]
+BACKENDS: tuple[Backend, ...] = ("local", "ray")
+RAY_EXTRA = 'pip install -e ".[ray]"'
+
+
+@dataclass(frozen=True)
+class ScaleSettings:
+    backend: Backend = "local"
+    ray_address: str | None = None  # None: a local Ray instance started (and stopped) by the command
+
+    def describe(self) -> str:
+        if self.backend == "local":
+            return "local processes"
+        return f"Ray cluster at {self.ray_address}" if self.ray_address else "a local Ray instance"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "ray_address": self.ray_address}
+
+
+def ray_import_error() -> str | None:
+    """Why Ray cannot be used here (None when it can)."""
+    try:
+        import ray  # noqa: F401
+    except ModuleNotFoundError:
+        return f"--backend ray needs Ray: {RAY_EXTRA}"
+    return None
+
+
+def resolve_scale(config_section: Any, backend: str | None = None, ray_address: str | None = None) -> ScaleSettings:
+    """Flags over the project's ``[scale]`` section; a bad combination or a missing Ray is a one-line error."""
+    b = backend if backend is not None else config_section.backend
+    if b not in BACKENDS:
+        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {b!r}")
+    addr = ray_address if ray_address is not None else config_section.ray_address
+    addr = addr.strip() or None
+    if addr is not None and b != "ray":
+        raise UsageError(f"--ray-address {addr} is only used with --backend ray (the backend is {b})")
+    if b == "ray":
+        why = ray_import_error()
+        if why is not None:
+            raise CadenzaError(why)
+    return ScaleSettings(backend=b, ray_address=addr)  # type: ignore[arg-type]
