@@ -114,6 +114,16 @@ def train(
     real: RealOpt = False,
     fresh: Annotated[bool, typer.Option("--fresh",
                                         help="Ignore an interrupted run's checkpoint and start over.")] = False,
+    backend: BackendOpt = None,
+    ray_address: RayAddressOpt = None,
+    rollout_workers: Annotated[int | None, typer.Option("--rollout-workers", callback=number_check(ge=1, le=1024),
+                                                        help="Collect each round's rollout in this many shards of "
+                                                             "the parallel envs (PPO): in this process with "
+                                                             "--backend local, one Ray actor each with --backend "
+                                                             "ray; the same seed and count give the same numbers on "
+                                                             "both. 1 collects in one piece. [default: "
+                                                             "scale.rollout_workers in cadenza.toml, 1]",
+                                                        show_default=False)] = None,
 ) -> None:
     """Governed PPO (or SAC: [residual] algorithm) on the frozen base; DEPLOY promotes the new residual, BLOCK
     keeps the old one.
@@ -125,8 +135,12 @@ def train(
     from cadenza.cli.common import VERDICT_EXIT
     from cadenza.project.config import load_project
     from cadenza.residual.train import train_residual
+    from cadenza.scale.backend import resolve_scale
 
     proj = load_project(project)
+    scale = resolve_scale(proj.config.scale, backend, ray_address, rollout_workers)
+    if scale.rollout_workers > 1:
+        console.print(f"rollouts: {scale.rollout_workers} shards on {scale.describe()}")
     with Progress(TextColumn("[bold]train[/bold] round {task.fields[round]}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
         job = bar.add_task("train", total=None, round=0, info="")
@@ -146,7 +160,7 @@ def train(
 
         try:
             res = train_residual(proj, steps=steps, seed=seed, device=device, real=real, fresh=fresh,
-                                 on_round=on_round, on_stage=on_stage)
+                                 on_round=on_round, on_stage=on_stage, scale=scale)
         except KeyboardInterrupt:
             bar.stop()
             console.print("interrupted: the last finished round is checkpointed; run the same command to resume")

@@ -297,6 +297,7 @@ class LlmSection(_Section):
 class ScaleSection(_Section):
     backend: Literal["local", "ray"] = "local"  # where parallel work runs (docs/scale.md)
     ray_address: str = Field("", max_length=500)  # "": a local Ray instance per command; "auto" or HOST:PORT
+    rollout_workers: int = Field(1, ge=1, le=1024)  # training: rollout shards (1: one piece, as before)
 
 
 class ProjectConfig(_Section):

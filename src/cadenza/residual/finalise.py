@@ -44,7 +44,7 @@ def finalise(project: Project, *, ppo: PPO | SAC, base: BasePolicy, arch: Residu
              plan: Plan, profile: TaskProfile, history: list[dict[str, Any]], best: dict[str, Any] | None,
              best_state: dict[str, Any] | None, steps_done: int, seed: int, budget: int, stop_reason: str,
              warnings: list[str], wall: float, resumed_from: int, real: bool, rdir: Path, prog_path: Path,
-             on_stage: Any = None) -> TrainResult:
+             on_stage: Any = None, scale: dict[str, Any] | None = None) -> TrainResult:
     """Register the round with the best validation card (the last round without one), score it, report."""
     g = project.config.governance
     # register the candidate, score it on held-out episodes, let the verdict move the baseline
@@ -81,6 +81,8 @@ def finalise(project: Project, *, ppo: PPO | SAC, base: BasePolicy, arch: Residu
         plan.algorithm: ppo.cfg.as_dict(), "architecture": arch.as_dict(),
         "accel": accel.as_dict(), "scorecard": card.as_dict(), "history": history,
         "versions": library_versions("torch"),
+        # where the rollouts ran: backend, Ray address, rollout shards, cluster nodes and CPUs
+        "scale": scale or {"backend": "local", "ray_address": None, "rollout_workers": 1},
     }
     report_path = project.residual_dir / ("train_report_real.json" if real else "train_report.json")
     atomic_write_json(report_path, report)

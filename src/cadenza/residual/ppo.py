@@ -25,10 +25,15 @@ What differs from textbook PPO, and why:
 
 With ``arch.use_base == False`` the same code trains a full policy from scratch (the bench's
 "full RL" arm): no base input, ``a = clip(u)``.
+
+With a ``rollout`` pool (:mod:`cadenza.residual.rollout`, ``[scale] rollout_workers`` > 1) the
+rollout is collected by shards of the task (in this process or on Ray actors) and this class keeps
+the learner: the critic's values, GAE and the update run here on the shards' arrays.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -105,10 +110,25 @@ class RoundStats:
         return d
 
 
+def gae_advantages(rews: np.ndarray, dones: np.ndarray, values: np.ndarray, last_v: np.ndarray, gamma: float,
+                   lam: float) -> np.ndarray:
+    """Generalised advantage estimates over a ``(T, n)`` rollout (``last_v``: values after its last step)."""
+    T, n = rews.shape
+    adv = np.zeros((T, n), dtype=np.float32)
+    gae = np.zeros(n, dtype=np.float32)
+    for t in reversed(range(T)):
+        next_v = last_v if t == T - 1 else values[t + 1]
+        nonterminal = 1.0 - dones[t]
+        d = rews[t] + gamma * next_v * nonterminal - values[t]
+        gae = d + gamma * lam * nonterminal * gae
+        adv[t] = gae
+    return adv
+
+
 class PPO:
     def __init__(self, arch: ResidualArch, cfg: PPOConfig, task: Task,
                  base: Callable[[np.ndarray], np.ndarray] | None, device: str = "cpu", seed: int = 0,
-                 accel: AccelSettings | None = None) -> None:
+                 accel: AccelSettings | None = None, rollout: Any = None) -> None:
         if arch.use_base and base is None:
             raise ValueError("a residual needs a base policy")
         torch.manual_seed(seed)
@@ -131,7 +151,10 @@ class PPO:
         self.opt = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters()], lr=cfg.lr, eps=1e-5)
         self.rng = torch.Generator(device="cpu").manual_seed(seed)
         n, k = task.num_envs, arch.act_dim
-        self.obs, _ = task.reset(seed=seed)
+        self.rollout = rollout  # a ShardPool (it is also the task the round loop sets levels on), or None
+        self.rollout_timing: dict[str, float] = {}
+        if rollout is None:
+            self.obs, _ = task.reset(seed=seed)
         self.prev_delta = np.zeros((n, k))
         self.rate_limit = arch.rate_limit if arch.use_base else None
         self.alpha = arch.alpha if arch.use_base else 1.0
@@ -160,6 +183,8 @@ class PPO:
     # ------------------------------------------------------------------ one round
     @torch.no_grad()
     def collect(self) -> tuple[dict[str, torch.Tensor], RoundStats, np.ndarray]:
+        if self.rollout is not None:
+            return self._collect_sharded()
         cfg, T, n = self.cfg, self.cfg.n_steps, self.task.num_envs
         feats, us, logps, vals = [], [], [], []
         rews = np.zeros((T, n), dtype=np.float32)
@@ -204,14 +229,7 @@ class PPO:
             self.obs = obs
         last_v = self.critic(self._features(self.obs, self._base(self.obs))).cpu().numpy()
         values = torch.stack(vals).cpu().numpy()
-        adv = np.zeros((T, n), dtype=np.float32)
-        gae = np.zeros(n, dtype=np.float32)
-        for t in reversed(range(T)):
-            next_v = last_v if t == T - 1 else values[t + 1]
-            nonterminal = 1.0 - dones[t]
-            d = rews[t] + cfg.gamma * next_v * nonterminal - values[t]
-            gae = d + cfg.gamma * cfg.gae_lambda * nonterminal * gae
-            adv[t] = gae
+        adv = gae_advantages(rews, dones, values, last_v, cfg.gamma, cfg.gae_lambda)
         batch = {
             "x": torch.stack(feats).reshape(T * n, -1),
             "u": torch.stack(us).reshape(T * n, -1),
@@ -223,6 +241,51 @@ class PPO:
         stats = RoundStats(env_steps=T * n, episodes=eps, successes=succ, collisions=coll,
                            mean_return=ret_sum / eps if eps else float("nan"), mean_abs_delta=abs_delta / T)
         return batch, stats, raw_obs
+
+    @torch.no_grad()
+    def _collect_sharded(self) -> tuple[dict[str, torch.Tensor], RoundStats, np.ndarray]:
+        """The rollout from the pool's shards (concatenated in shard order); values and GAE here."""
+        cfg, T = self.cfg, self.cfg.n_steps
+        t0 = time.perf_counter()
+        parts = self.rollout.collect({k: v.detach().cpu() for k, v in self.actor.state_dict().items()},
+                                     self.collision_cost)
+        wall = time.perf_counter() - t0
+
+        def cat(key: str) -> np.ndarray:
+            return np.concatenate([p[key] for p in parts], axis=1)
+
+        dev = self.device
+        x = torch.as_tensor(cat("x"), device=dev)
+        n = x.shape[1]
+        rews = cat("rew")
+        dones = cat("done")
+        values = self.critic(x.reshape(T * n, -1)).reshape(T, n).cpu().numpy()
+        offset = 0
+        for p in parts:  # bootstrap time-limit truncations with the value of the final observation
+            if len(p["trunc_t"]):
+                v = self.critic(torch.as_tensor(p["trunc_x"], device=dev)).cpu().numpy()
+                rews[p["trunc_t"], offset + p["trunc_i"]] += cfg.gamma * v
+            offset += p["x"].shape[1]
+        last_v = self.critic(torch.as_tensor(np.concatenate([p["last_x"] for p in parts]), device=dev)).cpu().numpy()
+        adv = gae_advantages(rews, dones, values, last_v, cfg.gamma, cfg.gae_lambda)
+        batch = {
+            "x": x.reshape(T * n, -1),
+            "u": torch.as_tensor(cat("u"), device=dev).reshape(T * n, -1),
+            "logp": torch.as_tensor(cat("logp"), device=dev).reshape(-1),
+            "adv": torch.as_tensor(adv.reshape(-1), device=dev),
+            "ret": torch.as_tensor((adv + values).reshape(-1), device=dev),
+            "val": torch.as_tensor(values.reshape(-1), device=dev),
+        }
+        eps = sum(p["episodes"] for p in parts)
+        abs_delta = sum(p["abs_delta_sum"] * p["x"].shape[1] for p in parts) / n / T
+        stats = RoundStats(env_steps=T * n, episodes=eps, successes=sum(p["successes"] for p in parts),
+                           collisions=sum(p["collisions"] for p in parts),
+                           mean_return=sum(p["return_sum"] for p in parts) / eps if eps else float("nan"),
+                           mean_abs_delta=abs_delta)
+        slowest = max(p["compute_s"] for p in parts)
+        # what moving the work to other processes costs: the round's wait beyond its slowest shard
+        self.rollout_timing = {"rollout_s": wall, "rollout_overhead_s": max(0.0, wall - slowest)}
+        return batch, stats, cat("raw_obs")
 
     def _value_loss(self, x: torch.Tensor, ret: torch.Tensor) -> torch.Tensor:
         return 0.5 * ((self._critic(x).float() - ret) ** 2).mean()

@@ -15,6 +15,7 @@ from typing import Any
 
 from cadenza.accel import configure
 from cadenza.base.loader import load_base
+from cadenza.errors import UsageError
 from cadenza.governance.governor import Decision, Governor, LocalGovernor, Plan, TaskProfile
 from cadenza.project.config import Project
 from cadenza.residual.checkpoint import load_checkpoint, resume, run_dir, save_best, save_round
@@ -23,9 +24,11 @@ from cadenza.residual.loop import run_rounds
 from cadenza.residual.plot import plot_curve
 from cadenza.residual.policy import ResidualController
 from cadenza.residual.ppo import PPO, PPOConfig, update_workload
+from cadenza.residual.rollout import ShardPool, ShardSpec, shard_seeds, shard_sizes
 from cadenza.residual.sac import SAC, SACConfig, sac_workload
 from cadenza.residual.scaffold import arch_from_spec
 from cadenza.residual.validation import Validator
+from cadenza.scale.backend import ScaleSettings
 from cadenza.tasks.factory import base_source, make_task
 
 __all__ = ["TrainResult", "plot_curve", "run_dir", "train_residual"]
@@ -37,9 +40,11 @@ LEARNERS: dict[str, tuple[Any, Any, Any]] = {"ppo": (PPO, PPOConfig, update_work
 
 def train_residual(project: Project, *, steps: int | None = None, seed: int | None = None, device: str = "auto",
                    real: bool = False, fresh: bool = False, governor: Governor | None = None,
-                   on_round: Any = None, on_stage: Any = None) -> TrainResult:
+                   on_round: Any = None, on_stage: Any = None, scale: ScaleSettings | None = None) -> TrainResult:
     """Run a governed training; ``on_round(history_row, plan)`` is called after every round (progress),
-    ``on_stage(text)`` when a stage starts, ``on_look(look)`` through ``on_stage`` after each scorecard look."""
+    ``on_stage(text)`` when a stage starts, ``on_look(look)`` through ``on_stage`` after each scorecard look.
+    ``scale``: where the rollouts run (``rollout_workers`` > 1 shards them; :mod:`cadenza.residual.rollout`)."""
+    scale = scale or ScaleSettings()
     rc = project.config.residual
     g = project.config.governance
     seed = rc.seed if seed is None else seed
@@ -57,6 +62,13 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     plan: Plan = governor.plan(profile)
     learner, config, workload = LEARNERS[plan.algorithm]
     cfg = config(**plan.hyperparameters)
+    shards = scale.rollout_workers
+    if shards > 1 and plan.algorithm != "ppo":
+        raise UsageError(f"--rollout-workers {shards}: sharded rollouts are built for PPO; algorithm "
+                         f"{plan.algorithm!r} collects in one piece (use --rollout-workers 1)")
+    if shards > cfg.num_envs:
+        raise UsageError(f"--rollout-workers {shards}: more shards than the {cfg.num_envs} parallel envs the plan "
+                         "runs; use at most that many")
     accel = configure(device, workload=workload(arch, cfg, budget))
 
     rdir = run_dir(project, real)
@@ -64,9 +76,36 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     history, ckpt = resume(prog_path, ckpt_path, seed=seed, budget=budget, fresh=fresh)
     resumed_from = len(history)
     steps_done = history[-1]["env_steps_total"] if history else 0
-    task = make_task(project, num_envs=cfg.num_envs, level=plan.level_at(steps_done), real=real, seed=seed,
-                     reward=rc.reward)
-    ppo = learner(arch, cfg, task, base, device=accel.device, seed=seed + 1000 * resumed_from, accel=accel)
+    learner_seed = seed + 1000 * resumed_from
+    pool: ShardPool | None = None
+    if shards > 1:
+        specs = [ShardSpec(project_root=str(project.root), real=real, reward=rc.reward, num_envs=n, seed=s, arch=arch,
+                           n_steps=cfg.n_steps, noise_hold=cfg.noise_hold, gamma=cfg.gamma,
+                           bootstrap_truncation=cfg.bootstrap_truncation, init_log_std=cfg.init_log_std)
+                 for n, s in zip(shard_sizes(cfg.num_envs, shards), shard_seeds(learner_seed, shards), strict=True)]
+        pool = ShardPool(specs, plan.level_at(steps_done), ray=scale.backend == "ray", address=scale.ray_address)
+        task: Any = pool
+        ppo = learner(arch, cfg, pool, base, device=accel.device, seed=learner_seed, accel=accel, rollout=pool)
+    else:
+        task = make_task(project, num_envs=cfg.num_envs, level=plan.level_at(steps_done), real=real, seed=seed,
+                         reward=rc.reward)
+        ppo = learner(arch, cfg, task, base, device=accel.device, seed=learner_seed, accel=accel)
+    try:
+        return _train(project, ppo=ppo, task=task, pool=pool, scale=scale, base=base, arch=arch, accel=accel,
+                      plan=plan, profile=profile, governor=governor, history=history, ckpt=ckpt, seed=seed,
+                      budget=budget, steps_done=steps_done, resumed_from=resumed_from, real=real, rdir=rdir,
+                      paths=(ckpt_path, prog_path, best_path), on_round=on_round, on_stage=on_stage)
+    finally:
+        task.close()
+
+
+def _train(project: Project, *, ppo: Any, task: Any, pool: ShardPool | None, scale: ScaleSettings, base: Any,
+           arch: Any, accel: Any, plan: Plan, profile: TaskProfile, governor: Governor, history: list[dict[str, Any]],
+           ckpt: Any, seed: int, budget: int, steps_done: int, resumed_from: int, real: bool, rdir: Any,
+           paths: tuple[Any, Any, Any], on_round: Any, on_stage: Any) -> TrainResult:
+    """The rounds, the validation cards and the checkpoints, then :func:`finalise`."""
+    g = project.config.governance
+    ckpt_path, prog_path, best_path = paths
     if ckpt is not None:
         ppo.load_state_dict(ckpt)
     ppo.collision_cost = history[-1].get("collision_cost", 0.0) if history else 0.0
@@ -82,6 +121,8 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
         nonlocal best, best_state
         row["wall_s"] = wall_before + time.perf_counter() - t0
         row["collision_cost"] = ppo.collision_cost
+        if pool is not None:  # the rollout's wall time, and what Ray added over the slowest shard
+            row.update(ppo.rollout_timing)
         if not LocalGovernor.validates(plan, history):
             return
         card = validator.score(ResidualController(ppo.actor.eval(), "candidate"))
@@ -110,10 +151,13 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
                                       after_review=after_review)
     stop_reason = decision.reason
     warnings = list(latest_warning.values())
-    task.close()
     wall = wall_before + time.perf_counter() - t0
+    where = scale.training()
+    if pool is not None and pool.cluster:
+        where.update(nodes=pool.cluster["nodes"], cpus=pool.cluster["cpus"])
 
     return finalise(project, ppo=ppo, base=base, arch=arch, accel=accel, plan=plan, profile=profile,
                     history=history, best=best, best_state=best_state, steps_done=steps_done, seed=seed,
                     budget=budget, stop_reason=stop_reason, warnings=warnings, wall=wall,
-                    resumed_from=resumed_from, real=real, rdir=rdir, prog_path=prog_path, on_stage=on_stage)
+                    resumed_from=resumed_from, real=real, rdir=rdir, prog_path=prog_path, on_stage=on_stage,
+                    scale=where)

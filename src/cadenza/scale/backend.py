@@ -1,8 +1,10 @@
 """Which backend a command runs its parallel work on: flags over ``[scale]`` in cadenza.toml.
 
-``[scale] backend = "local" | "ray"`` (default ``local``) and ``ray_address`` (default ``""``: start a
-local Ray instance for the command; ``"auto"`` or ``"HOST:PORT"``: join an existing cluster). The flags
-``--backend`` and ``--ray-address`` override them for one command.
+``[scale] backend = "local" | "ray"`` (default ``local``), ``ray_address`` (default ``""``: start a
+local Ray instance for the command; ``"auto"`` or ``"HOST:PORT"``: join an existing cluster) and
+``rollout_workers`` (default 1: a training collects its rollouts in one piece; N > 1: in N shards, see
+:mod:`cadenza.residual.rollout`). The flags ``--backend``, ``--ray-address`` and ``--rollout-workers``
+override them for one command.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ RAY_EXTRA = 'pip install -e ".[ray]"'
 class ScaleSettings:
     backend: Backend = "local"
     ray_address: str | None = None  # None: a local Ray instance started (and stopped) by the command
+    rollout_workers: int = 1  # training: rollout shards (local: in this process; ray: one actor each)
 
     def describe(self) -> str:
         if self.backend == "local":
@@ -29,6 +32,9 @@ class ScaleSettings:
 
     def as_dict(self) -> dict[str, Any]:
         return {"backend": self.backend, "ray_address": self.ray_address}
+
+    def training(self) -> dict[str, Any]:
+        return {**self.as_dict(), "rollout_workers": self.rollout_workers}
 
 
 def ray_import_error() -> str | None:
@@ -40,7 +46,8 @@ def ray_import_error() -> str | None:
     return None
 
 
-def resolve_scale(config_section: Any, backend: str | None = None, ray_address: str | None = None) -> ScaleSettings:
+def resolve_scale(config_section: Any, backend: str | None = None, ray_address: str | None = None,
+                  rollout_workers: int | None = None) -> ScaleSettings:
     """Flags over the project's ``[scale]`` section; a bad combination or a missing Ray is a one-line error."""
     b = backend if backend is not None else config_section.backend
     if b not in BACKENDS:
@@ -53,4 +60,7 @@ def resolve_scale(config_section: Any, backend: str | None = None, ray_address: 
         why = ray_import_error()
         if why is not None:
             raise CadenzaError(why)
-    return ScaleSettings(backend=b, ray_address=addr)  # type: ignore[arg-type]
+    workers = config_section.rollout_workers if rollout_workers is None else rollout_workers
+    if workers < 1:
+        raise UsageError(f"--rollout-workers must be >= 1, got {workers}")
+    return ScaleSettings(backend=b, ray_address=addr, rollout_workers=workers)  # type: ignore[arg-type]
