@@ -105,3 +105,55 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_gives_the_same_result(l
     got = res.results[0]
     assert got["final"] == expected["final"] and got["curve"] == expected["curve"]
     assert got["env_steps"] == expected["env_steps"] == 16384
+
+
+# ------------------------------------------------------------------------------ training on Ray actors
+def test_train_on_ray_actors_gives_the_local_numbers(local_ray: Any, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_rollout_shards import history_numbers, small
+
+    reports = {}
+    for backend in ("local", "ray"):
+        root = small(tmp_path / backend)
+        code, out, err = run_cli(["env", "residual", "train", root, "--steps", "8192", "--seed", "3",
+                                  "--rollout-workers", "2", "--backend", backend], capsys, monkeypatch)
+        assert code in (0, 3, 4), err
+        assert "rollouts: 2 shards on" in out
+        reports[backend] = json.loads((root / "residual" / "train_report.json").read_text())
+    assert history_numbers(reports["local"]) == history_numbers(reports["ray"])
+    assert reports["local"]["verdict"] == reports["ray"]["verdict"]
+    scale = reports["ray"]["scale"]
+    assert scale["backend"] == "ray" and scale["rollout_workers"] == 2 and scale["cpus"] == 2
+    # after round 0 (which waits for nothing: the actors are built before it), Ray adds milliseconds per round
+    assert all(r["rollout_overhead_s"] < r["rollout_s"] for r in reports["ray"]["history"])
+
+
+def test_a_rollout_actor_lost_mid_run_stops_with_one_line_and_the_run_resumes(
+        local_ray: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cadenza.errors import CadenzaError
+    from cadenza.project.config import load_project
+    from cadenza.residual.rollout import ShardPool
+    from cadenza.residual.train import train_residual
+    from cadenza.scale.backend import ScaleSettings
+    from tests.test_rollout_shards import small
+
+    root = small(tmp_path / "dog")
+    scale = ScaleSettings(backend="ray", rollout_workers=2)
+    collect = ShardPool.collect
+    calls = []
+
+    def kill_on_the_second_round(self: ShardPool, actor_state: Any, collision_cost: float) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            ray.kill(self._actors[0])  # the worker process is gone mid-run
+        return collect(self, actor_state, collision_cost)
+
+    monkeypatch.setattr(ShardPool, "collect", kill_on_the_second_round)
+    with pytest.raises(CadenzaError, match=r"lost mid-round.*run the same train command again to resume"):
+        train_residual(load_project(root), steps=12288, seed=3, scale=scale)
+    progress = json.loads((root / "residual" / "run" / "progress.json").read_text())
+    assert len(progress["history"]) == 1 and not (root / "residual" / "train_report.json").exists()
+    monkeypatch.setattr(ShardPool, "collect", collect)
+    res = train_residual(load_project(root), steps=12288, seed=3, scale=scale)
+    assert res.resumed_from == 1 and res.env_steps >= 12288 and res.report_path.exists()

@@ -263,7 +263,8 @@ class PPO:
         offset = 0
         for p in parts:  # bootstrap time-limit truncations with the value of the final observation
             if len(p["trunc_t"]):
-                v = self.critic(torch.as_tensor(p["trunc_x"], device=dev)).cpu().numpy()
+                # torch.tensor copies: arrays that come back from Ray are read-only
+                v = self.critic(torch.tensor(p["trunc_x"], device=dev)).cpu().numpy()
                 rews[p["trunc_t"], offset + p["trunc_i"]] += cfg.gamma * v
             offset += p["x"].shape[1]
         last_v = self.critic(torch.as_tensor(np.concatenate([p["last_x"] for p in parts]), device=dev)).cpu().numpy()

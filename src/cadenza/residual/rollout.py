@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cadenza.errors import CadenzaError
 from cadenza.residual.control_law import control_law
 from cadenza.residual.network import ResidualActor, ResidualArch
 
@@ -156,6 +157,10 @@ class RolloutShard:
             "abs_delta_sum": abs_delta, "compute_s": time.perf_counter() - t0,
         }
 
+    def ready(self) -> bool:
+        """True once built (a Ray actor answers it after its constructor ran)."""
+        return True
+
     def close(self) -> None:
         self.task.close()
 
@@ -217,11 +222,13 @@ class _LocalShards:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-        self._answers()
+        try:
+            self._answers()
+        except BaseException:
+            self.close()
+            raise
 
     def _answers(self) -> list[Any]:
-        from cadenza.errors import CadenzaError
-
         out = []
         for i, c in enumerate(self.conns):
             try:
@@ -270,7 +277,14 @@ class ShardPool:
         opts = {"num_cpus": 1, "max_restarts": 0, "runtime_env": {"env_vars": SHARD_THREAD_ENV}}
         remote = self._ray.remote(**opts)(RolloutShard)
         self._actors = [remote.remote(s) for s in specs]
-        self._ray.get([a.ready.remote() for a in self._actors])  # built (imports, task, base) before round 0
+        from ray.exceptions import RayError
+
+        try:  # built (imports, task, base) before round 0
+            self._ray.get([a.ready.remote() for a in self._actors])
+        except RayError as e:
+            self.close()
+            raise CadenzaError(f"a Ray rollout worker could not start: {str(e).strip().splitlines()[-1][:300]}") \
+                from None
         self.cluster = {**cluster_info(self._ray), "address": address or "local"}
 
     def set_level(self, level: float) -> None:
@@ -280,8 +294,6 @@ class ShardPool:
         if self.backend == "local":
             return self._local.collect((actor_state, self.level, collision_cost))
         from ray.exceptions import RayError
-
-        from cadenza.errors import CadenzaError
 
         ref = self._ray.put(actor_state)  # the weights go out once per round, through the object store
         try:
