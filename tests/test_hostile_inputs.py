@@ -170,6 +170,12 @@ ENV_NAME = Kind(lambda _: _specials("", " ", "1KEY", "GROQ-API-KEY", "A B", "$KE
 LLM_FLAGS: dict[str, Kind] = {"--model": TEXT(), "--base-url": URL, "--timeout": FLOAT(0.0, 3600.0, lo_open=True),
                               "--retries": INT(0, 10), "--api-key-env": ENV_NAME, "--no-cache": BOOL}
 
+BACKEND = CHOICE("local", "ray")
+# every value is refused: a malformed address, or a well-formed one without --backend ray
+RAY_ADDRESS = Kind(lambda _: _specials("host", "host:", "host:abc", "host:0", "host:99999", "ftp://h:1", "a b:1",
+                                       "localhost:6379", "auto", NON_UTF8, LONG))
+SCALE_FLAGS = {"--backend": BACKEND, "--ray-address": RAY_ADDRESS, "--rollout-workers": INT(1, 1024)}
+
 BATTERY: dict[str, dict[str, Kind]] = {
     "": {"--version": BOOL},
     "init": {"DIRECTORY": DIRECTORY, "--template": CHOICE("rescue-dog"), "--name": NAME, "--force": BOOL},
@@ -177,7 +183,7 @@ BATTERY: dict[str, dict[str, Kind]] = {
                           "--obs-dim": INT(1, 1_000_000), "--rate-limit": FLOAT(0.0, 2.0, lo_open=True),
                           "--no-gate": BOOL, "--device": DEVICE, "--real": BOOL},
     "env residual train": {"PROJECT": PROJECT, "--steps": STEPS, "--seed": SEED, "--device": DEVICE, "--real": BOOL,
-                           "--fresh": BOOL},
+                           "--fresh": BOOL, **SCALE_FLAGS},
     "env residual eval": {"PROJECT": PROJECT, "--promote": BOOL, "--episodes": EPISODES, "--version": VERSION(),
                           "--policy": FILE(), "--real": BOOL, "--seed": INT(0, 39), "--ab": BOOL,
                           "--max-episodes": EPISODES},
@@ -185,10 +191,10 @@ BATTERY: dict[str, dict[str, Kind]] = {
                            "--full-reward": CHOICE("sparse", "dense", "both"),
                            "--cost-per-gpu-hour": FLOAT(0.0, 1e6), "--cost-per-cpu-core-hour": FLOAT(0.0, 1e6),
                            "--eval-episodes": INT(1, 1_000_000), "--workers": INT(1, 1024), "--device": DEVICE,
-                           "--real": BOOL},
+                           "--real": BOOL, "--backend": BACKEND, "--ray-address": RAY_ADDRESS},
     "env distill build": {"PROJECT": PROJECT, "--epochs": INT(1, 100_000), "--quantize": BOOL, "--device": DEVICE,
                           "--real": BOOL, "--teacher": CHOICE("residual", "base"), "--rounds": INT(1, 1000),
-                          "--episodes": EPISODES, "--seed": SEED},
+                          "--episodes": EPISODES, "--seed": SEED, **SCALE_FLAGS},
     "env distill eval": {"PROJECT": PROJECT, "--promote": BOOL, "--episodes": EPISODES, "--version": VERSION(),
                          "--real": BOOL, "--max-episodes": EPISODES, "--seed": INT(0, 39)},
     "env lora add": {"PROJECT": PROJECT, "GOAL": TEXT(valid="enter the debris field"),

@@ -68,3 +68,17 @@ def test_rollout_worker_flags_are_checked(tmp_path: Path, capsys: pytest.Capture
     code, _, err = run_cli(["env", "residual", "train", sac, "--steps", "8192", "--rollout-workers", "2"], capsys,
                            monkeypatch)
     assert code == 2 and "built for PPO" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_sharded_dagger_collects_in_shard_processes_and_records_it(tmp_path: Path) -> None:
+    from cadenza.distill.build import distill
+
+    root = small(tmp_path / "dog")
+    res = distill(load_project(root), teacher="base", rounds=2, epochs=3, envs=32,
+                  scale=ScaleSettings(rollout_workers=2))
+    meta = json.loads((root / "student" / "candidate" / "student.json").read_text())
+    assert meta["scale"] == {"backend": "local", "ray_address": None, "rollout_workers": 2}
+    rounds = meta["dagger"]["rounds"]
+    assert len(rounds) == 2 and rounds[1]["student_share"] > 0 and rounds[0]["episodes"] > 0
+    assert res.report["dagger"]["samples"] == sum(r["samples"] for r in rounds)

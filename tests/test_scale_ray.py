@@ -146,7 +146,7 @@ def test_a_rollout_actor_lost_mid_run_stops_with_one_line_and_the_run_resumes(
     def kill_on_the_second_round(self: ShardPool, actor_state: Any, collision_cost: float) -> Any:
         calls.append(1)
         if len(calls) == 2:
-            ray.kill(self._actors[0])  # the worker process is gone mid-run
+            ray.kill(self._workers._actors[0])  # the worker process is gone mid-run
         return collect(self, actor_state, collision_cost)
 
     monkeypatch.setattr(ShardPool, "collect", kill_on_the_second_round)
@@ -157,3 +157,29 @@ def test_a_rollout_actor_lost_mid_run_stops_with_one_line_and_the_run_resumes(
     monkeypatch.setattr(ShardPool, "collect", collect)
     res = train_residual(load_project(root), steps=12288, seed=3, scale=scale)
     assert res.resumed_from == 1 and res.env_steps >= 12288 and res.report_path.exists()
+
+
+def test_dagger_on_ray_actors_gives_the_local_student(local_ray: Any, tmp_path: Path) -> None:
+    from cadenza.distill.build import distill
+    from cadenza.project.config import load_project
+    from cadenza.scale.backend import ScaleSettings
+    from tests.test_rollout_shards import small
+
+    metas = {}
+    for backend in ("local", "ray"):
+        root = small(tmp_path / backend)
+        distill(load_project(root), teacher="base", rounds=2, epochs=3, envs=32,
+                scale=ScaleSettings(backend=backend, rollout_workers=2))
+        metas[backend] = json.loads((root / "student" / "candidate" / "student.json").read_text())
+    local, on_ray = metas["local"], metas["ray"]
+    # the same student, bit for bit: the ONNX file, and every tensor of the safetensors file (whose header
+    # lists its metadata in an order safetensors does not fix, so its bytes can differ between processes)
+    assert local["sha256"]["student.onnx"] == on_ray["sha256"]["student.onnx"]
+    from safetensors.numpy import load_file
+
+    a, b = (load_file(tmp_path / k / "student" / "candidate" / "student.safetensors") for k in ("local", "ray"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    keep = ("samples", "episodes", "success_rate", "student_share", "train_mse", "val_mse")
+    assert [{k: r[k] for k in keep} for r in local["dagger"]["rounds"]] == \
+        [{k: r[k] for k in keep} for r in on_ray["dagger"]["rounds"]]
+    assert on_ray["scale"]["backend"] == "ray" and on_ray["scale"]["rollout_workers"] == 2

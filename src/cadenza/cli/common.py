@@ -157,6 +157,14 @@ RayAddressOpt = Annotated[str | None, typer.Option("--ray-address",
                                                         "scale.ray_address in cadenza.toml]", show_default=False)]
 
 
+RolloutWorkersOpt = Annotated[int | None, typer.Option(
+    "--rollout-workers", callback=number_check(ge=1, le=1024),
+    help="Collect each round's rollout in this many shards of the parallel envs, each a single-threaded process: "
+         "spawned here with --backend local, a Ray actor with --backend ray; the same seed and count give the same "
+         "numbers on both. 1 collects in one piece, in this process. [default: scale.rollout_workers in "
+         "cadenza.toml, 1]", show_default=False)]
+
+
 def text_check(*, max_len: int = 2000, allow_empty: bool = False) -> Callable[[Any], Any]:
     """A callback for free text: not empty (unless allowed), valid UTF-8, at most ``max_len`` characters."""
 

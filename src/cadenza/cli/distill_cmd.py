@@ -10,11 +10,14 @@ from cadenza.cli import preflight
 from cadenza.cli.common import (
     EPISODES_CHECK,
     SEED_CHECK,
+    BackendOpt,
     DefaultCommandGroup,
     DeviceOpt,
     HeldoutBlockOpt,
     ProjectArg,
+    RayAddressOpt,
     RealOpt,
+    RolloutWorkersOpt,
     StudentMaxEpisodesOpt,
     choice_check,
     console,
@@ -116,6 +119,9 @@ def build(
     seed: Annotated[int, typer.Option("--seed", callback=SEED_CHECK,
                                       help="Seed of the rollouts and the student's initialisation. [default: 0]",
                                       show_default=False)] = 0,
+    backend: BackendOpt = None,
+    ray_address: RayAddressOpt = None,
+    rollout_workers: RolloutWorkersOpt = None,
 ) -> None:
     """Collect teacher rollouts (DAgger), train + export the student into PROJECT/student/, register it.
 
@@ -123,8 +129,12 @@ def build(
     """
     from cadenza.distill.build import distill
     from cadenza.project.config import load_project
+    from cadenza.scale.backend import resolve_scale
 
     proj = load_project(project)
+    scale = resolve_scale(proj.config.scale, backend, ray_address, rollout_workers)
+    if scale.backend == "ray" and scale.rollout_workers == 1:
+        console.print(scale.rollout_note(), soft_wrap=True)
 
     def on_round(r: Any) -> None:
         own = "" if r.on_policy_mse is None else f", on its own states before refit {r.on_policy_mse:.4f}"
@@ -134,7 +144,7 @@ def build(
 
     res = distill(proj, epochs=epochs, quantize=quantize, device=device, real=real, teacher=teacher, rounds=rounds,
                   episodes=episodes, seed=seed, on_round=on_round,
-                  on_stage=lambda s: console.print(s, soft_wrap=True, markup=False))
+                  on_stage=lambda s: console.print(s, soft_wrap=True, markup=False), scale=scale)
     rep, score = res.report, res.score
     b = {name: f["bytes"] for name, f in rep["files"].items()}
     par = rep["parity_max_abs"]["candidate_heldout"]

@@ -35,9 +35,24 @@ def residual_init(project: Project, p: dict[str, Any]) -> None:
     check_project(project, p.get("real", False))
 
 
+def _scale(project: Project, p: dict[str, Any]) -> Any:
+    """--backend / --ray-address / --rollout-workers over [scale] (Ray installed when asked for)."""
+    from cadenza.scale.backend import resolve_scale
+
+    return resolve_scale(project.config.scale, p.get("backend"), p.get("ray_address"), p.get("rollout_workers"))
+
+
 def residual_train(project: Project, p: dict[str, Any]) -> None:
     real = p.get("real", False)
     check_project(project, real)
+    scale = _scale(project, p)
+    if scale.rollout_workers > 1 and project.config.residual.algorithm != "ppo":
+        raise UsageError(f"--rollout-workers {scale.rollout_workers}: sharded rollouts are built for PPO; algorithm "
+                         f"{project.config.residual.algorithm!r} collects in one piece (use --rollout-workers 1)")
+    n = project.config.task.num_envs
+    if scale.rollout_workers > n:
+        raise UsageError(f"--rollout-workers {scale.rollout_workers}: more shards than the {n} parallel envs "
+                         "(task.num_envs); use at most that many")
     steps = p.get("steps")
     budget = project.config.residual.steps if steps is None else steps
     one = round_steps(project, real)
@@ -69,10 +84,16 @@ def residual_bench(project: Project, p: dict[str, Any]) -> None:
         arm_specs(p.get("arms", "residual").split(","), p.get("full_reward") or "same", project.config.residual.reward)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    _scale(project, p)
 
 
 def distill_build(project: Project, p: dict[str, Any]) -> None:
     check_project(project, p.get("real", False))
+    scale = _scale(project, p)
+    envs = project.config.distill.rollout_envs
+    if scale.rollout_workers > envs:
+        raise UsageError(f"--rollout-workers {scale.rollout_workers}: more shards than the {envs} collection envs "
+                         "(distill.rollout_envs); use at most that many")
 
 
 def distill_eval(project: Project, p: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from cadenza.cli.common import (
     ProjectArg,
     RayAddressOpt,
     RealOpt,
+    RolloutWorkersOpt,
     choice_check,
     console,
     existing_file,
@@ -116,14 +117,7 @@ def train(
                                         help="Ignore an interrupted run's checkpoint and start over.")] = False,
     backend: BackendOpt = None,
     ray_address: RayAddressOpt = None,
-    rollout_workers: Annotated[int | None, typer.Option("--rollout-workers", callback=number_check(ge=1, le=1024),
-                                                        help="Collect each round's rollout in this many shards of "
-                                                             "the parallel envs (PPO): in this process with "
-                                                             "--backend local, one Ray actor each with --backend "
-                                                             "ray; the same seed and count give the same numbers on "
-                                                             "both. 1 collects in one piece. [default: "
-                                                             "scale.rollout_workers in cadenza.toml, 1]",
-                                                        show_default=False)] = None,
+    rollout_workers: RolloutWorkersOpt = None,
 ) -> None:
     """Governed PPO (or SAC: [residual] algorithm) on the frozen base; DEPLOY promotes the new residual, BLOCK
     keeps the old one.
@@ -139,8 +133,8 @@ def train(
 
     proj = load_project(project)
     scale = resolve_scale(proj.config.scale, backend, ray_address, rollout_workers)
-    if scale.rollout_workers > 1:
-        console.print(f"rollouts: {scale.rollout_workers} shards on {scale.describe()}")
+    if scale.rollout_note():
+        console.print(scale.rollout_note(), soft_wrap=True)
     with Progress(TextColumn("[bold]train[/bold] round {task.fields[round]}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
         job = bar.add_task("train", total=None, round=0, info="")

@@ -21,8 +21,10 @@ from cadenza.distill.latency import latency_in_fresh_process
 from cadenza.distill.runtime import FP32_NAME, INT8_NAME, META_NAME, WEIGHTS_NAME
 from cadenza.distill.scoring import StudentScore, score_student
 from cadenza.distill.student import FORMAT, StudentArch
+from cadenza.errors import UsageError
 from cadenza.governance.registry import Registry
 from cadenza.project.config import Project
+from cadenza.scale.backend import ScaleSettings
 from cadenza.tasks.factory import make_task
 from cadenza.utils.io import atomic_write_json, sha256_file
 from cadenza.utils.versions import library_versions
@@ -46,7 +48,7 @@ def candidate_dir(project: Project, real: bool = False) -> Path:
 def distill(project: Project, *, epochs: int | None = None, quantize: bool = False, device: str = "auto",
             real: bool = False, teacher: str = "residual", rounds: int | None = None, episodes: int | None = None,
             seed: int = 0, envs: int | None = None, on_round: Callable[[DaggerRound], None] | None = None,
-            on_stage: Callable[[str], None] | None = None) -> DistillResult:
+            on_stage: Callable[[str], None] | None = None, scale: ScaleSettings | None = None) -> DistillResult:
     """Distill the project's teacher into a student; see the module docstring."""
     t0 = time.perf_counter()
     stage = on_stage or (lambda _s: None)
@@ -71,7 +73,28 @@ def distill(project: Project, *, epochs: int | None = None, quantize: bool = Fal
           f"{cfg.epochs} epochs in the last round{earlier}{qat}")
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    dag = run_dagger(mk, tch, arch, cfg, device=accel.device, on_round=on_round)
+    scale = scale or ScaleSettings()
+    workers = None
+    if scale.rollout_workers > 1:
+        if scale.rollout_workers > cfg.envs:
+            raise UsageError(f"--rollout-workers {scale.rollout_workers}: more shards than the {cfg.envs} "
+                             "collection envs; use at most that many")
+        from cadenza.distill.rollout_shards import DaggerShard, shard_specs
+        from cadenza.scale.shards import ShardWorkers
+
+        specs = shard_specs(str(project.root), real=real, level=level, envs=cfg.envs, task_seed=seed,
+                            shards=scale.rollout_workers, teacher=tch.describe(), arch=arch)
+        stage(f"collecting in {scale.rollout_workers} shards on {scale.describe()}")
+        workers = ShardWorkers(DaggerShard, specs, backend=scale.backend, address=scale.ray_address,
+                               label="DAgger rollout worker", lost_hint="; nothing was written: run the command "
+                                                                        "again")
+    where = scale.training()
+    try:
+        dag = run_dagger(mk, tch, arch, cfg, device=accel.device, on_round=on_round, shards=workers)
+    finally:
+        if workers is not None:
+            where.update({k: workers.cluster[k] for k in ("nodes", "cpus") if k in workers.cluster})
+            workers.close()
     timings["dagger_s"] = time.perf_counter() - t
 
     stage("export: ONNX fp32" + (" + int8" if quantize else "") + " + safetensors")
@@ -101,6 +124,7 @@ def distill(project: Project, *, epochs: int | None = None, quantize: bool = Fal
         "ignored_obs": dag.ignored_obs,
         "dagger": {"config": dag.config, "rounds": [r.as_dict() for r in dag.rounds], "samples": dag.samples},
         "quant_aware": dag.quant_aware, "parity_max_abs": par, "bytes": sizes,
+        "scale": where,  # where the DAgger rollouts ran (backend, rollout_workers, cluster)
         "sha256": {name: sha256_file(p) for name, p in files.items()},
     }
     atomic_write_json(out / META_NAME, student_meta)

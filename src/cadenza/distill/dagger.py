@@ -267,13 +267,15 @@ def mse(student: Student, x: torch.Tensor, y: torch.Tensor, *, int8: bool = Fals
 
 
 def run_dagger(make_task: Callable[[int], Task], teacher: Teacher, arch: StudentArch, cfg: DaggerConfig, *,
-               device: str = "cpu", on_round: Callable[[DaggerRound], None] | None = None) -> DaggerResult:
-    """Collect, aggregate and fit for ``cfg.rounds`` rounds; see the module docstring."""
+               device: str = "cpu", on_round: Callable[[DaggerRound], None] | None = None,
+               shards: Any = None) -> DaggerResult:
+    """Collect, aggregate and fit for ``cfg.rounds`` rounds; see the module docstring. ``shards``: the
+    collection's shard workers (:mod:`cadenza.distill.rollout_shards`), or None to collect in one piece."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     student = Student(arch)
-    task = make_task(cfg.envs)
+    task = make_task(cfg.envs if shards is None else 1)  # with shards: only the horizon is read here
     steps = cfg.steps or task.spec.horizon
     train_x: list[np.ndarray] = []
     train_y: list[np.ndarray] = []
@@ -286,9 +288,15 @@ def run_dagger(make_task: Callable[[int], Task], teacher: Teacher, arch: Student
         for r in range(cfg.rounds):
             t0 = time.perf_counter()
             beta = cfg.beta(r)
-            driver = student_actor(student) if r > 0 else None
-            roll = collect(task, teacher, driver, beta=beta, steps=steps, seed=COLLECT_SEED + 7919 * r + cfg.seed,
-                           rng=rng)
+            round_seed = COLLECT_SEED + 7919 * r + cfg.seed
+            if shards is None:
+                driver = student_actor(student) if r > 0 else None
+                roll = collect(task, teacher, driver, beta=beta, steps=steps, seed=round_seed, rng=rng)
+            else:
+                from cadenza.distill.rollout_shards import merge
+
+                state = {k: v.detach().cpu() for k, v in student.state_dict().items()} if r > 0 else None
+                roll = merge(shards.call("collect", state, beta, steps, round_seed))
             x, y = roll.flat()
             if r == 0:
                 ignored = action_echo_dims(roll) if cfg.ignore_action_echo else []

@@ -296,7 +296,8 @@ class LlmSection(_Section):
 
 class ScaleSection(_Section):
     backend: Literal["local", "ray"] = "local"  # where parallel work runs (docs/scale.md)
-    ray_address: str = Field("", max_length=500)  # "": a local Ray instance per command; "auto" or HOST:PORT
+    # "": a local Ray instance per command; "auto"; HOST:PORT or ray://HOST:PORT
+    ray_address: str = Field("", max_length=500, pattern=r"^(|auto|(ray://)?[A-Za-z0-9._-]+:\d{1,5})$")
     rollout_workers: int = Field(1, ge=1, le=1024)  # training: rollout shards (1: one piece, as before)
 
 

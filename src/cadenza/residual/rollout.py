@@ -25,7 +25,6 @@ every finished round is checkpointed, so the same command resumes.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from cadenza.errors import CadenzaError
 from cadenza.residual.control_law import control_law
 from cadenza.residual.network import ResidualActor, ResidualArch
 
@@ -73,7 +71,6 @@ class RolloutShard:
         from cadenza.project.config import load_project
         from cadenza.tasks.factory import base_source, make_task
 
-        _start_single_threaded()
         project = load_project(Path(spec.project_root))
         self.spec, self.arch = spec, spec.arch
         self.task = make_task(project, num_envs=spec.num_envs, real=spec.real, seed=spec.seed,
@@ -157,155 +154,32 @@ class RolloutShard:
             "abs_delta_sum": abs_delta, "compute_s": time.perf_counter() - t0,
         }
 
-    def ready(self) -> bool:
-        """True once built (a Ray actor answers it after its constructor ran)."""
-        return True
-
     def close(self) -> None:
         self.task.close()
 
 
-SHARD_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-
-
-def _start_single_threaded() -> None:
-    """A shard's process runs on one thread from its first op: MKL and oneDNN pick their kernels by the
-    thread count they start with, and a kernel picked at 2 threads rounds differently from one picked at
-    1, so every shard process (local or Ray) starts the same way and computes the same bits."""
-    torch.set_num_threads(1)
-
-
-def _shard_process(conn: Any, spec: ShardSpec) -> None:
-    """A local shard's process: build the shard, then answer ``collect`` / ``close`` requests on ``conn``."""
-    _start_single_threaded()
-    try:
-        shard = RolloutShard(spec)
-    except BaseException as e:
-        conn.send(("error", f"{type(e).__name__}: {e}"))
-        return
-    conn.send(("ready", None))
-    while True:
-        try:
-            cmd, args = conn.recv()
-        except (EOFError, KeyboardInterrupt):
-            break
-        if cmd == "close":
-            break
-        try:
-            conn.send(("ok", shard.collect(*args)))
-        except BaseException as e:
-            conn.send(("error", f"{type(e).__name__}: {e}"))
-    shard.close()
-
-
-class _LocalShards:
-    """Shards in spawned processes on this machine, one each, started single-threaded (see above)."""
-
-    def __init__(self, specs: list[ShardSpec]) -> None:
-        import multiprocessing as mp
-        import os
-
-        ctx = mp.get_context("spawn")
-        saved = {k: os.environ.get(k) for k in SHARD_THREAD_ENV}
-        os.environ.update(SHARD_THREAD_ENV)  # the children inherit it at start
-        try:
-            self.conns, self.procs = [], []
-            for spec in specs:
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_shard_process, args=(child, spec), daemon=True)
-                proc.start()
-                self.conns.append(parent)
-                self.procs.append(proc)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        try:
-            self._answers()
-        except BaseException:
-            self.close()
-            raise
-
-    def _answers(self) -> list[Any]:
-        out = []
-        for i, c in enumerate(self.conns):
-            try:
-                kind, value = c.recv()
-            except EOFError:
-                raise CadenzaError(f"rollout shard {i} (a local process) exited unexpectedly") from None
-            if kind == "error":
-                raise CadenzaError(f"rollout shard {i}: {value}")
-            out.append(value)
-        return out
-
-    def collect(self, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-        for c in self.conns:
-            c.send(("collect", args))
-        return self._answers()
-
-    def close(self) -> None:
-        for c in self.conns:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                c.send(("close", None))
-        for p in self.procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
-
-
 class ShardPool:
-    """N shards behind one interface: ``set_level``, ``collect(actor_state, collision_cost)`` (results in
-    shard order), ``close``. Each shard is a process of its own, started single-threaded: a spawned local
-    process, or with ``ray`` a Ray actor (one CPU) at ``address`` (None: a local instance started for the
-    pool and stopped by ``close``)."""
+    """The PPO rollout's N shards (:class:`cadenza.scale.shards.ShardWorkers` hosting :class:`RolloutShard`s)
+    behind the round loop's task interface: ``set_level``, ``collect(actor_state, collision_cost)``
+    (results in shard order), ``close``, ``num_envs``."""
 
     def __init__(self, specs: list[ShardSpec], level: float, *, ray: bool = False, address: str | None = None) -> None:
+        from cadenza.scale.shards import ShardWorkers
+
         self.level = level
         self.num_envs = sum(s.num_envs for s in specs)
         self.backend = "ray" if ray else "local"
-        self.cluster: dict[str, Any] = {}
-        self._session: Any = None
-        if not ray:
-            self._local = _LocalShards(specs)
-            return
-        from cadenza.scale.ray_map import cluster_info, ray_session
-
-        self._session = ray_session(address, len(specs))
-        self._ray = self._session.__enter__()
-        opts = {"num_cpus": 1, "max_restarts": 0, "runtime_env": {"env_vars": SHARD_THREAD_ENV}}
-        remote = self._ray.remote(**opts)(RolloutShard)
-        self._actors = [remote.remote(s) for s in specs]
-        from ray.exceptions import RayError
-
-        try:  # built (imports, task, base) before round 0
-            self._ray.get([a.ready.remote() for a in self._actors])
-        except RayError as e:
-            self.close()
-            raise CadenzaError(f"a Ray rollout worker could not start: {str(e).strip().splitlines()[-1][:300]}") \
-                from None
-        self.cluster = {**cluster_info(self._ray), "address": address or "local"}
+        self._workers = ShardWorkers(RolloutShard, specs, backend=self.backend, address=address,
+                                     label="rollout worker", lost_hint="; every finished round is checkpointed: "
+                                                                       "run the same train command again to resume")
+        self.cluster = self._workers.cluster
 
     def set_level(self, level: float) -> None:
         self.level = level
 
     def collect(self, actor_state: dict[str, torch.Tensor], collision_cost: float) -> list[dict[str, Any]]:
-        if self.backend == "local":
-            return self._local.collect((actor_state, self.level, collision_cost))
-        from ray.exceptions import RayError
-
-        ref = self._ray.put(actor_state)  # the weights go out once per round, through the object store
-        try:
-            return self._ray.get([a.collect.remote(ref, self.level, collision_cost) for a in self._actors])
-        except RayError as e:
-            raise CadenzaError(f"a Ray rollout worker was lost mid-round ({type(e).__name__}); every finished "
-                               "round is checkpointed: run the same train command again to resume") from None
+        # on Ray the weights go out once per round, through the object store
+        return self._workers.call("collect", actor_state, self.level, collision_cost)
 
     def close(self) -> None:
-        if self.backend == "local":
-            self._local.close()
-            return
-        for a in self._actors:
-            self._ray.kill(a)
-        self._session.__exit__(None, None, None)
+        self._workers.close()

@@ -9,6 +9,7 @@ override them for one command.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from cadenza.errors import CadenzaError, UsageError
 Backend = Literal["local", "ray"]
 BACKENDS: tuple[Backend, ...] = ("local", "ray")
 RAY_EXTRA = 'pip install -e ".[ray]"'
+ADDRESS = re.compile(r"auto|(ray://)?[A-Za-z0-9._-]+:(\d{1,5})")  # what --ray-address accepts (besides "")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,15 @@ class ScaleSettings:
 
     def as_dict(self) -> dict[str, Any]:
         return {"backend": self.backend, "ray_address": self.ray_address}
+
+    def rollout_note(self) -> str | None:
+        """What a training command should tell the user about where its rollouts run."""
+        if self.rollout_workers > 1:
+            return f"rollouts: {self.rollout_workers} shards on {self.describe()}"
+        if self.backend == "ray":
+            return ("note: --backend ray with one rollout worker collects in one piece in this process; "
+                    "--rollout-workers N puts N shards on Ray actors")
+        return None
 
     def training(self) -> dict[str, Any]:
         return {**self.as_dict(), "rollout_workers": self.rollout_workers}
@@ -54,6 +65,10 @@ def resolve_scale(config_section: Any, backend: str | None = None, ray_address: 
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {b!r}")
     addr = ray_address if ray_address is not None else config_section.ray_address
     addr = addr.strip() or None
+    m = ADDRESS.fullmatch(addr) if addr is not None else None
+    if addr is not None and (m is None or (m.group(2) is not None and not 1 <= int(m.group(2)) <= 65535)):
+        raise UsageError(f"--ray-address: expected auto, HOST:PORT or ray://HOST:PORT (port 1-65535), got "
+                         f"{addr[:80]!r}")
     if addr is not None and b != "ray":
         raise UsageError(f"--ray-address {addr} is only used with --backend ray (the backend is {b})")
     if b == "ray":
