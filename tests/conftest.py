@@ -23,6 +23,8 @@ def make_project(path: Path, **overrides: str) -> Path:
     lines = cfg.read_text().splitlines()
     for dotted, value in overrides.items():
         section, key = dotted.rsplit(".", 1)
+        if f"[{section}]" not in lines:  # a section the scaffold leaves out ([scale], [tracking], ...)
+            lines += ["", f"[{section}]"]
         head = lines.index(f"[{section}]")
         end = next((i for i in range(head + 1, len(lines)) if lines[i].startswith("[")), len(lines))
         hit = next((i for i in range(head + 1, end) if re.match(rf"{re.escape(key)}\s*=", lines[i])), None)

@@ -174,7 +174,8 @@ BACKEND = CHOICE("local", "ray")
 # every value is refused: a malformed address, or a well-formed one without --backend ray
 RAY_ADDRESS = Kind(lambda _: _specials("host", "host:", "host:abc", "host:0", "host:99999", "ftp://h:1", "a b:1",
                                        "localhost:6379", "auto", NON_UTF8, LONG))
-SCALE_FLAGS = {"--backend": BACKEND, "--ray-address": RAY_ADDRESS, "--rollout-workers": INT(1, 1024)}
+TRACK = CHOICE("tensorboard", "mlflow", "none")
+SCALE_FLAGS = {"--backend": BACKEND, "--ray-address": RAY_ADDRESS, "--rollout-workers": INT(1, 1024), "--track": TRACK}
 
 BATTERY: dict[str, dict[str, Kind]] = {
     "": {"--version": BOOL},
@@ -191,7 +192,7 @@ BATTERY: dict[str, dict[str, Kind]] = {
                            "--full-reward": CHOICE("sparse", "dense", "both"),
                            "--cost-per-gpu-hour": FLOAT(0.0, 1e6), "--cost-per-cpu-core-hour": FLOAT(0.0, 1e6),
                            "--eval-episodes": INT(1, 1_000_000), "--workers": INT(1, 1024), "--device": DEVICE,
-                           "--real": BOOL, "--backend": BACKEND, "--ray-address": RAY_ADDRESS},
+                           "--real": BOOL, "--backend": BACKEND, "--ray-address": RAY_ADDRESS, "--track": TRACK},
     "env distill build": {"PROJECT": PROJECT, "--epochs": INT(1, 100_000), "--quantize": BOOL, "--device": DEVICE,
                           "--real": BOOL, "--teacher": CHOICE("residual", "base"), "--rounds": INT(1, 1000),
                           "--episodes": EPISODES, "--seed": SEED, **SCALE_FLAGS},

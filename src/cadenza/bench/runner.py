@@ -18,6 +18,7 @@ from cadenza.errors import CadenzaError
 from cadenza.governance.stats import wilson
 from cadenza.project.config import Project
 from cadenza.scale.backend import ScaleSettings, resolve_scale
+from cadenza.tracking import Tracker
 
 DEFAULT_EVAL_EPISODES = 200
 
@@ -238,17 +239,33 @@ def arm_result(spec: ArmSpec, summary: dict[str, Any]) -> ArmResult:
 
 
 def run_bench(project: Project, s: BenchSettings, *, on_run: RunCallback | None = None,
-              out_root: Path | None = None) -> BenchResult:
+              out_root: Path | None = None, tracker: Tracker | None = None) -> BenchResult:
+    """``tracker`` (:mod:`cadenza.tracking`) gets the settings, every run's learning curve as it finishes
+    (``<arm>/seed<seed>/success`` against env steps), the verdict and the report's files."""
     from cadenza.accel.device import physical_cores
     from cadenza.bench.plot import plot_curves
     from cadenza.bench.report import build_report, write_report
+
+    tracker = tracker or Tracker()
+    tracker.params({"command": s.command(project), "steps": s.steps, "seeds": s.seeds,
+                    "arms": [a.id for a in s.arms], "full_reward": s.full_reward, "device": s.device,
+                    "eval_episodes": s.eval_episodes, "final_episodes": s.final_episodes, "workers": s.workers,
+                    "scale": s.scale.as_dict()})
+
+    def tracked(r: dict[str, Any], done: int, total: int) -> None:
+        for point in r["curve"]:
+            tracker.metrics({f"{r['arm']}/seed{r['seed']}/success": point["success_rate"],
+                             f"{r['arm']}/seed{r['seed']}/collisions": point["collision_rate"]},
+                            step=point["env_steps"])
+        if on_run is not None:
+            on_run(r, done, total)
 
     g = project.config.governance
     t0 = time.perf_counter()
     load_before = _loadavg()
     base_row = _base_reference(project, s)
     threads = 1 if s.workers > 1 else None
-    results, scale = _execute(_jobs(project, s, threads), s.workers, on_run, s.scale)
+    results, scale = _execute(_jobs(project, s, threads), s.workers, tracked, s.scale)
     for r in results:
         r["steps_to_threshold"] = first_reaching(r["curve"], g.success_threshold)
         r["cost"] = run_cost(r["device"], r["wall_s"], r["cpu_s"], s.rates).as_dict()
@@ -277,6 +294,12 @@ def run_bench(project: Project, s: BenchSettings, *, on_run: RunCallback | None 
                           eval_targets=eval_targets(s.steps), scale=scale)
     plot_curves(report, out_dir / "curves.png")
     write_report(report, out_dir)
+    tracker.tag("verdict", verdict.outcome)
+    for a in arms:
+        if a["summary"] is not None:
+            tracker.metrics({f"{a['id']}/final_success": a["summary"]["success_rate"]}, step=s.steps)
+    for name in ("report.md", "report.json", "curves.png"):
+        tracker.artifact(out_dir / name)
     return BenchResult(out_dir=out_dir, report=report, verdict=verdict, wall_s=wall)
 
 

@@ -157,6 +157,12 @@ RayAddressOpt = Annotated[str | None, typer.Option("--ray-address",
                                                         "scale.ray_address in cadenza.toml]", show_default=False)]
 
 
+TrackOpt = Annotated[str | None, typer.Option(
+    "--track", callback=choice_check("tensorboard", "mlflow", "none"),
+    help="Log parameters, per-round metrics and artefacts: tensorboard (event files in PROJECT/runs/), mlflow (the "
+         "server at [tracking] uri) or none. [default: tracking.track in cadenza.toml, tensorboard]",
+    show_default=False)]
+
 RolloutWorkersOpt = Annotated[int | None, typer.Option(
     "--rollout-workers", callback=number_check(ge=1, le=1024),
     help="Collect each round's rollout in this many shards of the parallel envs, each a single-threaded process: "

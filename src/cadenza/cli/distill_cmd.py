@@ -19,6 +19,7 @@ from cadenza.cli.common import (
     RealOpt,
     RolloutWorkersOpt,
     StudentMaxEpisodesOpt,
+    TrackOpt,
     choice_check,
     console,
     kv_table,
@@ -122,6 +123,7 @@ def build(
     backend: BackendOpt = None,
     ray_address: RayAddressOpt = None,
     rollout_workers: RolloutWorkersOpt = None,
+    track: TrackOpt = None,
 ) -> None:
     """Collect teacher rollouts (DAgger), train + export the student into PROJECT/student/, register it.
 
@@ -130,6 +132,7 @@ def build(
     from cadenza.distill.build import distill
     from cadenza.project.config import load_project
     from cadenza.scale.backend import resolve_scale
+    from cadenza.tracking import open_tracker
 
     proj = load_project(project)
     scale = resolve_scale(proj.config.scale, backend, ray_address, rollout_workers)
@@ -142,9 +145,12 @@ def build(
                       f"states ({r.total_samples:,} in all), held-out MSE {r.val_mse:.4f}{own} ({r.wall_s:.1f} s)",
                       soft_wrap=True, markup=False)
 
-    res = distill(proj, epochs=epochs, quantize=quantize, device=device, real=real, teacher=teacher, rounds=rounds,
-                  episodes=episodes, seed=seed, on_round=on_round,
-                  on_stage=lambda s: console.print(s, soft_wrap=True, markup=False), scale=scale)
+    with open_tracker(proj, "distill", track, warn=lambda w: console.print(f"[yellow]{w}[/yellow]")) as tr:
+        if tr.where:
+            console.print(f"tracking: {tr.kind} {tr.where}", soft_wrap=True, markup=False)
+        res = distill(proj, epochs=epochs, quantize=quantize, device=device, real=real, teacher=teacher,
+                      rounds=rounds, episodes=episodes, seed=seed, on_round=on_round,
+                      on_stage=lambda s: console.print(s, soft_wrap=True, markup=False), scale=scale, tracker=tr)
     rep, score = res.report, res.score
     b = {name: f["bytes"] for name, f in rep["files"].items()}
     par = rep["parity_max_abs"]["candidate_heldout"]

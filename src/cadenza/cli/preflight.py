@@ -42,9 +42,17 @@ def _scale(project: Project, p: dict[str, Any]) -> Any:
     return resolve_scale(project.config.scale, p.get("backend"), p.get("ray_address"), p.get("rollout_workers"))
 
 
+def _track(project: Project, p: dict[str, Any]) -> None:
+    """--track over [tracking] (a server named for mlflow)."""
+    from cadenza.tracking import resolve_track
+
+    resolve_track(project.config.tracking, p.get("track"))
+
+
 def residual_train(project: Project, p: dict[str, Any]) -> None:
     real = p.get("real", False)
     check_project(project, real)
+    _track(project, p)
     scale = _scale(project, p)
     if scale.rollout_workers > 1 and project.config.residual.algorithm != "ppo":
         raise UsageError(f"--rollout-workers {scale.rollout_workers}: sharded rollouts are built for PPO; algorithm "
@@ -85,10 +93,12 @@ def residual_bench(project: Project, p: dict[str, Any]) -> None:
     except ValueError as e:
         raise UsageError(str(e)) from None
     _scale(project, p)
+    _track(project, p)
 
 
 def distill_build(project: Project, p: dict[str, Any]) -> None:
     check_project(project, p.get("real", False))
+    _track(project, p)
     scale = _scale(project, p)
     envs = project.config.distill.rollout_envs
     if scale.rollout_workers > envs:

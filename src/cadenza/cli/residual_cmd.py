@@ -20,6 +20,7 @@ from cadenza.cli.common import (
     RayAddressOpt,
     RealOpt,
     RolloutWorkersOpt,
+    TrackOpt,
     choice_check,
     console,
     existing_file,
@@ -118,6 +119,7 @@ def train(
     backend: BackendOpt = None,
     ray_address: RayAddressOpt = None,
     rollout_workers: RolloutWorkersOpt = None,
+    track: TrackOpt = None,
 ) -> None:
     """Governed PPO (or SAC: [residual] algorithm) on the frozen base; DEPLOY promotes the new residual, BLOCK
     keeps the old one.
@@ -130,6 +132,7 @@ def train(
     from cadenza.project.config import load_project
     from cadenza.residual.train import train_residual
     from cadenza.scale.backend import resolve_scale
+    from cadenza.tracking import open_tracker
 
     proj = load_project(project)
     scale = resolve_scale(proj.config.scale, backend, ray_address, rollout_workers)
@@ -153,8 +156,11 @@ def train(
             bar.console.print(text, soft_wrap=True)
 
         try:
-            res = train_residual(proj, steps=steps, seed=seed, device=device, real=real, fresh=fresh,
-                                 on_round=on_round, on_stage=on_stage, scale=scale)
+            with open_tracker(proj, "train", track, warn=lambda w: bar.console.print(f"[yellow]{w}[/yellow]")) as tr:
+                if tr.where:
+                    bar.console.print(f"tracking: {tr.kind} {tr.where}", soft_wrap=True, markup=False)
+                res = train_residual(proj, steps=steps, seed=seed, device=device, real=real, fresh=fresh,
+                                     on_round=on_round, on_stage=on_stage, scale=scale, tracker=tr)
         except KeyboardInterrupt:
             bar.stop()
             console.print("interrupted: the last finished round is checkpointed; run the same command to resume")
@@ -282,6 +288,7 @@ def bench(
     real: RealOpt = False,
     backend: BackendOpt = None,
     ray_address: RayAddressOpt = None,
+    track: TrackOpt = None,
 ) -> None:
     """Residual RL against full RL from scratch: samples, compute, dollars, accuracy, and a verdict.
 
@@ -293,6 +300,7 @@ def bench(
     from cadenza.bench.report import print_report
     from cadenza.bench.runner import resolve_settings, run_bench
     from cadenza.project.config import load_project
+    from cadenza.tracking import open_tracker
 
     proj = load_project(project)
     s = resolve_settings(proj, steps=steps, seeds=seeds, arms=arms, full_reward=full_reward, device=device,
@@ -314,7 +322,10 @@ def bench(
                               f"final success {r['final']['success_rate']:.1%}")
 
         try:
-            res = run_bench(proj, s, on_run=on_run)
+            with open_tracker(proj, "bench", track, warn=lambda w: bar.console.print(f"[yellow]{w}[/yellow]")) as tr:
+                if tr.where:
+                    bar.console.print(f"tracking: {tr.kind} {tr.where}", soft_wrap=True, markup=False)
+                res = run_bench(proj, s, on_run=on_run, tracker=tr)
         except KeyboardInterrupt:
             bar.stop()
             console.print("interrupted: no report written")

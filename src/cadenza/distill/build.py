@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from cadenza.governance.registry import Registry
 from cadenza.project.config import Project
 from cadenza.scale.backend import ScaleSettings
 from cadenza.tasks.factory import make_task
+from cadenza.tracking import Tracker
 from cadenza.utils.io import atomic_write_json, sha256_file
 from cadenza.utils.versions import library_versions
 
@@ -48,8 +49,12 @@ def candidate_dir(project: Project, real: bool = False) -> Path:
 def distill(project: Project, *, epochs: int | None = None, quantize: bool = False, device: str = "auto",
             real: bool = False, teacher: str = "residual", rounds: int | None = None, episodes: int | None = None,
             seed: int = 0, envs: int | None = None, on_round: Callable[[DaggerRound], None] | None = None,
-            on_stage: Callable[[str], None] | None = None, scale: ScaleSettings | None = None) -> DistillResult:
-    """Distill the project's teacher into a student; see the module docstring."""
+            on_stage: Callable[[str], None] | None = None, scale: ScaleSettings | None = None,
+            tracker: Tracker | None = None) -> DistillResult:
+    """Distill the project's teacher into a student; see the module docstring. ``tracker``
+    (:mod:`cadenza.tracking`) gets the settings, every DAgger round (step: the round), the scorecard
+    preview and the student's files."""
+    tracker = tracker or Tracker()
     t0 = time.perf_counter()
     stage = on_stage or (lambda _s: None)
     dc = project.config.distill
@@ -89,8 +94,17 @@ def distill(project: Project, *, epochs: int | None = None, quantize: bool = Fal
                                label="DAgger rollout worker", lost_hint="; nothing was written: run the command "
                                                                         "again")
     where = scale.training()
+    tracker.params({"command": "env distill", "seed": seed, "quantize": quantize, "teacher": tch.describe(),
+                    "dagger": asdict(cfg), "architecture": arch.as_dict(), "accel": accel.as_dict(),
+                    "scale": where})
+
+    def round_done(r: DaggerRound) -> None:
+        tracker.metrics(r.as_dict(), step=r.round)
+        if on_round is not None:
+            on_round(r)
+
     try:
-        dag = run_dagger(mk, tch, arch, cfg, device=accel.device, on_round=on_round, shards=workers)
+        dag = run_dagger(mk, tch, arch, cfg, device=accel.device, on_round=round_done, shards=workers)
     finally:
         if workers is not None:
             where.update({k: workers.cluster[k] for k in ("nodes", "cpus") if k in workers.cluster})
@@ -166,6 +180,11 @@ def distill(project: Project, *, epochs: int | None = None, quantize: bool = Fal
     }
     report_path = project.student_dir / ("distill_report_real.json" if real else "distill_report.json")
     atomic_write_json(report_path, report)
+    tracker.metrics({"evaluation": score.card.metrics}, step=cfg.rounds)
+    tracker.tag("verdict_preview", score.card.verdict)
+    tracker.tag("version", version)
+    for path in (report_path, out / META_NAME):
+        tracker.artifact(path)
     return DistillResult(version=version, score=score, report=report, report_path=report_path, wall_s=wall)
 
 

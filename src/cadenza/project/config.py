@@ -301,6 +301,12 @@ class ScaleSection(_Section):
     rollout_workers: int = Field(1, ge=1, le=1024)  # training: rollout shards (1: one piece, as before)
 
 
+class TrackingSection(_Section):
+    track: Literal["tensorboard", "mlflow", "none"] = "tensorboard"  # where commands log (docs/tracking.md)
+    uri: str = Field("", max_length=500, pattern=r"^(|(https?|file|sqlite|databricks)://\S*|databricks)$")
+    experiment: str = Field("", max_length=200)  # MLflow experiment; "": the project's name
+
+
 class ProjectConfig(_Section):
     project: ProjectSection
     task: TaskSection = Field(default_factory=TaskSection)
@@ -313,6 +319,7 @@ class ProjectConfig(_Section):
     vla_finetune: VlaFinetuneSection = Field(default_factory=VlaFinetuneSection)
     llm: LlmSection = Field(default_factory=LlmSection)
     scale: ScaleSection = Field(default_factory=ScaleSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
 
     @model_validator(mode="after")
     def _mission_goals_unique(self) -> ProjectConfig:

@@ -69,6 +69,11 @@ class SACConfig:
     explore_start: float = 0.0  # probability that an episode runs with the residual on, at the start ...
     explore_steps: int = 20_000  # ... rising linearly to 1 over this many env steps
     bound_penalty: float = 1.0  # weight of the penalty on the actor's mean outside the action's range
+    # keep each env's exploration noise for this many steps when acting (1: a new draw every step). Off-policy,
+    # the behaviour may be any policy: the critic learns the current policy's value from whatever was done,
+    # so held noise changes only what is explored (as for PPO: an independent 20 ms nudge is undone by the
+    # base's feedback before it changes an episode; docs/governance.md)
+    noise_hold: int = 1
     bootstrap_truncation: bool = True
 
     def as_dict(self) -> dict[str, Any]:
@@ -157,6 +162,7 @@ class SAC:
         self.updates = 0
         self._owed = 0.0  # gradient steps owed by the update-to-data ratio
         self.collision_cost = 0.0  # extra reward cost of a collision, on top of the task's own (set per round)
+        self._noise: torch.Tensor | None = None  # the held exploration noise (noise_hold)
         lo = [-1.0] * k + ([0.0] if arch.gate else [])
         self._lo, self._hi = torch.tensor(lo, device=device), torch.ones(arch.out_dim, device=device)
         self._u_off = np.zeros(arch.out_dim, np.float32)
@@ -186,7 +192,9 @@ class SAC:
         for t in range(cfg.n_steps):
             with torch.no_grad():
                 mean = self.actor.net(self._features(self.obs, a_base))
-            u = (mean + std * torch.randn(mean.shape, generator=self.rng)).clamp(self._lo, self._hi).cpu().numpy()
+            if t % cfg.noise_hold == 0 or self._noise is None or self._noise.shape != mean.shape:
+                self._noise = torch.randn(mean.shape, generator=self.rng)
+            u = (mean + std * self._noise).clamp(self._lo, self._hi).cpu().numpy()
             u = np.where(self.on[:, None], u, self._u_off)
             gate = u[:, k:] if self.arch.gate else None
             out = control_law(a_base, u[:, :k].astype(np.float64), alpha=self.arch.alpha, gate=gate,

@@ -30,6 +30,7 @@ from cadenza.residual.scaffold import arch_from_spec
 from cadenza.residual.validation import Validator
 from cadenza.scale.backend import ScaleSettings
 from cadenza.tasks.factory import base_source, make_task
+from cadenza.tracking import Tracker
 
 __all__ = ["TrainResult", "plot_curve", "run_dir", "train_residual"]
 
@@ -40,11 +41,15 @@ LEARNERS: dict[str, tuple[Any, Any, Any]] = {"ppo": (PPO, PPOConfig, update_work
 
 def train_residual(project: Project, *, steps: int | None = None, seed: int | None = None, device: str = "auto",
                    real: bool = False, fresh: bool = False, governor: Governor | None = None,
-                   on_round: Any = None, on_stage: Any = None, scale: ScaleSettings | None = None) -> TrainResult:
+                   on_round: Any = None, on_stage: Any = None, scale: ScaleSettings | None = None,
+                   tracker: Tracker | None = None) -> TrainResult:
     """Run a governed training; ``on_round(history_row, plan)`` is called after every round (progress),
     ``on_stage(text)`` when a stage starts, ``on_look(look)`` through ``on_stage`` after each scorecard look.
-    ``scale``: where the rollouts run (``rollout_workers`` > 1 shards them; :mod:`cadenza.residual.rollout`)."""
+    ``scale``: where the rollouts run (``rollout_workers`` > 1 shards them; :mod:`cadenza.residual.rollout`).
+    ``tracker``: gets the plan and settings, every round's row (step: env steps) and the scorecard
+    (:mod:`cadenza.tracking`)."""
     scale = scale or ScaleSettings()
+    tracker = tracker or Tracker()
     rc = project.config.residual
     g = project.config.governance
     seed = rc.seed if seed is None else seed
@@ -94,7 +99,8 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
         return _train(project, ppo=ppo, task=task, pool=pool, scale=scale, base=base, arch=arch, accel=accel,
                       plan=plan, profile=profile, governor=governor, history=history, ckpt=ckpt, seed=seed,
                       budget=budget, steps_done=steps_done, resumed_from=resumed_from, real=real, rdir=rdir,
-                      paths=(ckpt_path, prog_path, best_path), on_round=on_round, on_stage=on_stage)
+                      paths=(ckpt_path, prog_path, best_path), on_round=on_round, on_stage=on_stage,
+                      tracker=tracker)
     finally:
         task.close()
 
@@ -102,9 +108,12 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
 def _train(project: Project, *, ppo: Any, task: Any, pool: ShardPool | None, scale: ScaleSettings, base: Any,
            arch: Any, accel: Any, plan: Plan, profile: TaskProfile, governor: Governor, history: list[dict[str, Any]],
            ckpt: Any, seed: int, budget: int, steps_done: int, resumed_from: int, real: bool, rdir: Any,
-           paths: tuple[Any, Any, Any], on_round: Any, on_stage: Any) -> TrainResult:
+           paths: tuple[Any, Any, Any], on_round: Any, on_stage: Any, tracker: Tracker) -> TrainResult:
     """The rounds, the validation cards and the checkpoints, then :func:`finalise`."""
     g = project.config.governance
+    tracker.params({"command": "env residual train", "seed": seed, "budget_steps": budget, "real": real,
+                    "resumed_from_round": resumed_from, "algorithm": plan.algorithm, "plan": plan.as_dict(),
+                    "architecture": arch.as_dict(), "accel": accel.as_dict(), "scale": scale.training()})
     ckpt_path, prog_path, best_path = paths
     if ckpt is not None:
         ppo.load_state_dict(ckpt)
@@ -144,6 +153,7 @@ def _train(project: Project, *, ppo: Any, task: Any, pool: ShardPool | None, sca
             latest_warning[w.split(":")[0]] = f"{w} (round {row['round']})"
         save_round(ckpt_path, prog_path, ppo.state_dict(), seed=seed, budget=budget, history=history,
                    plan=plan.as_dict())
+        tracker.metrics(row, step=row["env_steps_total"])
         if on_round is not None:
             on_round(row, plan)
 
@@ -156,8 +166,14 @@ def _train(project: Project, *, ppo: Any, task: Any, pool: ShardPool | None, sca
     if pool is not None and pool.cluster:
         where.update(nodes=pool.cluster["nodes"], cpus=pool.cluster["cpus"])
 
-    return finalise(project, ppo=ppo, base=base, arch=arch, accel=accel, plan=plan, profile=profile,
+    res = finalise(project, ppo=ppo, base=base, arch=arch, accel=accel, plan=plan, profile=profile,
                     history=history, best=best, best_state=best_state, steps_done=steps_done, seed=seed,
                     budget=budget, stop_reason=stop_reason, warnings=warnings, wall=wall,
                     resumed_from=resumed_from, real=real, rdir=rdir, prog_path=prog_path, on_stage=on_stage,
                     scale=where)
+    tracker.metrics({"scorecard": res.card.as_dict(), "kept_round": res.best_round}, step=res.env_steps)
+    tracker.tag("verdict", res.card.verdict)
+    tracker.tag("version", res.version)
+    for path in (res.report_path, res.curve_path):
+        tracker.artifact(path)
+    return res
