@@ -152,7 +152,7 @@ def export_lerobot(project: Project, log_paths: list[Path], output: Path,
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise CadenzaError("--format lerobot needs pyarrow: pip install pyarrow") from None
+        raise CadenzaError('--format lerobot needs pyarrow: pip install -e ".[dataset]" (in ".[all]")') from None
     logs = _read_logs(log_paths, skip_bad_lines)
     vocabs = {json.dumps(g.header["actions"], sort_keys=True) for g in logs}
     if len(vocabs) > 1:
