@@ -115,41 +115,59 @@ def test_bad_lines_fail_with_file_and_line_or_are_skipped(project, logs, tmp_pat
         export(project, [logs[0], logs[0]], out)
 
 
-def test_lerobot_dataset_loads_with_pyarrow_and_indices_agree(project, logs, tmp_path: Path) -> None:
+# the fields of LeRobot's DatasetInfo (lerobot.datasets.utils, codebase v3.0): info.json holds these and no others
+LEROBOT_INFO_FIELDS = {"codebase_version", "fps", "features", "total_episodes", "total_frames", "total_tasks",
+                       "chunks_size", "data_files_size_in_mb", "video_files_size_in_mb", "data_path", "video_path",
+                       "robot_type", "splits"}
+LEROBOT_EPISODE_COLUMNS = {"episode_index", "tasks", "length", "data/chunk_index", "data/file_index",
+                           "dataset_from_index", "dataset_to_index", "meta/episodes/chunk_index",
+                           "meta/episodes/file_index"}
+
+
+def test_lerobot_v3_layout_loads_with_pyarrow_and_indices_agree(project, logs, tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
     out = tmp_path / "ds"
     res = export(project, logs, out, fmt="lerobot")
     info = json.loads((out / "meta" / "info.json").read_text())
-    episodes = [json.loads(line) for line in (out / "meta" / "episodes.jsonl").read_text().splitlines()]
-    tasks = [json.loads(line) for line in (out / "meta" / "tasks.jsonl").read_text().splitlines()]
-    assert info["codebase_version"] == "v2.1" and info["fps"] == 1
-    assert info["total_episodes"] == len(episodes) == res.episodes == 3
-    assert info["total_tasks"] == len(tasks) and [t["task_index"] for t in tasks] == list(range(len(tasks)))
+    assert set(info) == LEROBOT_INFO_FIELDS and info["codebase_version"] == "v3.0" and info["fps"] == 1
+    assert info["data_path"] == "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+    assert info["video_path"] is None and info["splits"] == {"train": f"0:{res.episodes}"}
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "data/chunk-000/file-000.parquet", "meta/cadenza.json", "meta/episodes/chunk-000/file-000.parquet",
+        "meta/info.json", "meta/stats.json", "meta/tasks.parquet"]
+    episodes = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    assert set(episodes[0]) >= LEROBOT_EPISODE_COLUMNS
+    tasks = pd.read_parquet(out / "meta" / "tasks.parquet")  # how LeRobot reads it: the task text is the index
+    assert tasks.index.name == "task" and list(tasks["task_index"]) == list(range(len(tasks)))
+    assert info["total_episodes"] == len(episodes) == res.episodes == 3 and info["total_tasks"] == len(tasks)
     assert info["features"]["observation.state"]["shape"] == [len(STATE_NAMES)]
-    task_of = {t["task"]: t["task_index"] for t in tasks}
+    table = pq.read_table(out / info["data_path"].format(chunk_index=0, file_index=0))
+    assert set(info["features"]) == set(table.column_names)
+    d = table.to_pydict()
     index = 0
     for ep in episodes:
-        path = out / info["data_path"].format(episode_chunk=0, episode_index=ep["episode_index"])
-        table = pq.read_table(path)
-        assert set(info["features"]) == set(table.column_names)
-        d = table.to_pydict()
-        n = ep["length"]
-        assert table.num_rows == n
-        assert d["episode_index"] == [ep["episode_index"]] * n
-        assert d["frame_index"] == list(range(n)) and d["timestamp"] == [float(i) for i in range(n)]
-        assert d["index"] == list(range(index, index + n))
-        assert d["task_index"] == [task_of[ep["tasks"][0]]] * n
-        assert all(len(v) == len(STATE_NAMES) for v in d["observation.state"])
+        lo, hi, n = ep["dataset_from_index"], ep["dataset_to_index"], ep["length"]
+        assert (lo, hi) == (index, index + n) and (ep["data/chunk_index"], ep["data/file_index"]) == (0, 0)
+        rows = range(lo, hi)
+        assert [d["episode_index"][i] for i in rows] == [ep["episode_index"]] * n
+        assert [d["frame_index"][i] for i in rows] == list(range(n))
+        assert [d["timestamp"][i] for i in rows] == [float(i) for i in range(n)]
+        assert [d["index"][i] for i in rows] == list(rows)
+        assert [d["task_index"][i] for i in rows] == [int(tasks.loc[ep["tasks"][0], "task_index"])] * n
         width = info["features"]["action"]["shape"][0]
         names = info["features"]["action"]["names"]
-        for vec, text in zip(d["action"], d["action_text"], strict=True):
+        for i in rows:
+            vec, text = d["action"][i], d["action_text"][i]
             first_other = names.index(next(x for x in names if "." in x and not x.startswith("is.")))
             assert len(vec) == width and sum(vec[:first_other]) == 1.0
             assert names[vec.index(1.0)] == "is." + text.split()[0]
-        assert d["next.done"][-1] is True and not any(d["next.done"][:-1])
+        assert d["next.done"][hi - 1] is True and not any(d["next.done"][lo:hi - 1])
+        assert ep["cadenza/run_id"] and isinstance(ep["cadenza/success"], bool)
         index += n
-    assert info["total_frames"] == index == res.records
+    assert info["total_frames"] == index == res.records == table.num_rows
     stats = json.loads((out / "meta" / "stats.json").read_text())
     assert len(stats["observation.state"]["mean"]) == len(STATE_NAMES)
+    assert {"min", "max", "mean", "std", "count", "q01", "q99"} <= set(stats["action"])
     # exporting again replaces the dataset; an unrelated directory is never replaced
     export(project, logs[:1], out, fmt="lerobot")
     assert json.loads((out / "meta" / "info.json").read_text())["total_episodes"] == 2

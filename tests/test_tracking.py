@@ -106,7 +106,7 @@ def test_train_logs_params_metrics_and_artefacts_to_mlflow(mlflow_server: str, t
     from mlflow.tracking import MlflowClient
 
     root = make_project(tmp_path / "dog", **SMALL, **{"tracking.uri": f'"{mlflow_server}"'})
-    code, out, err = run_cli(["env", "residual", "train", root, "--steps", "8192", "--track", "mlflow"], capsys,
+    code, _out, err = run_cli(["env", "residual", "train", root, "--steps", "8192", "--track", "mlflow"], capsys,
                              monkeypatch)
     assert code in (0, 3, 4), err
     client = MlflowClient(tracking_uri=mlflow_server)

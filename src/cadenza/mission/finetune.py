@@ -7,10 +7,14 @@ the system prompt is the one the run used (from the log header).
 Two output formats:
 
 * ``jsonl``: one JSON object per action step (see ``docs/runlog.md`` for the fields).
-* ``lerobot``: a LeRobot-style dataset directory (codebase v2.1 layout): ``data/chunk-000/
-  episode_000000.parquet`` per mission, ``meta/info.json`` (features, fps, totals, paths),
-  ``meta/episodes.jsonl``, ``meta/tasks.jsonl`` (the goals), ``meta/stats.json``. One frame per
-  action step; the task is the goal text.
+* ``lerobot``: a ``LeRobotDataset`` directory in the codebase **v3.0** layout, what LeRobot 0.4 and
+  later load with ``LeRobotDataset(repo_id, root=...)``: ``data/chunk-000/file-000.parquet`` (the
+  frames of many missions per file), ``meta/info.json`` (features, fps, totals, path templates),
+  ``meta/episodes/chunk-000/file-000.parquet`` (per mission: tasks, length, which data file, the
+  global frame range ``dataset_from_index`` / ``dataset_to_index``, and its source run and episode as
+  ``cadenza/*`` columns), ``meta/tasks.parquet`` (the goals, indexed by text), ``meta/stats.json``
+  (min, max, mean, std, count, q01-q99 of state and action) and ``meta/cadenza.json`` (the vocabulary,
+  prompt template and source logs). One frame per action step; the task is the goal text.
 
 Every output is written atomically: a crash leaves the previous output (or none), never half of one.
 """
@@ -34,7 +38,10 @@ from cadenza.project.config import CONFIG_NAME, Project
 from cadenza.utils.io import atomic_write_text
 
 FORMATS = ("jsonl", "lerobot")
-LEROBOT_VERSION = "v2.1"
+LEROBOT_VERSION = "v3.0"
+LEROBOT_DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+LEROBOT_EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+FRAMES_PER_FILE = 200_000  # frames per data file (whole episodes; LeRobot's own limit is 100 MB per file)
 LEROBOT_FPS = 1  # one frame per decision; the step's real duration is in step.seconds
 CHUNK_SIZE = 1000
 
@@ -137,22 +144,30 @@ def _action_vector(vocab: Vocabulary, name: str, params: dict[str, Any]) -> list
     return vec
 
 
-def _stats(values: list[list[float]]) -> dict[str, list[float]]:
+def _quantile_stats(values: list[list[float]]) -> dict[str, Any]:
+    """LeRobot's per-feature statistics: min, max, mean, std, count and the q01-q99 quantiles."""
     import numpy as np
 
     a = np.asarray(values, dtype=np.float64)
     if a.size == 0:
         return {}
-    return {"min": a.min(0).tolist(), "max": a.max(0).tolist(), "mean": a.mean(0).tolist(), "std": a.std(0).tolist()}
+    out: dict[str, Any] = {"min": a.min(0).tolist(), "max": a.max(0).tolist(), "mean": a.mean(0).tolist(),
+                           "std": a.std(0).tolist(), "count": [int(a.shape[0])]}
+    for q in (1, 10, 50, 90, 99):
+        out[f"q{q:02d}"] = np.quantile(a, q / 100, axis=0).tolist()
+    return out
 
 
 def export_lerobot(project: Project, log_paths: list[Path], output: Path,
                    skip_bad_lines: bool = False) -> ExportResult:
+    """A LeRobotDataset in the codebase v3.0 layout (what LeRobot 0.4 and later load; see the module docstring)."""
     try:
+        import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise CadenzaError('--format lerobot needs pyarrow: pip install -e ".[dataset]" (in ".[all]")') from None
+        raise CadenzaError('--format lerobot needs pyarrow and pandas: pip install -e ".[dataset]" (in ".[all]")') \
+            from None
     logs = _read_logs(log_paths, skip_bad_lines)
     vocabs = {json.dumps(g.header["actions"], sort_keys=True) for g in logs}
     if len(vocabs) > 1:
@@ -198,18 +213,22 @@ def export_lerobot(project: Project, log_paths: list[Path], output: Path,
         ("prompt", pa.string()), ("action_text", pa.string()), ("timestamp", pa.float32()),
         ("frame_index", pa.int64()), ("episode_index", pa.int64()), ("index", pa.int64()), ("task_index", pa.int64()),
     ])
-    data_path = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
 
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
     try:
         index = 0
-        all_state, all_action, ep_lines = [], [], []
+        all_state, all_action, ep_rows = [], [], []
+        frames: dict[tuple[int, int], list[dict[str, list[Any]]]] = {}  # (chunk, file) -> column blocks
+        file_no = file_frames = 0
         for ei, ep in enumerate(episodes):
+            n = len(ep)
+            if file_frames and file_frames + n > FRAMES_PER_FILE:  # start the next data file
+                file_no, file_frames = file_no + 1, 0
+            chunk, fidx = divmod(file_no, CHUNK_SIZE)
             state = [state_vector(r["observation"]) for r in ep]
             action = [_action_vector(vocab, r["action_name"], r["params"]) for r in ep]
-            n = len(ep)
-            cols = {
+            frames.setdefault((chunk, fidx), []).append({
                 "observation.state": state, "action": action,
                 "next.reward": [float(r["reward"]) for r in ep], "next.done": [bool(r["done"]) for r in ep],
                 "next.success": [bool(r["done"] and r["episode_success"]) for r in ep],
@@ -217,35 +236,45 @@ def export_lerobot(project: Project, log_paths: list[Path], output: Path,
                 "timestamp": [i / LEROBOT_FPS for i in range(n)], "frame_index": list(range(n)),
                 "episode_index": [ei] * n, "index": list(range(index, index + n)),
                 "task_index": [tasks[ep[0]["goal"]]] * n,
-            }
-            path = tmp / data_path.format(episode_chunk=ei // CHUNK_SIZE, episode_index=ei)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.table(cols, schema=schema), path)
+            })
+            ep_rows.append({"episode_index": ei, "tasks": [ep[0]["goal"]], "length": n,
+                            "data/chunk_index": chunk, "data/file_index": fidx,
+                            "dataset_from_index": index, "dataset_to_index": index + n,
+                            "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
+                            "cadenza/run_id": ep[0]["run_id"], "cadenza/episode": ep[0]["episode"],
+                            "cadenza/success": bool(ep[0]["episode_success"])})
             index += n
+            file_frames += n
             all_state += state
             all_action += action
-            ep_lines.append({"episode_index": ei, "tasks": [ep[0]["goal"]], "length": n,
-                             "source": {"run_id": ep[0]["run_id"], "episode": ep[0]["episode"]},
-                             "success": ep[0]["episode_success"]})
+        for (chunk, fidx), blocks in frames.items():
+            cols = {name: [v for b in blocks for v in b[name]] for name in schema.names}
+            path = tmp / LEROBOT_DATA_PATH.format(chunk_index=chunk, file_index=fidx)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.table(cols, schema=schema), path)
         meta = tmp / "meta"
-        meta.mkdir(parents=True, exist_ok=True)
+        ep_path = tmp / LEROBOT_EPISODES_PATH.format(chunk_index=0, file_index=0)
+        ep_path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(ep_rows), ep_path)
+        task_names = sorted(tasks, key=tasks.__getitem__)
+        pd.DataFrame({"task_index": [tasks[t] for t in task_names]},
+                     index=pd.Index(task_names, name="task")).to_parquet(meta / "tasks.parquet")
         info = {
             "codebase_version": LEROBOT_VERSION, "robot_type": "rescue-dog", "total_episodes": len(episodes),
-            "total_frames": index, "total_tasks": len(tasks), "total_videos": 0,
-            "total_chunks": (len(episodes) + CHUNK_SIZE - 1) // CHUNK_SIZE, "chunks_size": CHUNK_SIZE,
-            "fps": LEROBOT_FPS, "splits": {"train": f"0:{len(episodes)}"}, "data_path": data_path,
-            "video_path": None, "features": features,
-            "cadenza": {"task": logs[0].header["task"], "project": project.name,
-                        "prompt_template": project.config.vla_finetune.prompt_template,
-                        "actions": vocab.as_dict(), "logs": [str(g.path) for g in logs],
-                        "note": "one frame per mission action step; timestamps count decisions, not seconds"},
+            "total_frames": index, "total_tasks": len(tasks), "chunks_size": CHUNK_SIZE,
+            "data_files_size_in_mb": 100, "video_files_size_in_mb": 200, "fps": LEROBOT_FPS,
+            "splits": {"train": f"0:{len(episodes)}"}, "data_path": LEROBOT_DATA_PATH, "video_path": None,
+            "features": features,
         }
         (meta / "info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        (meta / "episodes.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ep_lines), encoding="utf-8")
-        (meta / "tasks.jsonl").write_text("".join(json.dumps({"task_index": i, "task": t}) + "\n"
-                                                  for t, i in tasks.items()), encoding="utf-8")
-        (meta / "stats.json").write_text(json.dumps({"observation.state": _stats(all_state),
-                                                     "action": _stats(all_action)}, indent=2) + "\n", encoding="utf-8")
+        (meta / "stats.json").write_text(json.dumps({"observation.state": _quantile_stats(all_state),
+                                                     "action": _quantile_stats(all_action)}, indent=2) + "\n",
+                                         encoding="utf-8")
+        cadenza = {"task": logs[0].header["task"], "project": project.name,
+                   "prompt_template": project.config.vla_finetune.prompt_template,
+                   "actions": vocab.as_dict(), "logs": [str(g.path) for g in logs],
+                   "note": "one frame per mission action step; timestamps count decisions, not seconds"}
+        (meta / "cadenza.json").write_text(json.dumps(cadenza, indent=2) + "\n", encoding="utf-8")
         _swap_in(tmp, output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
