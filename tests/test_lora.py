@@ -178,6 +178,13 @@ def test_two_examples_give_needs_data_with_the_lines_to_add(tmp_path: Path, caps
     lines = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("cadenza env lora add")]
     assert lines, out
     assert not Registry(root).versions("lora"), "nothing is trained on a dataset that cannot be judged"
+    # the default tracking (TensorBoard) recorded the run, its options and the verdict
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (run,) = (root / "runs").glob("lora-finetune-*")
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    assert {"params/text_summary", "verdict/text_summary", "status/text_summary"} <= set(acc.Tags()["tensors"])
     # running the printed lines fills the hole: coverage passes afterwards
     import shlex
     for ln in lines:

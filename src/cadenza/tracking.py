@@ -78,7 +78,9 @@ class Tracker:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.end("FINISHED" if exc_type is None else "KILLED" if exc_type is KeyboardInterrupt else "FAILED")
+        # a command's own exit (typer.Exit / SystemExit with its verdict's code) finished the run
+        done = exc_type is None or issubclass(exc_type, SystemExit) or exc_type.__name__ == "Exit"
+        self.end("FINISHED" if done else "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
 
 
 class _Guarded(Tracker):

@@ -11,6 +11,7 @@ from cadenza.cli import preflight
 from cadenza.cli.common import (
     VERDICT_EXIT,
     ProjectArg,
+    TrackOpt,
     checked,
     console,
     err_console,
@@ -148,7 +149,7 @@ def data(
 
 
 @app.command("finetune")
-@locked("env lora finetune", check=preflight.nothing)
+@locked("env lora finetune", check=preflight.tracked)
 def finetune(
     project: ProjectArg,
     epochs: Annotated[int, typer.Option("--epochs", help="Epochs of the LoRA stage (one epoch = one pass over the "
@@ -162,17 +163,29 @@ def finetune(
     gate: Annotated[bool, typer.Option("--gate",
                                        help="Run the scorecard afterwards: promote on DEPLOY, otherwise the "
                                             "baseline stays (exit 0 DEPLOY, 3 BLOCK, 4 NEEDS_DATA).")] = False,
+    track: TrackOpt = None,
 ) -> None:
     """Generate goal -> action data and fine-tune the adapter; register it (kind lora)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from cadenza.lora.finetune import Finetuned, FinetuneOptions
     from cadenza.lora.finetune import finetune as run_finetune
     from cadenza.project.config import load_project
+    from cadenza.tracking import open_tracker
 
     proj = load_project(project)
     opts = FinetuneOptions(epochs=epochs, lr=lr, rank=rank)
+    with open_tracker(proj, "lora-finetune", track, warn=lambda w: err_console.print(f"[yellow]{w}[/yellow]")) as tr:
+        if tr.where:
+            err_console.print(f"tracking: {tr.kind} {tr.where}", soft_wrap=True, markup=False)
+        _finetune_tracked(proj, opts, gate, tr, run_finetune, Finetuned)
+
+
+def _finetune_tracked(proj: Any, opts: Any, gate: bool, tr: Any, run_finetune: Any, finetuned: Any) -> None:
+    """``lora finetune`` with its tracker: the options, the loss curves (every 10th step), the scorecard."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     tasks: dict[str, Any] = {}
+    epochs, lr, rank = opts.epochs, opts.lr, opts.rank
+    tr.params({"command": "env lora finetune", **vars(opts)})
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=False) as bar:
         def progress(stage: str, done: int, total: int) -> None:
@@ -181,25 +194,34 @@ def finetune(
             bar.update(tasks[stage], completed=done)
 
         res = run_finetune(proj, opts, progress=progress, status=lambda s: bar.console.print(s, markup=False))
-    if not isinstance(res, Finetuned):
+    if not isinstance(res, finetuned):
+        tr.tag("verdict", res.card.verdict)
         _print_card(res)
         raise typer.Exit(VERDICT_EXIT[res.card.verdict])
-    tr = res.metadata["training"]
+    for stage, curve in res.fit.losses.items():
+        for i in range(0, len(curve), 10):
+            tr.metrics({f"loss/{stage}": curve[i]}, step=i)
+    tr.params({"training": res.metadata["training"], "calibration": res.metadata["calibration"]})
+    tr.tag("version", res.version)
+    training = res.metadata["training"]
     cal = res.metadata["calibration"]
     console.print(kv_table(f"lora {res.version} registered", [
         ("encoder", res.fit.head.metadata()["encoder"]["name"]),
         ("LoRA", f"rank {rank} on {', '.join(res.fit.head.encoder.lora_targets)}, {epochs} epochs, lr {lr:g}"),
-        ("training pairs", f"{tr['pairs']:,} ({tr['closed_loop_pairs']:,} closed-loop, {tr['dagger_pairs']:,} from "
-                           "the DAgger rounds)"),
+        ("training pairs", f"{training['pairs']:,} ({training['closed_loop_pairs']:,} closed-loop, "
+                           f"{training['dagger_pairs']:,} from the DAgger rounds)"),
         ("held-out goal groups", len(res.metadata["heldout_goals"])),
         ("abstention threshold", f"{cal['threshold']:.3f} (similarity; {cal.get('in_distribution', '')})"),
-        ("time", f"{res.seconds:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in tr["seconds"].items()
+        ("time", f"{res.seconds:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in training["seconds"].items()
                                                     if k != "total") + ")"),
     ]))
     if gate:
         from cadenza.lora.evaluate import evaluate
 
         ev = evaluate(proj, res.version, promote=True, on_look=_look)
+        tr.metrics({"scorecard": ev.score.card.as_dict()}, step=0)
+        tr.tag("verdict", ev.score.card.verdict)
+        tr.artifact(ev.report_path)
         _print_card(ev.score, ev.action)
         console.print(f"report: {ev.report_path}", markup=False, soft_wrap=True)
         raise typer.Exit(VERDICT_EXIT[ev.score.card.verdict])

@@ -145,5 +145,10 @@ def writes_inside(project_param: str, output_param: str) -> Any:
     return when
 
 
+def tracked(project: Project, p: dict[str, Any]) -> None:
+    """The config, and --track over [tracking]."""
+    _track(project, p)
+
+
 def nothing(project: Project, p: dict[str, Any]) -> None:
     """Only the config itself (load_project already checked it)."""
