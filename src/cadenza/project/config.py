@@ -296,15 +296,16 @@ class LlmSection(_Section):
 
 class ScaleSection(_Section):
     backend: Literal["local", "ray"] = "local"  # where parallel work runs (docs/scale.md)
-    # "": a local Ray instance per command; "auto"; HOST:PORT or ray://HOST:PORT
-    ray_address: str = Field("", max_length=500, pattern=r"^(|auto|(ray://)?[A-Za-z0-9._-]+:\d{1,5})$")
+    # unset: a local Ray instance per command; "auto"; HOST:PORT or ray://HOST:PORT
+    ray_address: str | None = Field(None, max_length=500, pattern=r"^(auto|(ray://)?[A-Za-z0-9._-]+:\d{1,5})$")
     rollout_workers: int = Field(1, ge=1, le=1024)  # training: rollout shards (1: one piece, as before)
 
 
 class TrackingSection(_Section):
     track: Literal["tensorboard", "mlflow", "none"] = "tensorboard"  # where commands log (docs/tracking.md)
-    uri: str = Field("", max_length=500, pattern=r"^(|(https?|file|sqlite|databricks)://\S*|databricks)$")
-    experiment: str = Field("", max_length=200)  # MLflow experiment; "": the project's name
+    # the MLflow tracking server; unset: MLFLOW_TRACKING_URI
+    uri: str | None = Field(None, max_length=500, pattern=r"^((https?|file|sqlite)://\S+|databricks)$")
+    experiment: str | None = Field(None, min_length=1, max_length=200)  # MLflow experiment; unset: the project's name
 
 
 class ProjectConfig(_Section):

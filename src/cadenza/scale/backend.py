@@ -64,7 +64,7 @@ def resolve_scale(config_section: Any, backend: str | None = None, ray_address: 
     if b not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {b!r}")
     addr = ray_address if ray_address is not None else config_section.ray_address
-    addr = addr.strip() or None
+    addr = (addr or "").strip() or None
     m = ADDRESS.fullmatch(addr) if addr is not None else None
     if addr is not None and (m is None or (m.group(2) is not None and not 1 <= int(m.group(2)) <= 65535)):
         raise UsageError(f"--ray-address: expected auto, HOST:PORT or ray://HOST:PORT (port 1-65535), got "
