@@ -45,6 +45,7 @@ from torch import nn
 from cadenza.accel import AccelSettings, Workload, autocast, maybe_compile
 from cadenza.residual.control_law import control_law
 from cadenza.residual.network import Critic, ResidualActor, ResidualArch, count_params
+from cadenza.residual.tally import EpisodeTally, charge_collisions
 from cadenza.tasks.interface import Task
 
 
@@ -190,8 +191,8 @@ class PPO:
         rews = np.zeros((T, n), dtype=np.float32)
         dones = np.zeros((T, n), dtype=np.float32)
         raw_obs = np.empty((T, n, self.arch.obs_dim), dtype=np.float32)
-        eps = succ = coll = 0
-        ret_sum = abs_delta = 0.0
+        tally = EpisodeTally()
+        abs_delta = 0.0
         std = self.actor.log_std.exp()
         for t in range(T):
             a_base = self._base(self.obs)
@@ -214,13 +215,8 @@ class PPO:
                 fo = info["final_obs"][trunc]
                 r[trunc] += cfg.gamma * self.critic(self._features(fo, self._base(fo))).cpu().numpy()
             self.prev_delta = np.where(done[:, None], 0.0, delta_eff)  # the rate limit restarts per episode
-            if self.collision_cost and done.any():
-                r[done & info["collision"]] -= self.collision_cost
-            if done.any():
-                eps += int(done.sum())
-                succ += int(info["success"][done].sum())
-                coll += int(info["collision"][done].sum())
-                ret_sum += float(info["episode"]["r"][done].sum())
+            charge_collisions(r, done, info, self.collision_cost)
+            tally.add(done, info)
             feats.append(x)
             us.append(u)
             logps.append(logp)
@@ -238,8 +234,8 @@ class PPO:
             "ret": torch.as_tensor((adv + values).reshape(-1), device=self.device),
             "val": torch.as_tensor(values.reshape(-1), device=self.device),
         }
-        stats = RoundStats(env_steps=T * n, episodes=eps, successes=succ, collisions=coll,
-                           mean_return=ret_sum / eps if eps else float("nan"), mean_abs_delta=abs_delta / T)
+        stats = RoundStats(env_steps=T * n, episodes=tally.episodes, successes=tally.successes,
+                           collisions=tally.collisions, mean_return=tally.mean_return, mean_abs_delta=abs_delta / T)
         return batch, stats, raw_obs
 
     @torch.no_grad()

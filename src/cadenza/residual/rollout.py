@@ -35,6 +35,7 @@ import torch
 
 from cadenza.residual.control_law import control_law
 from cadenza.residual.network import ResidualActor, ResidualArch
+from cadenza.residual.tally import EpisodeTally, charge_collisions
 
 
 def shard_seeds(seed: int, shards: int) -> list[int]:
@@ -103,8 +104,8 @@ class RolloutShard:
         trunc_t: list[np.ndarray] = []
         trunc_i: list[np.ndarray] = []
         trunc_x: list[torch.Tensor] = []
-        eps = succ = coll = 0
-        ret_sum = abs_delta = 0.0
+        tally = EpisodeTally()
+        abs_delta = 0.0
         std = self.actor.log_std.exp()
         alpha = self.arch.alpha if self.arch.use_base else 1.0
         rate_limit = self.arch.rate_limit if self.arch.use_base else None
@@ -130,13 +131,8 @@ class RolloutShard:
                 trunc_i.append(idx)
                 trunc_x.append(self._features(info["final_obs"][trunc])[0])
             self.prev_delta = np.where(done[:, None], 0.0, out.delta)
-            if collision_cost and done.any():
-                r[done & info["collision"]] -= collision_cost
-            if done.any():
-                eps += int(done.sum())
-                succ += int(info["success"][done].sum())
-                coll += int(info["collision"][done].sum())
-                ret_sum += float(info["episode"]["r"][done].sum())
+            charge_collisions(r, done, info, collision_cost)
+            tally.add(done, info)
             xs.append(x)
             us.append(u)
             logps.append(logp)
@@ -150,7 +146,8 @@ class RolloutShard:
             "trunc_i": np.concatenate(trunc_i) if trunc_i else np.zeros(0, np.int64),
             "trunc_x": torch.cat(trunc_x).numpy() if trunc_x else np.zeros((0, in_dim), np.float32),
             "last_x": self._features(self.obs)[0].numpy(),
-            "episodes": eps, "successes": succ, "collisions": coll, "return_sum": ret_sum,
+            "episodes": tally.episodes, "successes": tally.successes, "collisions": tally.collisions,
+            "return_sum": tally.return_sum,
             "abs_delta_sum": abs_delta, "compute_s": time.perf_counter() - t0,
         }
 

@@ -48,6 +48,7 @@ from torch import nn
 from cadenza.residual.control_law import control_law
 from cadenza.residual.network import ResidualActor, ResidualArch
 from cadenza.residual.ppo import RoundStats
+from cadenza.residual.tally import EpisodeTally
 from cadenza.tasks.interface import Task
 
 
@@ -183,8 +184,8 @@ class SAC:
     def collect(self) -> tuple[RoundStats, np.ndarray]:
         cfg, n, k = self.cfg, self.task.num_envs, self.arch.act_dim
         raw_obs = np.empty((cfg.n_steps, n, self.arch.obs_dim), np.float32)
-        eps = succ = coll = 0
-        ret_sum = abs_delta = 0.0
+        tally = EpisodeTally()
+        abs_delta = 0.0
         std = self.actor.log_std.detach().exp()
         if self.rounds_done == 0:
             self.on[:] = False
@@ -212,13 +213,9 @@ class SAC:
             self.replay.add(obs=self.obs, base=a_base, u=u, r=r, coll=info["collision"].astype(np.float32),
                             next_obs=next_obs, next_base=nb, end=end.astype(np.float32))
             self.prev_delta = np.where(done[:, None], 0.0, out.delta)
-            if done.any():
-                eps += int(done.sum())
-                succ += int(info["success"][done].sum())
-                coll += int(info["collision"][done].sum())
-                ret_sum += float(info["episode"]["r"][done].sum())
-                if self.rounds_done > 0:  # progressive exploration: a new episode draws its switch
-                    self.on[done] = self.np_rng.random(int(done.sum())) < self._explore_p()
+            tally.add(done, info)
+            if done.any() and self.rounds_done > 0:  # progressive exploration: a new episode draws its switch
+                self.on[done] = self.np_rng.random(int(done.sum())) < self._explore_p()
             self.env_steps += n
             self.obs, a_base = obs, next_base
             if self.rounds_done > 0:
@@ -228,8 +225,9 @@ class SAC:
                     self._owed -= 1.0
         if self.rounds_done == 0:  # the base's own round: switch the residual on for the next ones
             self.on = self.np_rng.random(n) < self._explore_p()
-        stats = RoundStats(env_steps=cfg.n_steps * n, episodes=eps, successes=succ, collisions=coll,
-                           mean_return=ret_sum / eps if eps else float("nan"), mean_abs_delta=abs_delta / cfg.n_steps)
+        stats = RoundStats(env_steps=cfg.n_steps * n, episodes=tally.episodes, successes=tally.successes,
+                           collisions=tally.collisions, mean_return=tally.mean_return,
+                           mean_abs_delta=abs_delta / cfg.n_steps)
         return stats, raw_obs
 
     # ------------------------------------------------------------------ learning

@@ -122,8 +122,9 @@ class ShardWorkers:
             try:
                 kind, value = c.recv()
             except EOFError:
-                raise CadenzaError(f"{self.label} {i} (a local process) exited unexpectedly{self.lost_hint}") \
-                    from None
+                raise CadenzaError(f"{self.label} {i} (a local process) exited unexpectedly{self.lost_hint} (from "
+                                   "a Python script: the spawned process imports it, so its own code must sit "
+                                   "under `if __name__ == '__main__':`)") from None
             if kind == "error":
                 raise CadenzaError(f"{self.label} {i}: {value}")
             out.append(value)
