@@ -115,6 +115,28 @@ def test_bad_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert not (proj / "bench").exists()
 
 
+@pytest.mark.slow
+def test_off_policy_arms_run_and_stay_out_of_the_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """residual-sac (our SAC on the base) and sb3-sac (SB3's SAC from scratch) on the same batched task."""
+    proj = _bench_project(tmp_path)
+    code, _, err = run_cli(["env", "residual", "bench", proj, "--steps", "4096", "--seeds", "1", "--arms",
+                            "residual,residual-sac,sb3-sac", "--eval-episodes", "20", "--workers", "1"],
+                           capsys, monkeypatch)
+    _, rep = _only_report(proj)
+    assert errors(rep) == [], errors(rep)[:3]
+    assert code == {"RESIDUAL_WINS": 0, "RESIDUAL_LOSES": 3}.get(rep["verdict"]["outcome"], 4), err
+    assert [a["id"] for a in rep["arms"]] == ["residual", "residual-sac", "sb3-sac"]
+    res_sac, sb3_sac = rep["arms"][1]["runs"][0], rep["arms"][2]["runs"][0]
+    assert res_sac["hyperparameters"]["utd"] == 1.0 and res_sac["architecture"]["use_base"] is True
+    assert sb3_sac["hyperparameters"]["train_freq"] and sb3_sac["hyperparameters"]["buffer_size"] > 0
+    for r in (res_sac, sb3_sac):
+        assert 4096 <= r["env_steps"] <= 4096 + 16 * 64 and r["final"]["episodes"] == 40
+    # the verdict compares the residual with the from-scratch arms only
+    assert [c["vs"] for c in rep["verdict"]["comparisons"]] == ["full RL (SB3 SAC)"]
+    assert "--arms residual,residual-sac,sb3-sac" in rep["command"]
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--backend", "spark"], "--backend"),
     (["--ray-address", "auto"], "--ray-address auto is only used with --backend ray"),

@@ -10,7 +10,12 @@
   settings (broad initial exploration, no critic warm-up on a base rollout);
 * ``sb3``: Stable-Baselines3 PPO with its default hyperparameters (``MlpPolicy``), on the same task
   batch through :class:`cadenza.bench.sb3_adapter.TaskVecEnv`, with SB3's default rollout of 2048
-  samples per update split over the same number of parallel envs, and the same curriculum.
+  samples per update split over the same number of parallel envs, and the same curriculum;
+* ``residual-sac``: the ``residual`` arm with the off-policy learner (``[residual] algorithm = "sac"``:
+  :class:`cadenza.residual.sac.SAC`, the governor's SAC plan); reported beside the others, and, being a
+  residual, never one of the from-scratch peers the verdict compares against;
+* ``sb3-sac``: Stable-Baselines3 SAC with its defaults (``MlpPolicy``, one gradient step per vector step)
+  on the same batched task and curriculum: the standard off-policy from-scratch peer.
 
 Only training is timed (wall and process CPU seconds); the periodic evaluations are the bench's
 instrument and are timed separately.
@@ -26,13 +31,15 @@ from typing import Any, Literal
 
 from cadenza.bench.measure import due, eval_targets
 
-ArmKind = Literal["residual", "full", "sb3"]
+ArmKind = Literal["residual", "residual-sac", "full", "sb3", "sb3-sac"]
 Reward = Literal["sparse", "dense"]
-ARM_KINDS: tuple[ArmKind, ...] = ("residual", "full", "sb3")
+ARM_KINDS: tuple[ArmKind, ...] = ("residual", "residual-sac", "full", "sb3", "sb3-sac")
+RESIDUAL_KINDS = ("residual", "residual-sac")  # arms on the base: never the verdict's from-scratch peers
 SB3_ROLLOUT = 2048  # SB3 PPO's default samples per update (n_steps 2048 x 1 env)
 
 
-NAMES = {"residual": "residual (ours)", "full": "full RL (ours)", "sb3": "full RL (SB3 PPO)"}
+NAMES = {"residual": "residual (ours)", "residual-sac": "residual SAC (ours)", "full": "full RL (ours)",
+         "sb3": "full RL (SB3 PPO)", "sb3-sac": "full RL (SB3 SAC)"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,9 @@ def arm_specs(arms: list[str], full_reward: str, residual_reward: Reward) -> lis
     rewards: list[Reward] = (["sparse", "dense"] if full_reward == "both" else
                              [residual_reward] if full_reward == "same" else [full_reward])  # type: ignore[list-item]
     out = [ArmSpec("residual", residual_reward, "residual", NAMES["residual"])]
-    for kind in ("full", "sb3"):
+    if "residual-sac" in names:
+        out.append(ArmSpec("residual-sac", residual_reward, "residual-sac", NAMES["residual-sac"]))
+    for kind in ("full", "sb3", "sb3-sac"):
         if kind in names:
             for r in rewards:
                 two = len(rewards) > 1
@@ -116,7 +125,7 @@ def run_job(job: Job) -> dict[str, Any]:
         os.environ["CADENZA_NUM_THREADS"] = str(job.threads)
     accel = configure(job.device)
     project = load_project(Path(job.project_root))
-    run = _run_sb3 if job.kind == "sb3" else _run_ours
+    run = _run_sb3 if job.kind in ("sb3", "sb3-sac") else _run_ours
     res = run(project, job, accel.device)
     res.update({"arm": job.arm_id, "kind": job.kind, "reward": job.reward, "seed": job.seed, "device": accel.device,
                 "threads": _threads()})
@@ -160,7 +169,7 @@ def full_arch(arch: Any) -> Any:
     return replace(arch, use_base=False, gate=False, alpha=1.0, rate_limit=2.0)
 
 
-def _plan(project: Any, arch: Any, device: str, budget: int, real: bool) -> Any:
+def _plan(project: Any, arch: Any, device: str, budget: int, real: bool, algorithm: str = "ppo") -> Any:
     from cadenza.governance.governor import LocalGovernor, TaskProfile
     from cadenza.tasks.factory import make_task
 
@@ -170,7 +179,7 @@ def _plan(project: Any, arch: Any, device: str, budget: int, real: bool) -> Any:
     profile = TaskProfile(obs_dim=spec.obs_dim, act_dim=spec.act_dim, horizon=spec.horizon,
                           num_envs=project.config.task.num_envs, device=device, budget_steps=budget,
                           target_level=project.config.task.level, use_base=arch.use_base, label=spec.label,
-                          control_hz=spec.control_hz)
+                          control_hz=spec.control_hz, algorithm=algorithm)
     governor = LocalGovernor()
     return governor, governor.plan(profile)
 
@@ -180,8 +189,8 @@ def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
     from cadenza.base.loader import load_base
     from cadenza.residual.loop import run_rounds
     from cadenza.residual.policy import ResidualController
-    from cadenza.residual.ppo import PPO, PPOConfig, update_workload
     from cadenza.residual.scaffold import arch_from_spec
+    from cadenza.residual.train import LEARNERS
     from cadenza.tasks.factory import base_source, make_task
 
     arch = arch_from_spec(project, job.real)
@@ -189,16 +198,18 @@ def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
     if job.kind == "full":
         arch = full_arch(arch)
     policy_base = base if arch.use_base else None
-    governor, plan = _plan(project, arch, device, job.steps, job.real)
-    cfg = PPOConfig(**plan.hyperparameters)
-    accel = configure(job.device, workload=update_workload(arch, cfg, job.steps))  # as ``train`` decides
+    governor, plan = _plan(project, arch, device, job.steps, job.real,
+                           algorithm="sac" if job.kind == "residual-sac" else "ppo")
+    learner, config, workload = LEARNERS[plan.algorithm]
+    cfg = config(**plan.hyperparameters)
+    accel = configure(job.device, workload=workload(arch, cfg, job.steps))  # as ``train`` decides
     evaluator = _Evaluator(project, job.real, policy_base)
     targets = eval_targets(job.steps)
     clock = Clock()
     with clock:
         task = make_task(project, num_envs=cfg.num_envs, level=plan.level_at(0), real=job.real, reward=job.reward,
                          seed=job.seed)
-        ppo = PPO(arch, cfg, task, policy_base, device=device, seed=job.seed, accel=accel)
+        ppo = learner(arch, cfg, task, policy_base, device=device, seed=job.seed, accel=accel)
     curve = [evaluator(ResidualController(ppo.actor), 0, job.eval_episodes)]
     history: list[dict[str, Any]] = []
 
@@ -217,13 +228,17 @@ def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
             "rounds": len(history), "accel": accel.as_dict()}
 
 
-def sb3_settings(num_envs: int) -> dict[str, Any]:
-    """What the sb3 arm sets; everything else is SB3's PPO default."""
+def sb3_settings(num_envs: int, kind: str = "sb3") -> dict[str, Any]:
+    """What an SB3 arm sets; everything else is SB3's default. SAC collects one vector step per update
+    (its default ``train_freq`` of 1), so its rollout is ``num_envs`` env steps."""
+    if kind == "sb3-sac":
+        return {"policy": "MlpPolicy", "n_steps": 1}
     return {"policy": "MlpPolicy", "n_steps": max(1, SB3_ROLLOUT // num_envs)}
 
 
 def _run_sb3(project: Any, job: Job, device: str) -> dict[str, Any]:
     from stable_baselines3 import PPO as SB3PPO
+    from stable_baselines3 import SAC as SB3SAC
 
     from cadenza.bench.sb3_adapter import SB3Controller, TaskVecEnv
     from cadenza.residual.scaffold import arch_from_spec
@@ -232,7 +247,7 @@ def _run_sb3(project: Any, job: Job, device: str) -> dict[str, Any]:
     arch = full_arch(arch_from_spec(project, job.real))
     _, plan = _plan(project, arch, device, job.steps, job.real)  # its curriculum only
     n = project.config.task.num_envs
-    settings = sb3_settings(n)
+    settings = sb3_settings(n, job.kind)
     evaluator = _Evaluator(project, job.real, None)
     targets = eval_targets(job.steps)
     clock = Clock()
@@ -240,7 +255,11 @@ def _run_sb3(project: Any, job: Job, device: str) -> dict[str, Any]:
         task = make_task(project, num_envs=n, level=plan.level_at(0), real=job.real, reward=job.reward, seed=job.seed)
         venv = TaskVecEnv(task)
         venv.seed(job.seed)
-        model = SB3PPO(settings["policy"], venv, n_steps=settings["n_steps"], seed=job.seed, device=device, verbose=0)
+        if job.kind == "sb3-sac":
+            model = SB3SAC(settings["policy"], venv, seed=job.seed, device=device, verbose=0)
+        else:
+            model = SB3PPO(settings["policy"], venv, n_steps=settings["n_steps"], seed=job.seed, device=device,
+                           verbose=0)
     ctl = SB3Controller(model)
     curve = [evaluator(ctl, 0, job.eval_episodes)]
     # the budget is a ceiling, as for the governed arms: whole rollouts of n_steps x num_envs, none crossing it
@@ -260,17 +279,29 @@ def _run_sb3(project: Any, job: Job, device: str) -> dict[str, Any]:
     venv.close()
     final = evaluator(ctl, model.num_timesteps, job.final_episodes)
     curve.append(final)
-    hp = {"policy": settings["policy"], "net_arch": str(model.policy.net_arch), "num_envs": n,
-          "n_steps": model.n_steps, "batch_size": model.batch_size, "n_epochs": model.n_epochs,
-          "learning_rate": float(model.learning_rate), "gamma": model.gamma, "gae_lambda": model.gae_lambda,
-          "clip_range": float(model.clip_range(1.0)), "ent_coef": model.ent_coef, "vf_coef": model.vf_coef,
-          "max_grad_norm": model.max_grad_norm, "normalize_advantage": model.normalize_advantage,
-          "use_sde": model.use_sde}
+    hp = _sb3_hyperparameters(model, settings, n)
     return {"env_steps": int(model.num_timesteps), "wall_s": clock.wall, "cpu_s": clock.cpu,
             "eval_wall_s": evaluator.clock.wall, "eval_cpu_s": evaluator.clock.cpu,
             "stop_reason": f"budget reached ({model.num_timesteps:,} env steps)", "curve": curve, "final": final,
             "hyperparameters": hp, "curriculum": plan.curriculum, "architecture": {"note": "SB3 MlpPolicy"},
-            "rounds": int(model.num_timesteps // (n * model.n_steps))}
+            "rounds": int(model.num_timesteps // rollout)}
+
+
+def _sb3_hyperparameters(model: Any, settings: dict[str, Any], n: int) -> dict[str, Any]:
+    """What an SB3 model ran with (its defaults included), for the report."""
+    hp: dict[str, Any] = {"policy": settings["policy"], "net_arch": str(model.policy.net_arch), "num_envs": n,
+                          "learning_rate": float(model.learning_rate), "gamma": model.gamma,
+                          "batch_size": model.batch_size}
+    if hasattr(model, "n_epochs"):  # PPO
+        hp.update(n_steps=model.n_steps, n_epochs=model.n_epochs, gae_lambda=model.gae_lambda,
+                  clip_range=float(model.clip_range(1.0)), ent_coef=model.ent_coef, vf_coef=model.vf_coef,
+                  max_grad_norm=model.max_grad_norm, normalize_advantage=model.normalize_advantage,
+                  use_sde=model.use_sde)
+    else:  # SAC
+        hp.update(buffer_size=model.buffer_size, learning_starts=model.learning_starts, tau=model.tau,
+                  train_freq=str(model.train_freq), gradient_steps=model.gradient_steps,
+                  ent_coef=str(model.ent_coef), target_entropy=float(model.target_entropy))
+    return hp
 
 
 def job_dict(job: Job) -> dict[str, Any]:

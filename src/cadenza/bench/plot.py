@@ -13,7 +13,9 @@ from cadenza.utils.io import atomic_write_with
 STYLE = {"residual": ("tab:blue", "-", "o"), "full": ("tab:orange", "--", "s"), "full-sparse": ("tab:orange", "--",
         "s"),
          "full-dense": ("tab:red", "--", "D"), "sb3": ("tab:green", ":", "^"), "sb3-sparse": ("tab:green", ":", "^"),
-         "sb3-dense": ("tab:olive", ":", "v")}
+         "sb3-dense": ("tab:olive", ":", "v"), "residual-sac": ("tab:purple", "-", "P"),
+         "sb3-sac": ("tab:brown", "-.", "X"), "sb3-sac-sparse": ("tab:brown", "-.", "X"),
+         "sb3-sac-dense": ("tab:pink", "-.", "x")}
 
 
 def plot_curves(report: dict[str, Any], path: Path) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cadenza.bench.arms import ArmSpec, Job, arm_specs, run_job, sb3_import_error
+from cadenza.bench.arms import ARM_KINDS, RESIDUAL_KINDS, ArmSpec, Job, arm_specs, run_job, sb3_import_error
 from cadenza.bench.cost import Rates, run_cost
 from cadenza.bench.measure import eval_targets, first_reaching, median_steps
 from cadenza.bench.verdict import ArmResult, BenchVerdict, decide
@@ -21,6 +21,7 @@ from cadenza.scale.backend import ScaleSettings, resolve_scale
 from cadenza.tracking import Tracker
 
 DEFAULT_EVAL_EPISODES = 200
+SB3_KINDS = ("sb3", "sb3-sac")
 
 
 @dataclass
@@ -39,8 +40,7 @@ class BenchSettings:
     scale: ScaleSettings = field(default_factory=ScaleSettings)
 
     def command(self, project: Project) -> str:
-        arms = sorted({a.kind for a in self.arms} | {s["kind"] for s in self.skipped},
-                      key=["residual", "full", "sb3"].index)
+        arms = sorted({a.kind for a in self.arms} | {s["kind"] for s in self.skipped}, key=ARM_KINDS.index)
         parts = [f"cadenza env residual bench {project.root}", f"--steps {self.steps}", f"--seeds {len(self.seeds)}",
                  f"--arms {','.join(arms)}", f"--full-reward {self.full_reward}",
                  f"--cost-per-gpu-hour {self.rates.gpu_per_hour:g}",
@@ -92,12 +92,12 @@ def resolve_settings(project: Project, *, steps: int | None = None, seeds: int |
     scale = resolve_scale(project.config.scale, backend, ray_address)
     dev = pick_device(device)
     skipped = []
-    if any(a.kind == "sb3" for a in specs):
+    if any(a.kind in SB3_KINDS for a in specs):
         why = sb3_import_error()
         if why is not None:
             skipped = [{"arm": a.id, "kind": a.kind, "reward": a.reward, "label": a.label, "reason": why}
-                       for a in specs if a.kind == "sb3"]
-            specs = [a for a in specs if a.kind != "sb3"]
+                       for a in specs if a.kind in SB3_KINDS]
+            specs = [a for a in specs if a.kind not in SB3_KINDS]
     runs = len(specs) * n_seeds
     if workers is None:
         workers = min(physical_cores(), os.cpu_count() or 1, runs) if dev == "cpu" else 1
@@ -122,7 +122,8 @@ RunCallback = Callable[[dict[str, Any], int, int], None]
 
 
 def _jobs(project: Project, s: BenchSettings, threads: int | None) -> list[Job]:
-    order = {"sb3": 0, "full": 1, "residual": 2}  # longest runs first, so parallel workers finish together
+    # longest runs first, so parallel workers finish together
+    order = {"sb3-sac": 0, "sb3": 1, "residual-sac": 2, "full": 3, "residual": 4}
     jobs = [Job(project_root=str(project.root), arm_id=a.id, kind=a.kind, reward=a.reward, seed=seed, steps=s.steps,
                 device=s.device, real=s.real, eval_episodes=s.eval_episodes, final_episodes=s.final_episodes,
                 threads=threads) for a in s.arms for seed in s.seeds]
@@ -282,7 +283,8 @@ def run_bench(project: Project, s: BenchSettings, *, on_run: RunCallback | None 
                      "skipped": True, "note": sk["reason"], "runs": [], "summary": None})
     ran = list(zip(s.arms, arms[:len(s.arms)], strict=True))
     res_arm = arm_result(ran[0][0], ran[0][1]["summary"])
-    others = [arm_result(spec, a["summary"]) for spec, a in ran[1:]]
+    # the verdict: the residual (PPO) against the from-scratch arms; a residual-sac arm is reported, not a peer
+    others = [arm_result(spec, a["summary"]) for spec, a in ran[1:] if spec.kind not in RESIDUAL_KINDS]
     verdict = decide(res_arm, others, threshold=g.success_threshold, margin=g.regression_margin,
                      confidence=g.confidence)
     wall = time.perf_counter() - t0

@@ -27,8 +27,9 @@ POINT = _obj({"env_steps": INT0, "episodes": INT0, "successes": INT0, "collision
               "collision_rate": RATE, "mean_return": NUM, "success_ci": INTERVAL}, optional=("success_ci",))
 COST = _obj({"device_hours": NUM0, "unit": {"enum": ["GPU-hours", "CPU core-hours"]}, "rate_per_hour": NUM0,
              "dollars": NUM0})
+KIND = {"enum": ["residual", "residual-sac", "full", "sb3", "sb3-sac"]}
 RUN = _obj({
-    "arm": STR, "kind": {"enum": ["residual", "full", "sb3"]}, "reward": {"enum": ["sparse", "dense"]},
+    "arm": STR, "kind": KIND, "reward": {"enum": ["sparse", "dense"]},
     "seed": {"type": "integer"}, "device": STR, "threads": {"type": "integer", "minimum": 1},
     "env_steps": INT0, "wall_s": NUM0, "cpu_s": NUM0, "eval_wall_s": NUM0, "eval_cpu_s": NUM0,
     "stop_reason": STR, "rounds": INT0, "cost": COST, "final": POINT,
@@ -47,7 +48,7 @@ SUMMARY = _obj({
     "seeds_reaching_threshold": INT0, "cost_to_threshold": {"type": ["number", "null"], "minimum": 0},
 })
 ARM = _obj({
-    "id": STR, "kind": {"enum": ["residual", "full", "sb3"]}, "label": STR, "reward": {"enum": ["sparse", "dense"]},
+    "id": STR, "kind": KIND, "label": STR, "reward": {"enum": ["sparse", "dense"]},
     "skipped": {"type": "boolean"}, "note": STR, "runs": {"type": "array", "items": RUN},
     "summary": {"oneOf": [SUMMARY, {"type": "null"}]},
 })

@@ -259,9 +259,11 @@ def bench(
                                               help="Seeds per arm (residual.seed, +1, ...). [default: bench.seeds in "
                                                    "cadenza.toml, 3]", show_default=False)] = None,
     arms: Annotated[str, typer.Option("--arms",
-                                      help="Comma-separated arms: residual (governed PPO on the base), full (the same "
-                                           "PPO without a base), sb3 (Stable-Baselines3 PPO; skipped with a note if "
-                                           "not installed).")] = "residual,full,sb3",
+                                      help="Comma-separated arms: residual (governed PPO on the base), residual-sac "
+                                           "(the same with the SAC learner; reported, not a verdict peer), full (our "
+                                           "PPO without a base), sb3 (Stable-Baselines3 PPO), sb3-sac "
+                                           "(Stable-Baselines3 SAC); SB3 arms are skipped with a note if it is not "
+                                           "installed.")] = "residual,full,sb3",
     full_reward: Annotated[str | None, typer.Option("--full-reward", callback=choice_check("sparse", "dense", "both"),
                                                     help="Reward the full-RL arms train on: sparse (outcome only), "
                                                          "dense (the task's documented shaped reward) or both (one arm "
