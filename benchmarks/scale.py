@@ -44,7 +44,7 @@ from cadenza.base.loader import load_base
 from cadenza.bench.runner import resolve_settings, run_bench
 from cadenza.project.config import load_project
 from cadenza.residual.ppo import PPO, PPOConfig
-from cadenza.residual.rollout import ShardPool, ShardSpec, shard_seeds, shard_sizes
+from cadenza.residual.rollout import ShardPool, shard_specs
 from cadenza.residual.scaffold import arch_from_spec
 from cadenza.tasks.factory import base_source, make_task
 from cadenza.utils.io import atomic_write_json
@@ -97,10 +97,8 @@ def rollout_rate(src: Path, backend: str, shards: int, rounds: int) -> dict[str,
     if shards == 0:
         ppo = PPO(arch, cfg, make_task(proj, num_envs=cfg.num_envs, level=1.0, seed=0), base, seed=0)
     else:
-        specs = [ShardSpec(project_root=str(proj.root), real=False, reward=proj.config.residual.reward, num_envs=n,
-                           seed=s, arch=arch, n_steps=cfg.n_steps, noise_hold=cfg.noise_hold, gamma=cfg.gamma,
-                           bootstrap_truncation=cfg.bootstrap_truncation, init_log_std=cfg.init_log_std)
-                 for n, s in zip(shard_sizes(cfg.num_envs, shards), shard_seeds(0, shards), strict=True)]
+        specs = shard_specs(str(proj.root), real=False, reward=proj.config.residual.reward, arch=arch, cfg=cfg,
+                            seed=0, shards=shards)
         pool = ShardPool(specs, 1.0, ray=backend == "ray")
         ppo = PPO(arch, cfg, pool, base, seed=0, rollout=pool)
     walls, overheads = [], []

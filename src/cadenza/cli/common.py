@@ -6,7 +6,8 @@ import functools
 import inspect
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -162,6 +163,18 @@ TrackOpt = Annotated[str | None, typer.Option(
     help="Log parameters, per-round metrics and artefacts: tensorboard (event files in PROJECT/runs/), mlflow (the "
          "server at [tracking] uri) or none. [default: tracking.track in cadenza.toml, tensorboard]",
     show_default=False)]
+
+@contextmanager
+def command_tracker(project: Any, command: str, track: str | None, out: Console) -> Iterator[Any]:
+    """The command's tracker (:func:`cadenza.tracking.open_tracker`), announced on ``out`` with its notes;
+    it ends the tracked run with the command's outcome."""
+    from cadenza.tracking import open_tracker
+
+    with open_tracker(project, command, track, warn=lambda w: out.print(f"[yellow]{w}[/yellow]")) as tr:
+        if tr.where:
+            out.print(f"tracking: {tr.kind} {tr.where}", soft_wrap=True, markup=False)
+        yield tr
+
 
 RolloutWorkersOpt = Annotated[int | None, typer.Option(
     "--rollout-workers", callback=number_check(ge=1, le=1024),

@@ -21,6 +21,7 @@ from cadenza.cli.common import (
     StudentMaxEpisodesOpt,
     TrackOpt,
     choice_check,
+    command_tracker,
     console,
     kv_table,
     locked,
@@ -132,7 +133,6 @@ def build(
     from cadenza.distill.build import distill
     from cadenza.project.config import load_project
     from cadenza.scale.backend import resolve_scale
-    from cadenza.tracking import open_tracker
 
     proj = load_project(project)
     scale = resolve_scale(proj.config.scale, backend, ray_address, rollout_workers)
@@ -145,9 +145,7 @@ def build(
                       f"states ({r.total_samples:,} in all), held-out MSE {r.val_mse:.4f}{own} ({r.wall_s:.1f} s)",
                       soft_wrap=True, markup=False)
 
-    with open_tracker(proj, "distill", track, warn=lambda w: console.print(f"[yellow]{w}[/yellow]")) as tr:
-        if tr.where:
-            console.print(f"tracking: {tr.kind} {tr.where}", soft_wrap=True, markup=False)
+    with command_tracker(proj, "distill", track, console) as tr:
         res = distill(proj, epochs=epochs, quantize=quantize, device=device, real=real, teacher=teacher,
                       rounds=rounds, episodes=episodes, seed=seed, on_round=on_round,
                       on_stage=lambda s: console.print(s, soft_wrap=True, markup=False), scale=scale, tracker=tr)

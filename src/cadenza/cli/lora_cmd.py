@@ -13,6 +13,7 @@ from cadenza.cli.common import (
     ProjectArg,
     TrackOpt,
     checked,
+    command_tracker,
     console,
     err_console,
     existing_file,
@@ -166,22 +167,21 @@ def finetune(
     track: TrackOpt = None,
 ) -> None:
     """Generate goal -> action data and fine-tune the adapter; register it (kind lora)."""
-    from cadenza.lora.finetune import Finetuned, FinetuneOptions
-    from cadenza.lora.finetune import finetune as run_finetune
+    from cadenza.lora.finetune import FinetuneOptions
     from cadenza.project.config import load_project
-    from cadenza.tracking import open_tracker
 
     proj = load_project(project)
     opts = FinetuneOptions(epochs=epochs, lr=lr, rank=rank)
-    with open_tracker(proj, "lora-finetune", track, warn=lambda w: err_console.print(f"[yellow]{w}[/yellow]")) as tr:
-        if tr.where:
-            err_console.print(f"tracking: {tr.kind} {tr.where}", soft_wrap=True, markup=False)
-        _finetune_tracked(proj, opts, gate, tr, run_finetune, Finetuned)
+    with command_tracker(proj, "lora-finetune", track, err_console) as tr:
+        _finetune_tracked(proj, opts, gate, tr)
 
 
-def _finetune_tracked(proj: Any, opts: Any, gate: bool, tr: Any, run_finetune: Any, finetuned: Any) -> None:
+def _finetune_tracked(proj: Any, opts: Any, gate: bool, tr: Any) -> None:
     """``lora finetune`` with its tracker: the options, the loss curves (every 10th step), the scorecard."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cadenza.lora.finetune import Finetuned
+    from cadenza.lora.finetune import finetune as run_finetune
 
     tasks: dict[str, Any] = {}
     epochs, lr, rank = opts.epochs, opts.lr, opts.rank
@@ -194,7 +194,7 @@ def _finetune_tracked(proj: Any, opts: Any, gate: bool, tr: Any, run_finetune: A
             bar.update(tasks[stage], completed=done)
 
         res = run_finetune(proj, opts, progress=progress, status=lambda s: bar.console.print(s, markup=False))
-    if not isinstance(res, finetuned):
+    if not isinstance(res, Finetuned):
         tr.tag("verdict", res.card.verdict)
         _print_card(res)
         raise typer.Exit(VERDICT_EXIT[res.card.verdict])

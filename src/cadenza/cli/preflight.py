@@ -53,14 +53,8 @@ def residual_train(project: Project, p: dict[str, Any]) -> None:
     real = p.get("real", False)
     check_project(project, real)
     _track(project, p)
-    scale = _scale(project, p)
-    if scale.rollout_workers > 1 and project.config.residual.algorithm != "ppo":
-        raise UsageError(f"--rollout-workers {scale.rollout_workers}: sharded rollouts are built for PPO; algorithm "
-                         f"{project.config.residual.algorithm!r} collects in one piece (use --rollout-workers 1)")
-    n = project.config.task.num_envs
-    if scale.rollout_workers > n:
-        raise UsageError(f"--rollout-workers {scale.rollout_workers}: more shards than the {n} parallel envs "
-                         "(task.num_envs); use at most that many")
+    _scale(project, p).check_shards(project.config.task.num_envs, "parallel envs (task.num_envs)",
+                                    project.config.residual.algorithm)
     steps = p.get("steps")
     budget = project.config.residual.steps if steps is None else steps
     one = round_steps(project, real)
@@ -99,11 +93,7 @@ def residual_bench(project: Project, p: dict[str, Any]) -> None:
 def distill_build(project: Project, p: dict[str, Any]) -> None:
     check_project(project, p.get("real", False))
     _track(project, p)
-    scale = _scale(project, p)
-    envs = project.config.distill.rollout_envs
-    if scale.rollout_workers > envs:
-        raise UsageError(f"--rollout-workers {scale.rollout_workers}: more shards than the {envs} collection envs "
-                         "(distill.rollout_envs); use at most that many")
+    _scale(project, p).check_shards(project.config.distill.rollout_envs, "collection envs (distill.rollout_envs)")
 
 
 def distill_eval(project: Project, p: dict[str, Any]) -> None:

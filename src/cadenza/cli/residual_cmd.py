@@ -22,6 +22,7 @@ from cadenza.cli.common import (
     RolloutWorkersOpt,
     TrackOpt,
     choice_check,
+    command_tracker,
     console,
     existing_file,
     kv_table,
@@ -132,7 +133,6 @@ def train(
     from cadenza.project.config import load_project
     from cadenza.residual.train import train_residual
     from cadenza.scale.backend import resolve_scale
-    from cadenza.tracking import open_tracker
 
     proj = load_project(project)
     scale = resolve_scale(proj.config.scale, backend, ray_address, rollout_workers)
@@ -156,9 +156,7 @@ def train(
             bar.console.print(text, soft_wrap=True)
 
         try:
-            with open_tracker(proj, "train", track, warn=lambda w: bar.console.print(f"[yellow]{w}[/yellow]")) as tr:
-                if tr.where:
-                    bar.console.print(f"tracking: {tr.kind} {tr.where}", soft_wrap=True, markup=False)
+            with command_tracker(proj, "train", track, bar.console) as tr:
                 res = train_residual(proj, steps=steps, seed=seed, device=device, real=real, fresh=fresh,
                                      on_round=on_round, on_stage=on_stage, scale=scale, tracker=tr)
         except KeyboardInterrupt:
@@ -302,7 +300,6 @@ def bench(
     from cadenza.bench.report import print_report
     from cadenza.bench.runner import resolve_settings, run_bench
     from cadenza.project.config import load_project
-    from cadenza.tracking import open_tracker
 
     proj = load_project(project)
     s = resolve_settings(proj, steps=steps, seeds=seeds, arms=arms, full_reward=full_reward, device=device,
@@ -324,9 +321,7 @@ def bench(
                               f"final success {r['final']['success_rate']:.1%}")
 
         try:
-            with open_tracker(proj, "bench", track, warn=lambda w: bar.console.print(f"[yellow]{w}[/yellow]")) as tr:
-                if tr.where:
-                    bar.console.print(f"tracking: {tr.kind} {tr.where}", soft_wrap=True, markup=False)
+            with command_tracker(proj, "bench", track, bar.console) as tr:
                 res = run_bench(proj, s, on_run=on_run, tracker=tr)
         except KeyboardInterrupt:
             bar.stop()

@@ -21,7 +21,6 @@ from cadenza.distill.latency import latency_in_fresh_process
 from cadenza.distill.runtime import FP32_NAME, INT8_NAME, META_NAME, WEIGHTS_NAME
 from cadenza.distill.scoring import StudentScore, score_student
 from cadenza.distill.student import FORMAT, StudentArch
-from cadenza.errors import UsageError
 from cadenza.governance.registry import Registry
 from cadenza.project.config import Project
 from cadenza.scale.backend import ScaleSettings
@@ -81,9 +80,7 @@ def distill(project: Project, *, epochs: int | None = None, quantize: bool = Fal
     scale = scale or ScaleSettings()
     workers = None
     if scale.rollout_workers > 1:
-        if scale.rollout_workers > cfg.envs:
-            raise UsageError(f"--rollout-workers {scale.rollout_workers}: more shards than the {cfg.envs} "
-                             "collection envs; use at most that many")
+        scale.check_shards(cfg.envs, "collection envs")
         from cadenza.distill.rollout_shards import DaggerShard, shard_specs
         from cadenza.scale.shards import ShardWorkers
 
@@ -107,7 +104,7 @@ def distill(project: Project, *, epochs: int | None = None, quantize: bool = Fal
         dag = run_dagger(mk, tch, arch, cfg, device=accel.device, on_round=round_done, shards=workers)
     finally:
         if workers is not None:
-            where.update({k: workers.cluster[k] for k in ("nodes", "cpus") if k in workers.cluster})
+            where = scale.training(workers.cluster)
             workers.close()
     timings["dagger_s"] = time.perf_counter() - t
 

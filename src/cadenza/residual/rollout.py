@@ -64,6 +64,15 @@ class ShardSpec:
     init_log_std: float
 
 
+def shard_specs(project_root: str, *, real: bool, reward: str, arch: ResidualArch, cfg: Any, seed: int,
+                shards: int) -> list[ShardSpec]:
+    """The specs of a PPO rollout's ``shards`` (``cfg``: the run's PPOConfig; ``seed``: the learner's)."""
+    return [ShardSpec(project_root=project_root, real=real, reward=reward, num_envs=n, seed=s, arch=arch,
+                      n_steps=cfg.n_steps, noise_hold=cfg.noise_hold, gamma=cfg.gamma,
+                      bootstrap_truncation=cfg.bootstrap_truncation, init_log_std=cfg.init_log_std)
+            for n, s in zip(shard_sizes(cfg.num_envs, shards), shard_seeds(seed, shards), strict=True)]
+
+
 class RolloutShard:
     """One slice of the task stepped with the actor's weights; see the module docstring for the contract."""
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from cadenza.accel import configure
 from cadenza.base.loader import load_base
-from cadenza.errors import UsageError
 from cadenza.governance.governor import Decision, Governor, LocalGovernor, Plan, TaskProfile
 from cadenza.project.config import Project
 from cadenza.residual.checkpoint import load_checkpoint, resume, run_dir, save_best, save_round
@@ -24,7 +23,7 @@ from cadenza.residual.loop import run_rounds
 from cadenza.residual.plot import plot_curve
 from cadenza.residual.policy import ResidualController
 from cadenza.residual.ppo import PPO, PPOConfig, update_workload
-from cadenza.residual.rollout import ShardPool, ShardSpec, shard_seeds, shard_sizes
+from cadenza.residual.rollout import ShardPool, shard_specs
 from cadenza.residual.sac import SAC, SACConfig, sac_workload
 from cadenza.residual.scaffold import arch_from_spec
 from cadenza.residual.validation import Validator
@@ -67,13 +66,7 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     plan: Plan = governor.plan(profile)
     learner, config, workload = LEARNERS[plan.algorithm]
     cfg = config(**plan.hyperparameters)
-    shards = scale.rollout_workers
-    if shards > 1 and plan.algorithm != "ppo":
-        raise UsageError(f"--rollout-workers {shards}: sharded rollouts are built for PPO; algorithm "
-                         f"{plan.algorithm!r} collects in one piece (use --rollout-workers 1)")
-    if shards > cfg.num_envs:
-        raise UsageError(f"--rollout-workers {shards}: more shards than the {cfg.num_envs} parallel envs the plan "
-                         "runs; use at most that many")
+    scale.check_shards(cfg.num_envs, "parallel envs the plan runs", plan.algorithm)
     accel = configure(device, workload=workload(arch, cfg, budget))
 
     rdir = run_dir(project, real)
@@ -83,11 +76,9 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     steps_done = history[-1]["env_steps_total"] if history else 0
     learner_seed = seed + 1000 * resumed_from
     pool: ShardPool | None = None
-    if shards > 1:
-        specs = [ShardSpec(project_root=str(project.root), real=real, reward=rc.reward, num_envs=n, seed=s, arch=arch,
-                           n_steps=cfg.n_steps, noise_hold=cfg.noise_hold, gamma=cfg.gamma,
-                           bootstrap_truncation=cfg.bootstrap_truncation, init_log_std=cfg.init_log_std)
-                 for n, s in zip(shard_sizes(cfg.num_envs, shards), shard_seeds(learner_seed, shards), strict=True)]
+    if scale.rollout_workers > 1:
+        specs = shard_specs(str(project.root), real=real, reward=rc.reward, arch=arch, cfg=cfg, seed=learner_seed,
+                            shards=scale.rollout_workers)
         pool = ShardPool(specs, plan.level_at(steps_done), ray=scale.backend == "ray", address=scale.ray_address)
         task: Any = pool
         ppo = learner(arch, cfg, pool, base, device=accel.device, seed=learner_seed, accel=accel, rollout=pool)
@@ -162,9 +153,7 @@ def _train(project: Project, *, ppo: Any, task: Any, pool: ShardPool | None, sca
     stop_reason = decision.reason
     warnings = list(latest_warning.values())
     wall = wall_before + time.perf_counter() - t0
-    where = scale.training()
-    if pool is not None and pool.cluster:
-        where.update(nodes=pool.cluster["nodes"], cpus=pool.cluster["cpus"])
+    where = scale.training(pool.cluster if pool is not None else None)
 
     res = finalise(project, ppo=ppo, base=base, arch=arch, accel=accel, plan=plan, profile=profile,
                     history=history, best=best, best_state=best_state, steps_done=steps_done, seed=seed,

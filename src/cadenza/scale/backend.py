@@ -44,8 +44,22 @@ class ScaleSettings:
                     "--rollout-workers N puts N shards on Ray actors")
         return None
 
-    def training(self) -> dict[str, Any]:
-        return {**self.as_dict(), "rollout_workers": self.rollout_workers}
+    def training(self, cluster: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What a training report records: backend, address, rollout shards, and the cluster's nodes and
+        CPUs when its shards ran on one."""
+        where = {**self.as_dict(), "rollout_workers": self.rollout_workers}
+        where.update({k: cluster[k] for k in ("nodes", "cpus") if cluster and k in cluster})
+        return where
+
+    def check_shards(self, envs: int, what: str, algorithm: str = "ppo") -> None:
+        """One line (UsageError) when ``rollout_workers`` cannot shard ``envs`` parallel envs (named by
+        ``what``) of this learner: sharded rollouts are built for PPO, at most one shard per env."""
+        n = self.rollout_workers
+        if n > 1 and algorithm != "ppo":
+            raise UsageError(f"--rollout-workers {n}: sharded rollouts are built for PPO; algorithm {algorithm!r} "
+                             "collects in one piece (use --rollout-workers 1)")
+        if n > envs:
+            raise UsageError(f"--rollout-workers {n}: more shards than the {envs} {what}; use at most that many")
 
 
 def ray_import_error() -> str | None:
