@@ -482,6 +482,8 @@ PINNED: dict[str, list[str]] = {
     "task.level": ["-0.1", "1.5", "nan"],
     "task.real.perturbations.scale": ["-1", "nan", "inf"],
     "llm.api_key_env": ['""', '"MY KEY"'],
+    "registry.backend": ['"MLflow"', '"s3"', '""'],
+    "registry.uri": ['"127.0.0.1:5000"', '"ftp://host"', '"http://"'],
 }
 
 

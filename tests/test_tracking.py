@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cadenza.tracking import flatten, numeric
-from tests.conftest import make_project, run_cli
+from tests.conftest import free_port, make_project, run_cli
 
 SMALL = {"task.num_envs": "16", "residual.hidden_dim": "32", "governance.eval_episodes": "40",
          "governance.min_episodes": "20", "governance.max_eval_episodes": "120"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_flatten_and_numeric_keep_finite_numbers_only() -> None:
@@ -68,37 +55,6 @@ def test_track_none_writes_nothing_and_mlflow_needs_a_server(tmp_path: Path, cap
 
 
 # ---------------------------------------------------------------------------------------------- MLflow
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pytest.importorskip("mlflow")
-    base = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{base / 'mlflow.db'}", "--artifacts-destination", str(base / "art"),
-           "--workers", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=base,
-                            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail("mlflow server did not come up on 127.0.0.1")
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 @pytest.mark.slow
 def test_train_logs_params_metrics_and_artefacts_to_mlflow(mlflow_server: str, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str],

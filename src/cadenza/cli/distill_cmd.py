@@ -209,12 +209,12 @@ def eval_(
     from cadenza.distill.build import SHIPPED_RUNTIME
     from cadenza.distill.scoring import apply_verdict, score_student
     from cadenza.errors import CadenzaError
-    from cadenza.governance.registry import Registry
+    from cadenza.governance.registry import open_registry
     from cadenza.project.config import load_project
     from cadenza.utils.io import atomic_write_json
 
     proj = load_project(project)
-    reg = Registry(proj.root)
+    reg = open_registry(proj)
     version = version or reg.latest("student")
     if version is None:
         raise CadenzaError(f"{proj.root}: no student distilled yet; run: cadenza env distill {proj.root}")

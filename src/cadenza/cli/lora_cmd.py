@@ -257,13 +257,13 @@ def decode(
     from rich.markup import escape
     from rich.table import Table
 
-    from cadenza.governance.registry import Registry
+    from cadenza.governance.registry import open_registry
     from cadenza.lora.evaluate import latest_version
     from cadenza.lora.planner import KIND, load_version
     from cadenza.project.config import load_project
 
     proj = load_project(project)
-    version = Registry(proj.root).baseline(KIND)
+    version = open_registry(proj).baseline(KIND)
     note = ""
     if version is None:
         version = latest_version(proj)

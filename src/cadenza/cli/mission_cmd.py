@@ -133,7 +133,7 @@ def finetune(
                       soft_wrap=True)
 
 
-@locked("env train", check=preflight.nothing)
+@locked("env train", check=preflight.registry)
 def train(
     project: ProjectArg,
     runs: Annotated[int | None, typer.Option("--runs", callback=number_check(ge=1, le=100_000), show_default=False,

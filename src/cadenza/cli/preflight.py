@@ -26,8 +26,22 @@ def round_steps(project: Project, real: bool = False) -> int:
     return int(plan.hyperparameters["n_steps"]) * int(plan.hyperparameters["num_envs"])
 
 
+def _registry(project: Project) -> None:
+    """With ``[registry] backend = "mlflow"``: mlflow installed, a server named, and the server answers."""
+    if project.config.registry.backend != "local":
+        from cadenza.governance.registry import open_registry
+
+        open_registry(project)
+
+
 def _version_exists(project: Project, kind: str, version: str | None) -> None:
-    if version is not None and not (project.registry_dir / kind / version / "manifest.json").is_file():
+    if project.config.registry.backend != "local":
+        from cadenza.governance.registry import open_registry
+
+        reg = open_registry(project)
+        if version is not None and version not in reg.versions(kind):
+            raise ArtefactError(f"--version: {kind} version {version!r} not found in {reg.location(kind)}")
+    elif version is not None and not (project.registry_dir / kind / version / "manifest.json").is_file():
         raise ArtefactError(f"--version: {kind} version {version!r} not found in {project.registry_dir / kind}")
 
 
@@ -53,6 +67,7 @@ def residual_train(project: Project, p: dict[str, Any]) -> None:
     real = p.get("real", False)
     check_project(project, real)
     _track(project, p)
+    _registry(project)
     _scale(project, p).check_shards(project.config.task.num_envs, "parallel envs (task.num_envs)",
                                     project.config.residual.algorithm)
     steps = p.get("steps")
@@ -93,6 +108,7 @@ def residual_bench(project: Project, p: dict[str, Any]) -> None:
 def distill_build(project: Project, p: dict[str, Any]) -> None:
     check_project(project, p.get("real", False))
     _track(project, p)
+    _registry(project)
     _scale(project, p).check_shards(project.config.distill.rollout_envs, "collection envs (distill.rollout_envs)")
 
 
@@ -108,6 +124,7 @@ def run(project: Project, p: dict[str, Any]) -> None:
                           f"world, which needs 'proxy:rescue-dog' (got {project.config.task.id!r})")
     if p.get("controller", "residual") != "student":
         check_base(project, real=False)
+    _registry(project)
 
 
 def finetune(project: Project, p: dict[str, Any]) -> None:
@@ -138,6 +155,11 @@ def writes_inside(project_param: str, output_param: str) -> Any:
 def tracked(project: Project, p: dict[str, Any]) -> None:
     """The config, and --track over [tracking]."""
     _track(project, p)
+
+
+def registry(project: Project, p: dict[str, Any]) -> None:
+    """The config, and a registry that can be opened (an MLflow one's server answers)."""
+    _registry(project)
 
 
 def nothing(project: Project, p: dict[str, Any]) -> None:

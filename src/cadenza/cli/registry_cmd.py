@@ -13,18 +13,18 @@ from cadenza.cli.common import ProjectArg, checked, choice_check, console, locke
 KIND_CHECK = choice_check("residual", "student", "lora", "prompt")  # = governance.registry.KINDS
 
 
-@checked(preflight.nothing)
+@checked(preflight.registry)
 def history(
     project: ProjectArg,
     kind: Annotated[str | None, typer.Option("--kind", callback=KIND_CHECK,
                                              help="Only this kind: residual, student, lora or prompt.")] = None,
 ) -> None:
     """List every artefact version, verdict and baseline move of the project."""
-    from cadenza.governance.registry import KINDS, Registry
+    from cadenza.governance.registry import KINDS, open_registry
     from cadenza.project.config import load_project
 
     proj = load_project(project)
-    reg = Registry(proj.root)
+    reg = open_registry(proj)
     kinds = [kind] if kind else list(KINDS)
     for k in kinds:
         reg.check_kind(k)
@@ -58,7 +58,7 @@ def history(
         console.print(f"{k:9s} baseline: {reg.baseline(k) or '-'}   versions: {len(reg.versions(k))}")
 
 
-@locked("env rollback", check=preflight.nothing)
+@locked("env rollback", check=preflight.registry)
 def rollback(
     project: ProjectArg,
     kind: Annotated[str, typer.Argument(callback=KIND_CHECK, help="residual, student, lora or prompt.",
@@ -68,11 +68,11 @@ def rollback(
                                            show_default=False)] = None,
 ) -> None:
     """Move the baseline of KIND back to an earlier version (its files are re-published)."""
-    from cadenza.governance.registry import Registry
+    from cadenza.governance.registry import open_registry
     from cadenza.project.config import load_project
 
     proj = load_project(project)
-    reg = Registry(proj.root)
+    reg = open_registry(proj)
     reg.check_kind(kind)
     before = reg.baseline(kind)
     after = reg.rollback(kind, to)

@@ -205,7 +205,7 @@ def eval_(
     from cadenza.base.loader import load_base
     from cadenza.cli.common import VERDICT_EXIT
     from cadenza.errors import CadenzaError
-    from cadenza.governance.registry import Registry
+    from cadenza.governance.registry import open_registry
     from cadenza.project.config import load_project
     from cadenza.residual.policy import ResidualController, load_policy
     from cadenza.residual.scoring import apply_verdict, score_residual
@@ -214,7 +214,7 @@ def eval_(
     proj = load_project(project)
     if ab and promote:
         raise CadenzaError("--ab compares residual on/off and gives no verdict; drop --promote (or --ab)")
-    reg = Registry(proj.root)
+    reg = open_registry(proj)
     if policy is not None:
         load_policy(policy)  # refuse a bad file before it enters the registry
         version = reg.register("residual", {"policy.pt": policy}, {"imported_from": str(policy)})

@@ -21,7 +21,7 @@ from cadenza.distill.latency import latency_in_fresh_process
 from cadenza.distill.runtime import FP32_NAME, INT8_NAME, META_NAME, WEIGHTS_NAME
 from cadenza.distill.scoring import StudentScore, score_student
 from cadenza.distill.student import FORMAT, StudentArch
-from cadenza.governance.registry import Registry
+from cadenza.governance.registry import open_registry
 from cadenza.project.config import Project
 from cadenza.scale.backend import ScaleSettings
 from cadenza.tasks.factory import make_task
@@ -140,7 +140,7 @@ def distill(project: Project, *, epochs: int | None = None, quantize: bool = Fal
     }
     atomic_write_json(out / META_NAME, student_meta)
     files[META_NAME] = out / META_NAME
-    reg = Registry(project.root)
+    reg = open_registry(project)
     reg_meta = {"task": spec.label, "real": real, "teacher": teacher_desc, "runtime": SHIPPED_RUNTIME,
                 "quantized": quantize, "params": arch.param_count(), "epochs": cfg.epochs, "rounds": cfg.rounds,
                 "samples": dag.samples}

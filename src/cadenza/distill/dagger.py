@@ -30,7 +30,7 @@ from cadenza.base.loader import BasePolicy, load_base
 from cadenza.distill.quant_aware import quantized_raw
 from cadenza.distill.student import Student, StudentArch
 from cadenza.errors import ArtefactError
-from cadenza.governance.registry import Registry
+from cadenza.governance.registry import open_registry
 from cadenza.project.config import Project
 from cadenza.residual.combine import BasePlusResidual
 from cadenza.residual.policy import ResidualController, load_policy
@@ -69,7 +69,7 @@ def load_teacher(project: Project, *, kind: str = "residual", residual_version: 
     base = load_base(base_source(project, real), project.root, act_dim)
     if kind == "base":
         return Teacher(base)
-    reg = Registry(project.root)
+    reg = open_registry(project)
     version = residual_version or reg.baseline("residual")
     if version is None:
         raise ArtefactError(

@@ -225,9 +225,9 @@ def student_file(manifest_files: dict[str, Any], precision: str) -> str:
 def load_registered_student(project_root: str | Path, version: str, precision: str = "fp32"
                             ) -> OnnxStudent | NumpyStudent:
     """A registered student version (hash-verified by the registry) in the given precision."""
-    from cadenza.governance.registry import Registry
+    from cadenza.governance.registry import open_registry
 
-    reg = Registry(project_root)
+    reg = open_registry(project_root)
     man = reg.verify("student", version)
     return load_student(reg.path("student", version, student_file(man["files"], precision)), version=version)
 
@@ -238,10 +238,10 @@ def load_promoted_student(project: Any, precision: str | None = None) -> OnnxStu
     ``precision`` defaults to the one the student was promoted to run in (``runtime`` in its
     metadata: ``fp32`` unless said otherwise).
     """
-    from cadenza.governance.registry import Registry
+    from cadenza.governance.registry import open_registry
 
     root = project.root if hasattr(project, "root") else Path(project)
-    reg = Registry(root)
+    reg = open_registry(project)
     version = reg.baseline("student")
     if version is None:
         return None

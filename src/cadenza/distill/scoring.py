@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cadenza.governance.registry import Registry
+from cadenza.governance.registry import open_registry
 from cadenza.governance.scorecard import (
     Check,
     Scorecard,
@@ -117,7 +117,7 @@ def score_student(project: Project, version: str, *, episodes: int | None = None
 
     t0 = time.perf_counter()
     g = project.config.governance
-    reg = Registry(project.root)
+    reg = open_registry(project)
     man = reg.verify("student", version)
     meta = man.get("metadata", {})
     if bool(meta.get("real", False)) != real:
@@ -200,7 +200,7 @@ def score_student(project: Project, version: str, *, episodes: int | None = None
 def apply_verdict(project: Project, card: Scorecard, version: str, promote: bool) -> str:
     """Record the verdict in the ledger and move the student baseline as it says; returns what was done.
     Promotion publishes exactly the version's files (the registry removes an older version's int8 export)."""
-    return Registry(project.root).apply_verdict("student", version, card, promote, no_baseline="no student baseline")
+    return open_registry(project).apply_verdict("student", version, card, promote, no_baseline="no student baseline")
 
 
 def headroom(budget_ms: float, p99_us: float) -> float:

@@ -9,6 +9,10 @@ Layout under ``<project>/.cadenza/registry/``::
 Kinds: ``residual``, ``student``, ``lora``, ``prompt``. A promoted version is also *published*: its
 files are copied (atomically) to the well-known paths users load (e.g. ``residual/residual_policy.pt``).
 A version whose files do not match its manifest is refused, never loaded.
+
+:func:`open_registry` is how commands get a project's registry: this local one by default, or, with
+``[registry] backend = "mlflow"``, :class:`cadenza.governance.registry_mlflow.MlflowRegistry`, the same
+interface on an MLflow model registry that a team shares (this folder layout is then its local cache).
 """
 
 from __future__ import annotations
@@ -49,9 +53,17 @@ def _user() -> str:
 
 
 class Registry:
+    """The local registry (``[registry] backend = "local"``, the default)."""
+
+    backend = "local"
+
     def __init__(self, project_root: str | Path) -> None:
         self.project_root = Path(project_root)
         self.root = self.project_root / ".cadenza" / "registry"
+
+    def location(self, kind: str) -> str:
+        """Where ``kind``'s versions live, for messages."""
+        return str(self.root / kind)
 
     # ------------------------------------------------------------------ versions
     def check_kind(self, kind: str) -> None:
@@ -142,31 +154,40 @@ class Registry:
 
     def baseline(self, kind: str) -> str | None:
         self.check_kind(kind)
-        return self._pointers().get(kind, {}).get("baseline")
+        return self._pointer(kind)["baseline"]
+
+    def _pointer(self, kind: str) -> dict[str, Any]:
+        """``{"baseline": version or None, "previous": [older baselines, oldest first]}`` of ``kind``."""
+        cur = self._pointers().get(kind) or {}
+        return {"baseline": cur.get("baseline"), "previous": list(cur.get("previous", []))}
+
+    def _move_baseline(self, kind: str, version: str, previous: list[str]) -> None:
+        """Publish ``version``'s files, then point ``kind``'s baseline at it."""
+        self._publish(kind, version)
+        ptr = self._pointers()
+        ptr[kind] = {"baseline": version, "previous": previous}
+        atomic_write_json(self.root / "pointers.json", ptr)
 
     def promote(self, kind: str, version: str, reasons: list[str] | None = None,
                 metrics: dict[str, Any] | None = None) -> None:
         """Make ``version`` the baseline of ``kind`` and publish its files."""
         self.verify(kind, version)
-        ptr = self._pointers()
-        cur = ptr.get(kind, {"baseline": None, "previous": []})
-        if cur.get("baseline") == version:
+        cur = self._pointer(kind)
+        if cur["baseline"] == version:
             self._publish(kind, version)
             return
-        prev = list(cur.get("previous", []))
-        if cur.get("baseline"):
+        prev = cur["previous"]
+        if cur["baseline"]:
             prev.append(cur["baseline"])
-        ptr[kind] = {"baseline": version, "previous": prev}
-        self._publish(kind, version)
-        atomic_write_json(self.root / "pointers.json", ptr)
+        self._move_baseline(kind, version, prev)
         self._ledger({"event": "promote", "kind": kind, "version": version, "from": cur.get("baseline"),
                       "reasons": reasons or [], "metrics": metrics or {}})
 
     def rollback(self, kind: str, to: str | None = None, reason: str = "manual rollback") -> str:
         """Move the baseline back (to the previous one, or to ``to``); returns the new baseline."""
-        ptr = self._pointers()
-        cur = ptr.get(kind, {"baseline": None, "previous": []})
-        prev = list(cur.get("previous", []))
+        self.check_kind(kind)
+        cur = self._pointer(kind)
+        prev = cur["previous"]
         if to is None:
             if not prev:
                 raise CadenzaError(f"no earlier {kind} baseline to roll back to")
@@ -180,9 +201,7 @@ class Registry:
             if cur.get("baseline") and cur["baseline"] != to:
                 prev.append(cur["baseline"])
         self.verify(kind, target)
-        ptr[kind] = {"baseline": target, "previous": prev}
-        self._publish(kind, target)
-        atomic_write_json(self.root / "pointers.json", ptr)
+        self._move_baseline(kind, target, prev)
         self._ledger({"event": "rollback", "kind": kind, "version": target, "from": cur.get("baseline"),
                       "reasons": [reason]})
         return target
@@ -262,3 +281,24 @@ class Registry:
             if e.get("event") == "verdict" and e.get("version") == version:
                 return e
         return None
+
+
+def open_registry(project: Any) -> Registry:
+    """The registry of ``project`` (a loaded ``Project`` or a project directory) as its ``[registry]``
+    section says: the local one (the default; also for a directory without ``cadenza.toml``) or the
+    MLflow one, which checks that its server answers before it returns (one line naming the uri)."""
+    if not hasattr(project, "config"):  # a directory (or an object with a root directory)
+        root = Path(project) if isinstance(project, (str, Path)) else Path(project.root)
+        if not (root / "cadenza.toml").is_file():
+            return Registry(root)
+        from cadenza.project.config import load_project
+
+        project = load_project(root)
+    section = project.config.registry
+    if section.backend == "local":
+        return Registry(project.root)
+    from cadenza.governance.registry_mlflow import MlflowRegistry, registry_uri
+
+    tracking = project.config.tracking
+    return MlflowRegistry(project.root, registry_uri(project.root, section.uri, tracking.uri),
+                          model_prefix=project.name, experiment=tracking.experiment or project.name)

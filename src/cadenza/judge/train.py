@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza.errors import CadenzaError, UsageError
-from cadenza.governance.registry import Registry
+from cadenza.governance.registry import Registry, open_registry
 from cadenza.governance.stats import paired_diff_interval, paired_table, wilson
 from cadenza.judge.invariants import check_candidate
 from cadenza.judge.mine import FailureMode, MiningReport, mine
@@ -233,7 +233,7 @@ def train_prompt(project: Project, opts: TrainOptions, *, judge: Callable[[Minin
     if report.failures == 0:
         result.action = "nothing to fix: every mission read succeeded; the incumbent stays"
         return result
-    judged = already_judged(Registry(project.root), incumbent, runs.logs)
+    judged = already_judged(open_registry(project), incumbent, runs.logs)
     if judged is not None:
         result.action = (f"nothing new to fix: {judged} was already judged on these {len(runs.logs)} log(s) against "
                          f"this prompt; the incumbent stays (run more missions with `env run` first)")
@@ -320,7 +320,7 @@ def _diff(a: str, b: str) -> str:
 
 
 def _register(project: Project, result: TrainResult, incumbent: str, chosen: Candidate, conf: float) -> None:
-    reg = Registry(project.root)
+    reg = open_registry(project)
     result.incumbent_version = ensure_incumbent(reg, incumbent.encode("utf-8"))
     lo, hi = result.paired or (-1.0, 1.0)
     scores = {k: v.as_dict(conf) for k, v in result.validation.items()}

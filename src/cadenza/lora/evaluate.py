@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza.errors import CadenzaError
-from cadenza.governance.registry import Registry
+from cadenza.governance.registry import open_registry
 from cadenza.lora.encoder import load_encoder
 from cadenza.lora.head import META_FILE, load_baseline
 from cadenza.lora.planner import KIND, load_version
@@ -25,7 +25,7 @@ class Evaluated:
 
 
 def latest_version(project: Project) -> str:
-    v = Registry(project.root).latest(KIND)
+    v = open_registry(project).latest(KIND)
     if v is None:
         raise CadenzaError(f"{project.root} has no LoRA head yet; run `cadenza env lora finetune {project.root}` first")
     return v
@@ -39,7 +39,7 @@ def evaluate(project: Project, version: str, *, promote: bool, block: int | None
     from cadenza.mission.runner import mission_vocabulary
 
     configure("cpu", Workload("lora", params=22_700_000, batch=1, training=False))
-    reg = Registry(project.root)
+    reg = open_registry(project)
     vocab, _ = mission_vocabulary(project)
     base = project_base(project)
     head = load_version(project, version)

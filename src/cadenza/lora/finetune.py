@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cadenza.governance.registry import Registry
+from cadenza.governance.registry import open_registry
 from cadenza.lora import data as lora_data
 from cadenza.lora.augment import normalise
 from cadenza.lora.dataset import dataset_path, load_dataset
@@ -144,7 +144,7 @@ def finetune(project: Project, opts: FinetuneOptions, *, progress: Callable[[str
 
         tensors = {k: v for k, v in frozen.tensors_decoder().items()}
         save_file(tensors, str(Path(tmp) / BASELINE_FILE))
-        version = Registry(project.root).register(
+        version = open_registry(project).register(
             KIND, {ADAPTER_FILE: files[ADAPTER_FILE], META_FILE: files[META_FILE],
                    BASELINE_FILE: Path(tmp) / BASELINE_FILE},
             metadata={"rank": opts.rank, "epochs": opts.epochs, "lr": opts.lr, "seed": opts.seed,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from cadenza.errors import ArtefactError, CadenzaError
-from cadenza.governance.registry import Registry
+from cadenza.governance.registry import open_registry
 from cadenza.lora.head import ADAPTER_FILE, META_FILE, ActionHead, load_head
 from cadenza.mission.actions import ActionStep
 from cadenza.mission.objectives import PlannerStop
@@ -47,14 +47,14 @@ def load_version(project: Project, version: str, encoder: Any = None) -> ActionH
     """A registered head, its files checked against the registry's hashes first."""
     from cadenza.lora.encoder import load_encoder
 
-    reg = Registry(project.root)
+    reg = open_registry(project)
     adapter = reg.path(KIND, version, ADAPTER_FILE)
     meta = reg.path(KIND, version, META_FILE)
     return load_head(adapter, meta, encoder if encoder is not None else load_encoder(project.root))
 
 
 def promoted_version(project: Project) -> str:
-    v = Registry(project.root).baseline(KIND)
+    v = open_registry(project).baseline(KIND)
     if v is None:
         raise CadenzaError(f"{project.root} has no promoted LoRA head; run `cadenza env lora finetune {project.root} "
                            "--gate` (or `env lora eval --promote`) first")

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from cadenza.governance.registry import Registry
+from cadenza.governance.registry import Registry, open_registry
 from cadenza.governance.scorecard import Check, Scorecard, enough_episodes, not_worse_paired, rate_at_least
 from cadenza.governance.seeds import heldout_seed
 from cadenza.governance.sequential import LookPlan, run_looks
@@ -401,7 +401,7 @@ def save_report(project: Any, version: str, s: LoraScore) -> Any:
 
 
 def registry_of(project: Any) -> Registry:
-    return Registry(project.root)
+    return open_registry(project)
 
 
 def dumps(obj: Any) -> str:

@@ -308,6 +308,13 @@ class TrackingSection(_Section):
     experiment: str | None = Field(None, min_length=1, max_length=200)  # MLflow experiment; unset: the project's name
 
 
+class RegistrySection(_Section):
+    # where the artefact registry lives (docs/tracking.md): the project folder, or an MLflow model registry
+    backend: Literal["local", "mlflow"] = "local"
+    # the MLflow server of the registry; unset: [tracking] uri, then MLFLOW_TRACKING_URI
+    uri: str | None = Field(None, max_length=500, pattern=r"^((https?|file|sqlite)://\S+|databricks)$")
+
+
 class ProjectConfig(_Section):
     project: ProjectSection
     task: TaskSection = Field(default_factory=TaskSection)
@@ -321,6 +328,7 @@ class ProjectConfig(_Section):
     llm: LlmSection = Field(default_factory=LlmSection)
     scale: ScaleSection = Field(default_factory=ScaleSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
+    registry: RegistrySection = Field(default_factory=RegistrySection)
 
     @model_validator(mode="after")
     def _mission_goals_unique(self) -> ProjectConfig:

@@ -10,7 +10,7 @@ from typing import Any
 from cadenza.accel import AccelSettings
 from cadenza.base.loader import BasePolicy
 from cadenza.governance.governor import Plan, TaskProfile
-from cadenza.governance.registry import Registry
+from cadenza.governance.registry import open_registry
 from cadenza.governance.scorecard import Scorecard
 from cadenza.project.config import Project
 from cadenza.residual.checkpoint import mark_done
@@ -59,7 +59,7 @@ def finalise(project: Project, *, ppo: PPO | SAC, base: BasePolicy, arch: Residu
                  "validation": {k: best[k] for k in best if k.startswith("val_")} if best else None})
     tmp_policy = rdir / "candidate.pt"
     save_policy(actor, tmp_policy, meta)
-    reg = Registry(project.root)
+    reg = open_registry(project)
     version = reg.register("residual", {"policy.pt": tmp_policy}, meta)
     controller = ResidualController(actor.eval(), version)
     if on_stage is not None:

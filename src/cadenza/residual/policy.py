@@ -89,9 +89,9 @@ class ResidualController:
 
 def load_promoted_residual(project: Any, device: str = "cpu") -> ResidualController | None:
     """The project's promoted residual (hash-verified through the registry), or None if there is none."""
-    from cadenza.governance.registry import Registry
+    from cadenza.governance.registry import open_registry
 
-    reg = Registry(project.root)
+    reg = open_registry(project)
     version = reg.baseline("residual")
     if version is None:
         return None

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cadenza.base.loader import BasePolicy
-from cadenza.governance.registry import Registry
+from cadenza.governance.registry import open_registry
 from cadenza.governance.scorecard import Check, Scorecard, residual_checks
 from cadenza.governance.seeds import HELDOUT_SEED, heldout_seed
 from cadenza.governance.sequential import Look, LookPlan, run_looks
@@ -92,7 +92,7 @@ def score_residual(project: Project, candidate: ResidualController, base: BasePo
     g = project.config.governance
     policies: dict[str, tuple[str, ResidualController | None]] = {"candidate": ("residual", candidate),
                                                                    "base": ("base alone", None)}
-    reg = Registry(project.root)
+    reg = open_registry(project)
     bl = reg.baseline("residual")
     if bl is not None and bl != candidate_version:
         actor, _ = load_policy(reg.path("residual", bl, "policy.pt"))
@@ -106,5 +106,5 @@ def score_residual(project: Project, candidate: ResidualController, base: BasePo
 
 def apply_verdict(project: Project, card: Scorecard, version: str, promote: bool) -> str:
     """Record the verdict in the ledger and move the residual baseline as it says; returns what was done."""
-    return Registry(project.root).apply_verdict("residual", version, card, promote,
+    return open_registry(project).apply_verdict("residual", version, card, promote,
                                                 no_baseline="no baseline (base alone)")

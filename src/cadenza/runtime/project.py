@@ -31,12 +31,12 @@ def from_project(project: Project | str | Path, *, real: bool = False, version: 
     Extra keywords go to :class:`SafeRuntime` (``mode``, ``on_base_fault``, ``backend``, ...).
     """
     from cadenza.base.loader import load_base
-    from cadenza.governance.registry import Registry
+    from cadenza.governance.registry import open_registry
     from cadenza.residual.policy import load_policy
     from cadenza.tasks.factory import base_source, make_task
 
     proj = _project(project)
-    reg = Registry(proj.root)
+    reg = open_registry(proj)
     version = version or reg.baseline("residual")
     if version is None:
         raise CadenzaError(f"{proj.root}: no promoted residual; train one (cadenza env residual train) or name "
