@@ -88,6 +88,52 @@ def test_decoding_never_emits_an_invalid_step() -> None:
     assert len(observation_features(None)) == OBS_DIM
 
 
+def test_walk_check_never_decodes_a_walk_into_what_the_observation_shows() -> None:
+    """With the walk check (as missions decode), random decoders never take a walk longer than the room
+    ahead: checked against the site's own geometry (the straight segment keeps the body off every rock
+    and short of the debris field and the step face), and the check does refuse walks it sees as unsafe.
+    Rocks the summary does not report are not seen."""
+    from cadenza.lora.features import safe_step, walk_room
+    from cadenza.mission.world import ROBOT_R, ROCK_REPORT_M, ROCKS_REPORTED, collision_kind
+
+    vocab, _ = mission_vocabulary(load_project(EXAMPLE))
+    codec = StepCodec.from_vocabulary(vocab)
+    rng = random.Random(1)
+    walks = refused = 0
+    for trial in range(300):
+        torch.manual_seed(trial)
+        dec = PlanDecoder(DecoderConfig(goal_dim=16, hidden=32, code_dim=8), codec)
+        with torch.no_grad():
+            dec.action.bias[codec.actions.index("walk_forward")] += 3.0  # walks are the likeliest first step
+        site = Site.generate(rng.randrange(10**6))
+        state = BodyState(rng.uniform(-0.5, site.victim[0]), rng.uniform(-2, 2), rng.uniform(-1.2, 1.2))
+        if collision_kind(site, state, False) is not None:  # already touching something
+            continue
+        obs = observe(site, state)
+        args = (torch.randn(1, 16), torch.tensor([observation_features(obs)]), torch.tensor([codec.encode(None)]), 1)
+        free = dec.decode(*args)[0][0]
+        step = dec.decode(*args, safe=lambda s, o=obs: safe_step(s, o))[0][0]
+        refused += not safe_step(free, obs)
+        assert safe_step(step, obs)
+        if step.name != "walk_forward":
+            continue
+        walks += 1
+        d = step.params["distance_m"]
+        assert d <= walk_room(obs)
+        hx, hy = math.cos(state.yaw), math.sin(state.yaw)
+        clear = [math.hypot(rx - state.x, ry - state.y) - r - ROBOT_R for rx, ry, r in site.rocks]
+        shown = [site.rocks[i] for i in sorted(range(len(clear)), key=clear.__getitem__)[:ROCKS_REPORTED]
+                 if clear[i] <= ROCK_REPORT_M]  # the rocks the summary reports (a perception stack's view)
+        for rx, ry, r in shown:  # the closest point of the segment to each keeps the body off it
+            t = min(max((rx - state.x) * hx + (ry - state.y) * hy, 0.0), d)
+            gap = math.hypot(rx - state.x - t * hx, ry - state.y - t * hy) - r - ROBOT_R
+            assert gap > -0.03  # the summary rounds distances to 0.01 m and bearings to 1 degree
+        for face in (site.debris_x0, site.step_x):
+            if state.x + ROBOT_R <= face:
+                assert state.x + ROBOT_R + d * hx <= face + 0.03
+    assert walks >= 30 and refused >= 10
+
+
 # ---------------------------------------------------------------------------------------------- dataset
 def test_add_and_data_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                  monkeypatch: pytest.MonkeyPatch) -> None:

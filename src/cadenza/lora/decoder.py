@@ -17,6 +17,7 @@ make a decoded step fail :meth:`cadenza.mission.actions.Vocabulary.check`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,9 +74,13 @@ class PlanDecoder(nn.Module):
         return torch.stack(logits, 1), torch.stack(pos, 1)
 
     @torch.no_grad()
-    def decode(self, goal_vec: torch.Tensor, obs: torch.Tensor, prev: torch.Tensor,
-               max_len: int) -> tuple[list[ActionStep], list[float]]:
-        """Greedy constrained decoding of one plan (batch of 1): the steps and each chosen action's probability."""
+    def decode(self, goal_vec: torch.Tensor, obs: torch.Tensor, prev: torch.Tensor, max_len: int,
+               safe: Callable[[ActionStep], bool] | None = None) -> tuple[list[ActionStep], list[float]]:
+        """Greedy constrained decoding of one plan (batch of 1): the steps and each chosen action's probability.
+
+        ``safe``, when given, judges the first step (the one a mission takes now): the most probable
+        action whose step it accepts is chosen (a step it refuses is never emitted while another
+        action is left; when it refuses them all, the most probable one is kept)."""
         codec = self.codec
         code, h = self.initial(goal_vec, obs, prev)
         steps: list[ActionStep] = []
@@ -88,6 +93,12 @@ class PlanDecoder(nn.Module):
             if a == codec.end:
                 break
             step = codec.step(a, pos[0].tolist())
+            if t == 0 and safe is not None and not safe(step):
+                for b in torch.argsort(allowed, descending=True).tolist()[1:]:
+                    alt = codec.step(int(b), pos[0].tolist())
+                    if safe(alt):
+                        a, step = int(b), alt
+                        break
             steps.append(step)
             probs.append(float(p[a]))
             enc = torch.tensor([codec.encode(step)], dtype=goal_vec.dtype)

@@ -140,6 +140,24 @@ def feature_ahead(obs: dict[str, Any]) -> float:
     return out
 
 
+WALK = "walk_forward"  # the walking action the safety check applies to
+
+
+def walk_room(obs: dict[str, Any]) -> float:
+    """How far a straight walk can go before the body touches a reported rock (:func:`free_path` with no
+    margin) or reaches the next feature ahead (:func:`feature_ahead`: walking into the debris field or
+    the step face is a collision)."""
+    return min(free_path(obs, 0.0, CLEAR_MAX_M, 0.0), feature_ahead(obs))
+
+
+def safe_step(step: ActionStep, obs: dict[str, Any] | None) -> bool:
+    """False for a walk longer than :func:`walk_room` (it would run into a rock, the debris field or the
+    step face); every other step, and any step without an observation, is accepted."""
+    if obs is None or step.name != WALK:
+        return True
+    return float(step.params.get("distance_m", 0.0)) <= walk_room(obs)
+
+
 def observation_features(obs: dict[str, Any] | None) -> list[float]:
     """``OBS_DIM`` floats (all zeros for no observation): the scaled state vector; the victim and each
     reported rock in body coordinates (metres ahead and to the left), each rock's side gap (how far

@@ -29,7 +29,7 @@ import torch
 from cadenza.errors import ArtefactError
 from cadenza.lora.decoder import DecoderConfig, PlanDecoder, state_dict_named
 from cadenza.lora.encoder import encoder_id
-from cadenza.lora.features import StepCodec, observation_features
+from cadenza.lora.features import StepCodec, observation_features, safe_step
 from cadenza.mission.actions import ActionStep
 
 ADAPTER_FILE = "adapter.safetensors"
@@ -132,7 +132,8 @@ class ActionHead:
         obs = torch.tensor([observation_features(observation)], dtype=vec.dtype)
         prv = torch.tensor([self.codec.encode(prev)], dtype=vec.dtype)
         self.decoder.eval()
-        steps, probs = self.decoder.decode(vec, obs, prv, min(max_len or self.max_len, self.max_len))
+        steps, probs = self.decoder.decode(vec, obs, prv, min(max_len or self.max_len, self.max_len),
+                                           safe=(lambda s: safe_step(s, observation)) if observation else None)
         return Decoded(goal, steps, probs, sim, self.threshold, nearest, False)
 
     # ------------------------------------------------------------------ files

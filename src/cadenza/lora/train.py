@@ -28,7 +28,7 @@ import torch
 from cadenza.lora.augment import normalise, paraphrases
 from cadenza.lora.data import Batch, TrainData, cosine_schedule, loss_of, tensorise
 from cadenza.lora.decoder import DecoderConfig, PlanDecoder
-from cadenza.lora.features import StepCodec, observation_features
+from cadenza.lora.features import StepCodec, observation_features, safe_step
 from cadenza.lora.head import ActionHead, apply_lora
 
 BATCH = 256
@@ -37,6 +37,7 @@ HIDDEN = 160
 OPEN_EVERY = 8  # every 8th step is a batch of open-loop plans (the rest: observation-conditioned steps)
 DECODER_LR = 2e-3
 TEXTS_PER_STEP = 16
+DAGGER_ROUNDS = 2  # DAgger rounds during stage 1, evenly spaced
 # Sentences unrelated to any robot mission: the negatives the abstention threshold is calibrated on.
 NEGATIVES = (
     "make me a cup of tea", "what is the weather tomorrow", "book a table for two", "play some jazz music",
@@ -92,9 +93,10 @@ def fit(encoder: Any, codec: StepCodec, data: TrainData, *, epochs: int, lr: flo
         progress: Callable[[str, int, int], None] | None = None) -> FitResult:
     """Train the head (stage 1 then stage 2); ``progress(stage, done, total)`` is called every step.
 
-    ``dagger(policy)``, when given, is called twice, after one and two thirds of stage 1, with the
-    stage-1 decoder as a policy; the pairs it returns (the states that policy visits, labelled by the
-    expert) join the closed-loop data for the rest of training."""
+    ``dagger(policy)``, when given, is called ``DAGGER_ROUNDS`` times, evenly spaced through stage 1 (after
+    one and two thirds of it), with the stage-1 decoder as a policy (decoding with the walk check of
+    :func:`cadenza.lora.features.safe_step`, as missions do); the pairs it returns (the states that
+    policy visits, labelled by the expert) join the closed-loop data for the rest of training."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     t0 = time.perf_counter()
@@ -130,10 +132,11 @@ def fit(encoder: Any, codec: StepCodec, data: TrainData, *, epochs: int, lr: flo
         goal = frozen_all[[row[text]]]
         o = torch.tensor([observation_features(obs)])
         p = torch.tensor([codec.encode(prev)])
-        steps, _ = dec.decode(goal, o, p, 1)
+        steps, _ = dec.decode(goal, o, p, 1, safe=lambda s: safe_step(s, obs))
         return steps[0]
 
-    dagger_at = {decoder_steps // 3, (2 * decoder_steps) // 3} if dagger is not None else set()
+    dagger_at = ({decoder_steps * k // (DAGGER_ROUNDS + 1) for k in range(1, DAGGER_ROUNDS + 1)}
+                 if dagger is not None else set())
     dagger_pairs = 0
     for step in range(decoder_steps):
         if step in dagger_at and dagger is not None:
