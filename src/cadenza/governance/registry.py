@@ -87,17 +87,8 @@ class Registry:
         self.check_kind(kind)
         kdir = self.root / kind
         kdir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=kdir))
+        tmp, manifest = self._stage(kdir, kind, files, metadata)
         try:
-            manifest: dict[str, Any] = {"kind": kind, "created": _now(), "files": {}, "metadata": metadata or {}}
-            for name, src in files.items():
-                dst = tmp / name
-                if isinstance(src, bytes):
-                    dst.write_bytes(src)
-                else:
-                    shutil.copyfile(src, dst)
-                manifest["files"][name] = sha256_file(dst)
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
             while True:  # pick the next free name; rename is atomic and fails if it exists
                 existing = self.versions(kind)
                 version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
@@ -113,6 +104,27 @@ class Registry:
         self._ledger({"event": "register", "kind": kind, "version": version,
                       "files": manifest["files"], "metadata": metadata or {}})
         return version
+
+    @staticmethod
+    def _stage(kdir: Path, kind: str, files: dict[str, Path | bytes],
+               metadata: dict[str, Any] | None) -> tuple[Path, dict[str, Any]]:
+        """Copy ``files`` into a new temporary folder under ``kdir`` with their ``manifest.json``; returns the
+        folder and the manifest (the folder is removed again if anything fails)."""
+        tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=kdir))
+        try:
+            manifest: dict[str, Any] = {"kind": kind, "created": _now(), "files": {}, "metadata": metadata or {}}
+            for name, src in files.items():
+                dst = tmp / name
+                if isinstance(src, bytes):
+                    dst.write_bytes(src)
+                else:
+                    shutil.copyfile(src, dst)
+                manifest["files"][name] = sha256_file(dst)
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return tmp, manifest
 
     def manifest(self, kind: str, version: str) -> dict[str, Any]:
         path = self.root / kind / version / "manifest.json"

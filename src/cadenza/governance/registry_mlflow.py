@@ -204,17 +204,8 @@ class MlflowRegistry(Registry):
                                'backend = "local"; move .cadenza/registry aside (or go back to the local backend) '
                                "before registering to the server")
         kdir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=kdir))
+        tmp, manifest = self._stage(kdir, kind, files, metadata)
         try:
-            manifest: dict[str, Any] = {"kind": kind, "created": _now(), "files": {}, "metadata": metadata or {}}
-            for name, src in files.items():
-                dst = tmp / name
-                if isinstance(src, bytes):
-                    dst.write_bytes(src)
-                else:
-                    shutil.copyfile(src, dst)
-                manifest["files"][name] = sha256_file(dst)
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
             version = self._upload(kind, tmp, manifest)
             os.rename(tmp, kdir / version)
         except BaseException:
