@@ -125,9 +125,11 @@ class MlflowRegistry(Registry):
             if type(e).__name__ == "RestException":  # the server answered with an error
                 raise CadenzaError(f"registry: the MLflow server at {self.uri} refused to {what} ({first[:200]})") \
                     from None
-            raise CadenzaError(f"registry: cannot reach the MLflow server at {self.uri} ({what}: "
-                               f"{type(e).__name__}: {first[:120]}); start it, or set [registry] backend = "
-                               '"local"') from None
+            text = str(e)
+            why = next((w.lower() for w in ("Connection refused", "Read timed out", "Name or service not known")
+                        if w in text), f"{type(e).__name__}: {first[:120]}")
+            raise CadenzaError(f"registry: cannot reach the MLflow server at {self.uri} ({what}: {why}); start it, "
+                               'or set [registry] backend = "local"') from None
 
     def model_name(self, kind: str) -> str:
         return f"{self.prefix}-{kind}"
