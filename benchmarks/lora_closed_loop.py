@@ -54,6 +54,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=lora_train.DAGGER_ROUNDS, help="DAgger rounds in stage 1")
     ap.add_argument("--dagger-sites", type=int, default=None, help="sites per objective per DAgger round "
                     "(default: half of --sites, as finetune)")
+    ap.add_argument("--hidden", type=int, default=lora_train.HIDDEN, help="decoder width")
+    ap.add_argument("--copies", type=int, default=lora_data.AUGMENT_COPIES, help="augmented neighbours per state")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n", type=int, default=100, help="missions per objective")
@@ -64,6 +66,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     lora_train.DAGGER_ROUNDS = a.rounds
+    lora_data.AUGMENT_COPIES = a.copies
     if a.no_walk_check:
         head_mod.safe_step = lora_train.safe_step = lambda s, o: True  # type: ignore[assignment]
     proj = load_project(a.project)
@@ -76,7 +79,7 @@ def main() -> None:
     objectives = [o for o in OBJECTIVES if f"obj:{o}" in data.pools]
     dsites = a.dagger_sites if a.dagger_sites is not None else max(a.sites // 2, 1)
     res = lora_train.fit(load_encoder(proj.root), StepCodec.from_vocabulary(vocab), data, epochs=a.epochs, lr=2e-4,
-                         rank=8, max_len=max_steps, seed=a.seed, decoder_steps=a.steps,
+                         rank=8, max_len=max_steps, seed=a.seed, decoder_steps=a.steps, hidden=a.hidden,
                          dagger=dagger_round(vocab, base, max_steps, dsites, a.seed, objectives))
     trained_s = time.perf_counter() - t0
     head = res.head

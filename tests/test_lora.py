@@ -134,6 +134,39 @@ def test_walk_check_never_decodes_a_walk_into_what_the_observation_shows() -> No
     assert walks >= 30 and refused >= 10
 
 
+def test_state_augmentation_relabels_with_the_experts_memory() -> None:
+    """Recorded decisions carry the site, the pose and the expert's memory: relabelling a decision's own
+    state with them gives back its label (detours included); the neighbours are in a posture their place
+    allows and carry valid expert steps."""
+    import numpy as np
+
+    from cadenza.lora.data import neighbours
+    from cadenza.lora.finetune import project_base
+    from cadenza.lora.missions import MissionSpec, expert, run_batch
+    from cadenza.mission.objectives import OBJECTIVES
+    from cadenza.mission.planners import PlannerInput
+
+    proj = load_project(EXAMPLE)
+    vocab, _ = mission_vocabulary(proj)
+    specs = [MissionSpec(700_000 + i, o, o) for i, o in enumerate(list(OBJECTIVES) * 3)]
+    _, decisions = run_batch(specs, [expert(vocab, s.objective) for s in specs], vocab, project_base(proj),
+                             max_steps=40, record=True)
+    assert len(decisions) > 30 and any(d.detour is not None for d in decisions)  # some detours were under way
+    for d in decisions:
+        teacher = expert(vocab, specs[d.mission].objective)
+        teacher.detour = d.detour
+        again = teacher.plan(PlannerInput("", "", observe(d.site, d.state), "", vocab,
+                                          (d.prev,) if d.prev else (), d.index + 1))
+        assert again == d.label and observe(d.site, d.state) == d.observation
+    objectives = [s.objective for s in specs]
+    extra = neighbours(decisions, objectives, vocab, np.random.default_rng(0), copies=4)
+    assert len(extra) > 2 * len(decisions) and all(p.augmented for p in extra)
+    for p in extra[:200]:
+        assert p.steps and vocab.check(p.steps[0]).clamped == {}
+    for p in extra:  # a crawl only inside the debris field, a stand only outside it
+        assert (p.observation["posture"] == "crawling") == (p.observation["debris"]["state"] == "inside")
+
+
 # ---------------------------------------------------------------------------------------------- dataset
 def test_add_and_data_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                  monkeypatch: pytest.MonkeyPatch) -> None:

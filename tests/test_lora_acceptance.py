@@ -1,6 +1,7 @@
-"""Acceptance: the head trained as `env lora finetune --epochs 5 --rank 8` plans missions for goal
-paraphrases nobody trained on about as well as for the listed goals (at least 85% of their success),
-while the scripted planner refuses those paraphrases. Real MiniLM, real proxy missions (perturbation 0,
+"""Acceptance: the head trained as `env lora finetune --epochs 5 --rank 8` flies the listed goals
+within 5 points of the scripted planner on the same sites, and plans missions for goal paraphrases
+nobody trained on about as well as for the listed goals (at least 85% of their success), while the
+scripted planner refuses those paraphrases. Real MiniLM, real proxy missions (perturbation 0,
 the project's base), the same sites for both goal sets."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ pytest.importorskip("peft")
 
 from cadenza.errors import CadenzaError  # noqa: E402
 from cadenza.lora.finetune import Finetuned, FinetuneOptions, finetune, project_base  # noqa: E402
-from cadenza.lora.missions import MissionSpec, run_batch  # noqa: E402
+from cadenza.lora.missions import MissionSpec, expert, run_batch  # noqa: E402
 from cadenza.lora.planner import LoraPlanner  # noqa: E402
 from cadenza.mission.planners import make_planner  # noqa: E402
 from cadenza.mission.runner import mission_vocabulary  # noqa: E402
@@ -52,7 +53,9 @@ def test_paraphrases_never_trained_on_do_almost_as_well_as_the_listed_goals(tmp_
             lst += [MissionSpec(s, obj, listed[obj]) for s in seeds]
     k_par = sum(o.success for o in run_batch(par, [LoraPlanner(head) for _ in par], vocab, base, max_steps=40)[0])
     k_lst = sum(o.success for o in run_batch(lst, [LoraPlanner(head) for _ in lst], vocab, base, max_steps=40)[0])
-    assert k_lst > 0.5 * len(lst), (k_lst, len(lst))
+    k_exp = sum(o.success for o in run_batch(lst, [expert(vocab, s.objective) for s in lst], vocab, base,
+                                             max_steps=40)[0])
+    assert k_lst >= k_exp - 0.05 * len(lst), (k_lst, k_exp, len(lst))  # within 5 points of the scripted expert
     assert k_par >= 0.85 * k_lst, (k_par, k_lst, len(par))
     scripted = make_planner("scripted", proj, vocab)
     refused = 0

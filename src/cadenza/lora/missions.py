@@ -12,7 +12,7 @@ missions share one :class:`RescueDogProxy` batch, so the physics of all of them 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from cadenza.mission.actions import ActionStep, Vocabulary
 from cadenza.mission.body import ProxyBody, step_batch
 from cadenza.mission.episode import Mission
 from cadenza.mission.planners import Planner, PlannerInput, ScriptedPlanner
-from cadenza.mission.world import Site
+from cadenza.mission.world import BodyState, Site
 from cadenza.tasks.proxy.rescue_dog import RescueDogProxy
 
 MAX_TICKS = 5000  # a mission's time limit (100 s at 50 Hz)
@@ -58,6 +58,9 @@ class Decision:
     taken: ActionStep
     label: ActionStep  # what the labeller (the expert) would have done here
     noisy: bool  # the step taken was not the label
+    site: Site | None = None  # where the mission is (for state augmentation, cadenza.lora.data)
+    state: BodyState | None = None  # the body's pose and posture when the decision was asked for
+    detour: float | None = None  # the labeller's memory (ScriptedPlanner.detour) before it labelled
 
 
 # noise(rng, label, observation, previous step, mission index) -> a step to take instead, or None
@@ -76,11 +79,13 @@ class _Labelled:
                  out: list[Decision] | None) -> None:
         self.inner, self.i, self.noise, self.rng, self.out = inner, i, noise, rng, out
         self.name = inner.name
+        self.mission: Mission | None = None  # set by run_batch: where decisions are recorded from
 
     def reset(self, goal: str, seed: int) -> None:
         self.inner.reset(goal, seed)
 
     def plan(self, inp: PlannerInput) -> ActionStep:
+        memory = getattr(self.inner, "detour", None)
         label = self.inner.plan(inp)
         prev = inp.history[-1] if inp.history else None
         step, noisy = label, False
@@ -95,7 +100,9 @@ class _Labelled:
                     # still wants the walk past the rock next)
                     forget()
         if self.out is not None:
-            self.out.append(Decision(self.i, len(inp.history), inp.observation, prev, step, label, noisy))
+            m = self.mission
+            self.out.append(Decision(self.i, len(inp.history), inp.observation, prev, step, label, noisy,
+                                     m.site if m else None, replace(m.state) if m else None, memory))
         return step
 
 
@@ -124,6 +131,8 @@ def run_batch(specs: list[MissionSpec], planners: list[Planner], vocab: Vocabula
         if noise is not None or record:
             p = _Labelled(p, i, noise, rng, decisions if record else None)
         missions.append(Mission(site, body, p, vocab, s.goal, max_steps=max_steps, seed=s.seed, objective=s.objective))
+        if isinstance(p, _Labelled):
+            p.mission = missions[-1]
     ticks = np.zeros(n, dtype=int)
 
     def settle(i: int) -> None:

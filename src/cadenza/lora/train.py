@@ -5,8 +5,9 @@
    kept aside, is the scorecard's *frozen-encoder baseline*.
 2. **Stage 2, LoRA** (``--epochs`` epochs): LoRA matrices of rank ``--rank`` are injected into the
    encoder's attention projections (peft) and trained with the decoder. An epoch is one pass over the
-   training pairs; each step embeds ``TEXTS_PER_STEP`` goal texts through the adapted encoder (with
-   gradients) and uses them for a batch of pairs. LoRA learns at ``--lr``, the decoder at
+   training pairs (the augmented neighbours of :mod:`cadenza.lora.data`, item 5, are drawn from but
+   do not lengthen it); each step embeds ``TEXTS_PER_STEP`` goal texts through the adapted encoder
+   (with gradients) and uses them for a batch of pairs. LoRA learns at ``--lr``, the decoder at
    ``DECODER_LR``; AdamW, cosine decay.
 3. **Abstention threshold**: see :func:`calibrate`.
 
@@ -32,8 +33,8 @@ from cadenza.lora.features import StepCodec, observation_features, safe_step
 from cadenza.lora.head import ActionHead, apply_lora
 
 BATCH = 256
-DECODER_STEPS = 1200
-HIDDEN = 160
+DECODER_STEPS = 5000
+HIDDEN = 256
 OPEN_EVERY = 8  # every 8th step is a batch of open-loop plans (the rest: observation-conditioned steps)
 DECODER_LR = 2e-3
 TEXTS_PER_STEP = 16
@@ -163,7 +164,7 @@ def fit(encoder: Any, codec: StepCodec, data: TrainData, *, epochs: int, lr: flo
     opt = torch.optim.AdamW([{"params": lora_params, "lr": lr, "base": lr},
                              {"params": list(dec.parameters()), "lr": DECODER_LR / 4, "base": DECODER_LR / 4}],
                             weight_decay=1e-4)
-    per_epoch = max(1, len(data.pairs) // BATCH)
+    per_epoch = max(1, sum(not p.augmented for p in data.pairs) // BATCH)  # augmented neighbours do not count
     total = epochs * per_epoch
     keys = sorted(data.pools)
     for step in range(total):

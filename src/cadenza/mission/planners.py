@@ -115,14 +115,15 @@ class ScriptedPlanner:
         self.base_rules = rules or ScriptedRules()
         self.r = self.base_rules
         self._rules_seen: tuple[str, ScriptedRules] = ("", self.base_rules)  # (prompt's rules text, rules)
-        self._detour: float | None = None  # after a detour turn: walk this far to get past the rock
+        # a detour in progress (the planner's only memory): after a detour turn, walk this far to get past the rock
+        self.detour: float | None = None
         # the objective pursued; with ``goals`` (normalised goal text -> objective) it is the goal's, and a
         # goal not in ``goals`` is refused
         self.objective = objective or DEFAULT_OBJECTIVE
         self.goals = goals
 
     def reset(self, goal: str, seed: int) -> None:
-        self._detour = None
+        self.detour = None
         if self.goals is not None:
             self.objective = self.check_goal(goal)
 
@@ -139,7 +140,7 @@ class ScriptedPlanner:
 
     def forget(self) -> None:
         """Drop the memory of a detour in progress (a step it did not choose was taken instead)."""
-        self._detour = None
+        self.detour = None
 
     # ------------------------------------------------------------------ helpers
     def _range(self, action: str, param: str) -> tuple[float, float]:
@@ -195,7 +196,7 @@ class ScriptedPlanner:
                 if off == 0 or abs(off - way_deg) > limit:
                     continue
                 if self._clear_length(obs, float(off), need, self.r.detour_margin_m) >= need:
-                    self._detour = need
+                    self.detour = need
                     return self._turn(float(off))
         if clear >= self._range("walk_forward", "distance_m")[0] + 0.05:
             return self._move("walk_forward", clear)
@@ -235,8 +236,8 @@ class ScriptedPlanner:
                 return self._turn(debris["normal_deg"])
             cos = math.cos(math.radians(debris["normal_deg"]))
             return self._move("crawl_forward", max(debris["exit_m"] / cos + 0.1, 0.3))
-        if self._detour is not None:  # finish a detour: walk past the rock
-            d, self._detour = min(self._detour, self._feature_limit(obs)), None
+        if self.detour is not None:  # finish a detour: walk past the rock
+            d, self.detour = min(self.detour, self._feature_limit(obs)), None
             d = self._clear_length(obs, 0.0, d, 0.05)
             if d >= r.min_walk_m:
                 return self._move("walk_forward", d)
