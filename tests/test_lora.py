@@ -331,6 +331,10 @@ def test_every_scorecard_branch() -> None:
     assert v == "BLOCK"  # exact plans wholly below the bar
     warn = next(c for c in checks if c.name == "LoRA vs baselines")
     assert warn.status == "WARN" and "does not beat" in warn.detail
+    tie = _evidence(exact=20)  # as good as the frozen-encoder decoder on plans, and on the same missions
+    tie.runs["frozen"] = tie.runs["lora"]
+    c = next(c for c in lora_checks(tie, G, 0.95) if c.name == "LoRA vs baselines")
+    assert c.status == "PASS" and "ties the frozen-encoder decoder on exact plans 62% and missions 300/300" in c.detail
 
 
 # ---------------------------------------------------------------------------------------------- the head

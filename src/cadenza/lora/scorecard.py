@@ -288,9 +288,16 @@ def lora_checks(ev: Evidence, g: Any, conf: float) -> list[Check]:
         beat.append(f"exact plans {lo:.0%} < nearest neighbour {nn:.0%}")
     if "frozen" in runs and sum(ev.succ("lora")) < sum(ev.succ("frozen")):
         beat.append(f"missions {sum(ev.succ('lora'))} < frozen-encoder decoder {sum(ev.succ('frozen'))}")
+    ties = []
+    if fr is not None and lo is not None and lo == fr:
+        ties.append(f"exact plans {lo:.0%}")
+    if "frozen" in runs and sum(ev.succ("lora")) == sum(ev.succ("frozen")):
+        ties.append(f"missions {sum(ev.succ('lora'))}/{n}")
+    tied = (f"; it ties the frozen-encoder decoder on {' and '.join(ties)} (LoRA adds nothing measurable there)"
+            if ties else "")
     cs.append(Check("LoRA vs baselines", "WARN" if beat else "PASS",
                     "LoRA does not beat the baselines: " + "; ".join(beat) if beat else
-                    "LoRA is at least as good as both baselines on plans and missions"))
+                    "LoRA is at least as good as both baselines on plans and missions" + tied))
     return cs
 
 
