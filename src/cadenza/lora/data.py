@@ -40,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,8 @@ from cadenza.lora.features import StepCodec, observation_features
 from cadenza.lora.missions import MissionSpec, expert, run_batch
 from cadenza.mission.actions import ActionStep, Vocabulary
 from cadenza.mission.objectives import OBJECTIVES
+from cadenza.mission.planners import PlannerInput
+from cadenza.mission.world import collision_kind, observe
 
 PARAPHRASES = 6
 JITTER_COPIES = 3
@@ -160,11 +162,6 @@ def neighbours(decisions: list[Any], objectives: list[str], vocab: Vocabulary, r
     expert-labelled neighbours of each recorded decision (``objectives[d.mission]`` is the objective it
     pursued)."""
     copies = AUGMENT_COPIES if copies is None else copies
-    from dataclasses import replace
-
-    from cadenza.mission.planners import PlannerInput
-    from cadenza.mission.world import collision_kind, observe
-
     out: list[Pair] = []
     for d in decisions:
         if d.site is None or d.state is None or copies <= 0:
