@@ -202,7 +202,7 @@ BATTERY: dict[str, dict[str, Kind]] = {
                      "--steps": TEXT(valid="walk_forward 1.0"), "--image": FILE()},
     "env lora data": {"PROJECT": PROJECT, "--finetune": FILE()},
     "env lora finetune": {"PROJECT": PROJECT, "--epochs": INT(1, 100_000), "--lr": FLOAT(0.0, 10.0, lo_open=True),
-                          "--rank": INT(1, 1024), "--gate": BOOL, "--track": TRACK},
+                          "--rank": INT(1, 1024), "--gate": BOOL, "--seed": SEED, "--track": TRACK},
     "env lora eval": {"PROJECT": PROJECT, "--promote": BOOL},
     "env lora decode": {"PROJECT": PROJECT, "GOAL": TEXT(valid="enter the debris field")},
     "env run": {"PROJECT": PROJECT, "--headless": BOOL, "--policy": CHOICE("scripted", "lora", "llm"), "--goal": TEXT(),

@@ -9,6 +9,7 @@ import typer
 
 from cadenza.cli import preflight
 from cadenza.cli.common import (
+    SEED_CHECK,
     VERDICT_EXIT,
     ProjectArg,
     TrackOpt,
@@ -164,6 +165,9 @@ def finetune(
     gate: Annotated[bool, typer.Option("--gate",
                                        help="Run the scorecard afterwards: promote on DEPLOY, otherwise the "
                                             "baseline stays (exit 0 DEPLOY, 3 BLOCK, 4 NEEDS_DATA).")] = False,
+    seed: Annotated[int, typer.Option("--seed", callback=SEED_CHECK,
+                                      help="Seed of the generated data (paraphrases, training sites, DAgger "
+                                           "rounds) and of training.")] = 0,
     track: TrackOpt = None,
 ) -> None:
     """Generate goal -> action data and fine-tune the adapter; register it (kind lora)."""
@@ -171,7 +175,7 @@ def finetune(
     from cadenza.project.config import load_project
 
     proj = load_project(project)
-    opts = FinetuneOptions(epochs=epochs, lr=lr, rank=rank)
+    opts = FinetuneOptions(epochs=epochs, lr=lr, rank=rank, seed=seed)
     with command_tracker(proj, "lora-finetune", track, err_console) as tr:
         _finetune_tracked(proj, opts, gate, tr)
 
