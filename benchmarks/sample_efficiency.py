@@ -1,0 +1,172 @@
+"""Sample efficiency: sustained steps to the success threshold, residual learners against from-scratch RL.
+
+Runs the bench (:func:`cadenza.bench.runner.run_bench`, what ``cadenza env residual bench`` runs: the
+same batched task, curriculum, evaluations and accounting for every arm) on a fresh copy of the
+project, then measures for every run the **sustained** steps to the threshold: the env steps of the
+first of two consecutive evaluations at or above ``governance.success_threshold`` (a run that stops
+early, as the residual does once its validation card clears, counts its final evaluation as the
+second). Every env step a learner takes is counted, warm-up and base-only collection included (the
+learners count them in ``env_steps_total``).
+
+Per arm: the median over seeds (a seed that never sustains the threshold ranks above every number,
+so the median is "not reached" unless more than half of the seeds reached it), the range over seeds,
+and wall-clock and CPU seconds to that point (the run's totals prorated by env steps: training
+cost grows about linearly with steps; off-policy learners cost more per step, which these columns show).
+The headline is the ratio of the best from-scratch arm's median to each residual arm's median; when
+the from-scratch arms never sustain the threshold within ``--steps``, the ratio is a lower bound
+(``> budget / residual median``), and says so: run longer for a number.
+
+    .venv/bin/python benchmarks/sample_efficiency.py [PROJECT] [--steps 200000] [--seeds 5]
+        [--arms residual,residual-sac,full,sb3,sb3-sac] [--workers 2] [--eval-episodes 100]
+
+Writes ``benchmarks/results/sample_efficiency.json`` and ``sample_efficiency.png`` (the bench's curves)
+and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cadenza.accel.hardware import cpu_name
+from cadenza.bench.arms import RESIDUAL_KINDS
+from cadenza.bench.measure import median_steps
+from cadenza.bench.runner import resolve_settings, run_bench
+from cadenza.project.config import load_project
+from cadenza.utils.io import atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "sample_efficiency.json"
+
+
+def sustained(curve: list[dict[str, Any]], threshold: float) -> int | None:
+    """Env steps of the first of two consecutive evaluations at or above ``threshold`` (None: never)."""
+    pts = [p for p in curve if p["episodes"] > 0]
+    for a, b in itertools.pairwise(pts):
+        if a["success_rate"] >= threshold and b["success_rate"] >= threshold:
+            return int(a["env_steps"])
+    return None
+
+
+def prorated(run: dict[str, Any], steps: int | None, key: str) -> float | None:
+    """Seconds (``wall_s`` or ``cpu_s``) of the run up to ``steps`` env steps, prorated by env steps."""
+    if steps is None or not run["env_steps"]:
+        return None
+    return run[key] * min(steps / run["env_steps"], 1.0)
+
+
+def arm_rows(report: dict[str, Any], threshold: float) -> list[dict[str, Any]]:
+    rows = []
+    for a in report["arms"]:
+        if a["skipped"] or not a["runs"]:
+            rows.append({"arm": a["id"], "kind": a["kind"], "label": a["label"], "skipped": a.get("note", "")})
+            continue
+        per_seed = []
+        for r in a["runs"]:
+            s = sustained(r["curve"], threshold)
+            per_seed.append({"seed": r["seed"], "sustained_steps": s, "env_steps": r["env_steps"],
+                             "final_success": r["final"]["success_rate"], "wall_s": r["wall_s"], "cpu_s": r["cpu_s"],
+                             "wall_s_to_threshold": prorated(r, s, "wall_s"),
+                             "cpu_s_to_threshold": prorated(r, s, "cpu_s")})
+        reached = [p["sustained_steps"] for p in per_seed if p["sustained_steps"] is not None]
+        times = [p["wall_s_to_threshold"] for p in per_seed if p["wall_s_to_threshold"] is not None]
+        cpus = [p["cpu_s_to_threshold"] for p in per_seed if p["cpu_s_to_threshold"] is not None]
+        rows.append({"arm": a["id"], "kind": a["kind"], "label": a["label"], "residual": a["kind"] in RESIDUAL_KINDS,
+                     "seeds": len(per_seed), "reached": len(reached),
+                     "median_steps": median_steps([p["sustained_steps"] for p in per_seed]),
+                     "range": [min(reached), max(reached)] if reached else None,
+                     "median_wall_s": statistics.median(times) if times else None,
+                     "median_cpu_s": statistics.median(cpus) if cpus else None,
+                     "final_success_median": statistics.median(p["final_success"] for p in per_seed),
+                     "per_seed": per_seed})
+    return rows
+
+
+def ratios(rows: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """Each residual arm against the best (fewest median steps) from-scratch arm."""
+    scratch = [r for r in rows if not r.get("skipped") and not r["residual"]]
+    reached = [r for r in scratch if r["median_steps"] is not None]
+    best = min(reached, key=lambda r: r["median_steps"]) if reached else None
+    out = []
+    for r in rows:
+        if r.get("skipped") or not r["residual"]:
+            continue
+        if r["median_steps"] is None:
+            out.append({"residual": r["arm"], "ratio": None, "note": "the residual arm did not sustain the threshold"})
+        elif best is not None:
+            out.append({"residual": r["arm"], "against": best["arm"], "ratio": best["median_steps"] / r["median_steps"],
+                        "lower_bound": False})
+        elif scratch:
+            out.append({"residual": r["arm"], "against": "every from-scratch arm (none sustained the threshold)",
+                        "ratio": budget / r["median_steps"], "lower_bound": True,
+                        "note": f"> {budget / r['median_steps']:.1f}x: no from-scratch arm sustained the threshold "
+                                f"within {budget:,} steps; run longer for a number"})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("project", nargs="?", default=str(ROOT / "examples" / "rescue-dog"))
+    ap.add_argument("--steps", type=int, default=200_000, help="env steps per run (the budget)")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--arms", default="residual,residual-sac,full,sb3,sb3-sac")
+    ap.add_argument("--workers", type=int, default=None, help="runs at a time (default: physical cores)")
+    ap.add_argument("--eval-episodes", type=int, default=100, help="episodes per periodic evaluation")
+    a = ap.parse_args()
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="cadenza-sample-eff-") as tmp:
+        root = Path(tmp) / Path(a.project).name
+        shutil.copytree(a.project, root, ignore=shutil.ignore_patterns(".cadenza", ".cadenza-env", "bench", "runs"))
+        proj = load_project(root)
+        s = resolve_settings(proj, steps=a.steps, seeds=a.seeds, arms=a.arms, workers=a.workers,
+                             eval_episodes=a.eval_episodes)
+        t0 = time.perf_counter()
+
+        def on_run(r: dict[str, Any], done: int, total: int) -> None:
+            console.print(f"  {done}/{total}: {r['arm']} seed {r['seed']}: {r['env_steps']:,} steps, "
+                          f"{r['wall_s']:.0f} s, final success {r['final']['success_rate']:.1%}")
+
+        res = run_bench(proj, s, on_run=on_run, out_root=Path(tmp) / "bench")
+        threshold = proj.config.governance.success_threshold
+        rows = arm_rows(res.report, threshold)
+        result = {"project": a.project, "cpu": cpu_name(), "settings": vars(a), "threshold": threshold,
+                  "definition": "first of two consecutive evaluations at or above the threshold; every env step "
+                                "counted; times prorated by env steps",
+                  "wall_s": round(time.perf_counter() - t0, 1), "arms": rows, "ratios": ratios(rows, a.steps),
+                  "base_alone": res.report.get("base")}
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(res.out_dir / "curves.png", OUT.with_suffix(".png"))
+    atomic_write_json(OUT, result)
+    t = Table(title=f"sustained steps to {threshold:.0%}, {a.seeds} seeds, budget {a.steps:,} steps; CPU {cpu_name()}")
+    for col in ("arm", "reached", "median steps", "range", "wall s to it", "CPU s to it", "final success (median)"):
+        t.add_column(col, justify="left" if col == "arm" else "right")
+    for r in rows:
+        if r.get("skipped"):
+            t.add_row(r["label"], "skipped", r["skipped"][:40], "", "", "", "")
+            continue
+        med = f"{r['median_steps']:,.0f}" if r["median_steps"] is not None else "not reached"
+        rng = f"{r['range'][0]:,}-{r['range'][1]:,}" if r["range"] else "-"
+        t.add_row(r["label"], f"{r['reached']}/{r['seeds']}", med, rng,
+                  f"{r['median_wall_s']:.0f}" if r["median_wall_s"] is not None else "-",
+                  f"{r['median_cpu_s']:.0f}" if r["median_cpu_s"] is not None else "-",
+                  f"{r['final_success_median']:.1%}")
+    console.print(t)
+    for q in result["ratios"]:
+        if q["ratio"] is None or q["lower_bound"]:
+            console.print(f"{q['residual']}: {q['note']}")
+        else:
+            console.print(f"{q['residual']}: {q['ratio']:.1f}x fewer env steps than {q['against']} (medians)")
+    console.print(f"wrote {OUT} and {OUT.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
