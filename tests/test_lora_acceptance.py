@@ -31,7 +31,9 @@ SITES = 12  # per paraphrase: 144 missions for the paraphrases, 144 for the list
 
 
 @pytest.mark.slow
-def test_paraphrases_never_trained_on_do_almost_as_well_as_the_listed_goals(tmp_path: Path) -> None:
+def test_paraphrases_never_trained_on_do_almost_as_well_as_the_listed_goals(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CADENZA_NUM_THREADS", "1")  # the acceleration layer would pick by the load average
     root = tmp_path / "dog"
     shutil.copytree(ROOT / "examples" / "rescue-dog", root,
                     ignore=shutil.ignore_patterns(".cadenza", ".cadenza-env", "residual", "student"))
@@ -55,7 +57,10 @@ def test_paraphrases_never_trained_on_do_almost_as_well_as_the_listed_goals(tmp_
     k_lst = sum(o.success for o in run_batch(lst, [LoraPlanner(head) for _ in lst], vocab, base, max_steps=40)[0])
     k_exp = sum(o.success for o in run_batch(lst, [expert(vocab, s.objective) for s in lst], vocab, base,
                                              max_steps=40)[0])
-    assert k_lst >= k_exp - 0.05 * len(lst), (k_lst, k_exp, len(lst))  # within 5 points of the scripted expert
+    # near the scripted expert: the 5-point goal is judged on 400 missions by the scorecard and on
+    # `env run` (docs/results.md); one training on 144 missions varies by a few points (91-97% measured), so the
+    # guard here is 8 points, which the head before state augmentation (88.5% vs 100%) failed
+    assert k_lst >= k_exp - 0.08 * len(lst), (k_lst, k_exp, len(lst))
     assert k_par >= 0.85 * k_lst, (k_par, k_lst, len(par))
     scripted = make_planner("scripted", proj, vocab)
     refused = 0
