@@ -39,6 +39,23 @@ def test_the_first_round_is_the_base_alone_and_warms_the_critic() -> None:
     assert all(torch.equal(a, b) for a, b in zip(actor_before, sac.actor.parameters(), strict=True))
 
 
+def test_base_steps_keep_the_base_alone_longer_and_the_temperature_starts_where_asked() -> None:
+    sac = _sac(base_steps=300, init_temperature=0.01)
+    assert float(sac.log_temp.exp()) == pytest.approx(0.01)
+    actor_before = [p.detach().clone() for p in sac.actor.parameters()]
+    n = sac.cfg.num_envs * sac.cfg.n_steps  # 128 env steps a round: rounds 1-3 run the base alone
+    for r in range(3):
+        assert sac.in_base_phase()
+        sac.round()
+        assert sac.updates == (sac.cfg.critic_warmup_updates if r == 2 else 0)  # the warm-up once the data is in
+    assert not sac.in_base_phase() and sac.replay.n == 3 * n
+    u = sac.replay.u[: 3 * n]
+    assert np.all(u[:, :ACT_DIM] == 0.0) and np.all(u[:, ACT_DIM] == 1.0)  # every base-phase step: the base alone
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, sac.actor.parameters(), strict=True))
+    sac.round()
+    assert sac.updates > sac.cfg.critic_warmup_updates  # the actor's updates start after the base phase
+
+
 def test_progressive_exploration_and_the_update_to_data_ratio() -> None:
     sac = _sac(utd=0.5)
     sac.round()

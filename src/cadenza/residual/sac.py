@@ -66,7 +66,9 @@ class SACConfig:
     hidden_dim: int = 256  # critic width (the actor's comes from the residual architecture)
     init_log_std: float = -1.0  # the residual's initial exploration std, log
     target_entropy: float | None = None  # None: -(action size) (the SAC default)
-    critic_warmup_updates: int = 2000  # critic updates on the first (base-only) round before the actor moves
+    init_temperature: float = 1.0  # the entropy temperature's start (tuned toward target_entropy from there)
+    base_steps: int = 0  # env steps the base runs alone first (0: one round); the critic warms up on them
+    critic_warmup_updates: int = 2000  # critic updates on the base-only data before the actor moves
     explore_start: float = 0.0  # probability that an episode runs with the residual on, at the start ...
     explore_steps: int = 20_000  # ... rising linearly to 1 over this many env steps
     bound_penalty: float = 1.0  # weight of the penalty on the actor's mean outside the action's range
@@ -146,7 +148,7 @@ class SAC:
         self.q1_t, self.q2_t = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
         for p in (*self.q1_t.parameters(), *self.q2_t.parameters()):
             p.requires_grad_(False)
-        self.log_temp = torch.zeros((), device=device, requires_grad=True)
+        self.log_temp = torch.tensor(float(np.log(cfg.init_temperature)), device=device, requires_grad=True)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=cfg.critic_lr)
         self.temp_opt = torch.optim.Adam([self.log_temp], lr=cfg.actor_lr)
@@ -176,6 +178,10 @@ class SAC:
         b = torch.as_tensor(a_base, dtype=torch.float32, device=self.device)
         return self.actor.features(o, b)
 
+    def in_base_phase(self) -> bool:
+        """Whether the next round runs the base alone: the first round, and until ``base_steps`` env steps."""
+        return self.rounds_done == 0 or self.env_steps < self.cfg.base_steps
+
     def _explore_p(self) -> float:
         """The probability that a new episode runs with the residual on (after the base's own first round)."""
         c = self.cfg
@@ -187,7 +193,8 @@ class SAC:
         tally = EpisodeTally()
         abs_delta = 0.0
         std = self.actor.log_std.detach().exp()
-        if self.rounds_done == 0:
+        base_phase = self.in_base_phase()
+        if base_phase:
             self.on[:] = False
         a_base = self.base(self.obs)
         for t in range(cfg.n_steps):
@@ -214,17 +221,15 @@ class SAC:
                             next_obs=next_obs, next_base=nb, end=end.astype(np.float32))
             self.prev_delta = np.where(done[:, None], 0.0, out.delta)
             tally.add(done, info)
-            if done.any() and self.rounds_done > 0:  # progressive exploration: a new episode draws its switch
+            if done.any() and not base_phase:  # progressive exploration: a new episode draws its switch
                 self.on[done] = self.np_rng.random(int(done.sum())) < self._explore_p()
             self.env_steps += n
             self.obs, a_base = obs, next_base
-            if self.rounds_done > 0:
+            if not base_phase:
                 self._owed += n * cfg.utd
                 while self._owed >= 1.0:
                     self.update()
                     self._owed -= 1.0
-        if self.rounds_done == 0:  # the base's own round: switch the residual on for the next ones
-            self.on = self.np_rng.random(n) < self._explore_p()
         stats = RoundStats(env_steps=cfg.n_steps * n, episodes=tally.episodes, successes=tally.successes,
                            collisions=tally.collisions, mean_return=tally.mean_return,
                            mean_abs_delta=abs_delta / cfg.n_steps)
@@ -285,13 +290,15 @@ class SAC:
 
     def round(self) -> RoundStats:
         """Collect one round (updating as the update-to-data ratio asks), then refresh the normaliser."""
-        first = self.rounds_done == 0
+        base_phase = self.in_base_phase()
         stats, raw_obs = self.collect()
         self.actor.norm.update(raw_obs.reshape(-1, self.arch.obs_dim))
-        if first:  # warm the critic on the base's own transitions before the actor moves
+        self.rounds_done += 1
+        if base_phase and not self.in_base_phase():  # the base's data is in: the residual may switch on
+            self.on = self.np_rng.random(self.task.num_envs) < self._explore_p()
+            # warm the critic on the base's own transitions before the actor moves
             for _ in range(self.cfg.critic_warmup_updates):
                 self.update(actor=False)
-        self.rounds_done += 1
         stats.value_loss = getattr(self, "_last_q_loss", 0.0)
         stats.policy_loss = getattr(self, "_last_pi_loss", 0.0)
         stats.entropy = getattr(self, "_last_entropy", 0.0)
