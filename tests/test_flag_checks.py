@@ -61,6 +61,16 @@ def test_train_refuses_a_budget_below_one_round(project: Path, capsys: pytest.Ca
     assert Registry(project).versions("residual") == []
 
 
+def test_the_round_size_in_the_refusal_is_the_planned_learners(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``algorithm = "sac"`` a round is 16 envs (at most) x 64 steps = 1,024 env steps, not PPO's 8,192."""
+    project = make_project(tmp_path / "dog", **{"residual.algorithm": '"sac"'})
+    code, _, err = run_cli(["env", "residual", "train", project, "--steps", "1000"], capsys, monkeypatch)
+    assert code == 2
+    one_line(err, "--steps: 1,000 is less than one training round (1,024 env steps for task.num_envs = 64)")
+    assert Registry(project).versions("residual") == []
+
+
 @pytest.mark.parametrize("seed", ["-1", "1000000", "1000003", "nan"])
 def test_train_seed_must_stay_below_the_heldout_seeds(project: Path, seed: str, capsys: pytest.CaptureFixture[str],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:

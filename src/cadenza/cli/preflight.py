@@ -16,13 +16,15 @@ from cadenza.project.references import check_base, check_project, check_task
 
 
 def round_steps(project: Project, real: bool = False) -> int:
-    """Env steps of one training round (the governor's batch) for the project's ``task.num_envs``."""
+    """Env steps of one training round (the governor's batch) for the project's ``task.num_envs`` and
+    ``[residual] algorithm`` (SAC's rounds are shorter than PPO's)."""
     from cadenza.governance.governor import LocalGovernor, TaskProfile
 
     n = project.config.task.num_envs
     plan = LocalGovernor().plan(TaskProfile(obs_dim=1, act_dim=1, horizon=1, num_envs=n, device="cpu",
                                             budget_steps=10**9, target_level=project.config.task.level,
-                                            label="mujoco:probe" if real else "proxy"))
+                                            label="mujoco:probe" if real else "proxy",
+                                            algorithm=project.config.residual.algorithm))
     return int(plan.hyperparameters["n_steps"]) * int(plan.hyperparameters["num_envs"])
 
 
