@@ -11,9 +11,9 @@ What it does, after the field's residual learners (Policy Decorator, ResFiT, DAW
 
 * **the residual starts at zero** (the actor's last layer starts near zero) and acts through the
   control law (``alpha``, gate, rate limit, clamp) inside every rollout, as in PPO;
-* **base data first**: the first round rolls out the base alone (the residual switched off) and the
-  critic is warmed on those transitions (``critic_warmup_updates``) before the actor moves; these
-  samples count in the env steps like any other;
+* **base data first**: the first round (and every round until ``base_steps`` env steps) rolls out the
+  base alone (the residual switched off) and the critic is warmed on those transitions
+  (``critic_warmup_updates``) before the actor moves; these samples count in the env steps like any other;
 * **progressive exploration**: at each episode start an env switches the residual on with a
   probability that rises linearly from ``explore_start`` to 1 over the first ``explore_steps`` env
   steps; an env with the residual off runs the base alone and its transitions (``u = 0``) are
@@ -183,7 +183,7 @@ class SAC:
         return self.rounds_done == 0 or self.env_steps < self.cfg.base_steps
 
     def _explore_p(self) -> float:
-        """The probability that a new episode runs with the residual on (after the base's own first round)."""
+        """The probability that a new episode runs with the residual on (after the base phase)."""
         c = self.cfg
         return min(1.0, c.explore_start + (1.0 - c.explore_start) * self.env_steps / max(1, c.explore_steps))
 
