@@ -130,7 +130,8 @@ def test_off_policy_arms_run_and_stay_out_of_the_verdict(tmp_path: Path, capsys:
     assert code == {"RESIDUAL_WINS": 0, "RESIDUAL_LOSES": 3}.get(rep["verdict"]["outcome"], 4), err
     assert [a["id"] for a in rep["arms"]] == ["residual", "residual-sac", "sb3-sac"]
     res_sac, sb3_sac = rep["arms"][1]["runs"][0], rep["arms"][2]["runs"][0]
-    assert res_sac["hyperparameters"]["utd"] == 1.0 and res_sac["architecture"]["use_base"] is True
+    assert res_sac["hyperparameters"]["utd"] == 2.0 and res_sac["architecture"]["use_base"] is True
+    assert res_sac["hyperparameters"]["decision_ticks"] == 25 and res_sac["hyperparameters"]["base_steps"] == 819
     assert sb3_sac["hyperparameters"]["train_freq"] and sb3_sac["hyperparameters"]["buffer_size"] > 0
     for r in (res_sac, sb3_sac):
         assert 4096 <= r["env_steps"] <= 4096 + 16 * 64 and r["final"]["episodes"] == 40

@@ -150,3 +150,17 @@ def test_entry_point_module_must_exist_before_work(tmp_path: Path, capsys: pytes
     code, _, err = run_cli(["env", "residual", "init", project], capsys, monkeypatch)
     assert code == 2
     one_line(err, "key 'base.source'", "cannot find module 'robots'")
+
+
+def test_auto_refuses_a_budget_under_the_larger_round_and_sharding(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``algorithm = "auto"`` may run either learner: a budget under PPO's round (the larger) is refused with it,
+    and ``--rollout-workers`` > 1 is refused in one line (SAC collects in one piece)."""
+    project = make_project(tmp_path / "dog", **{"residual.algorithm": '"auto"'})
+    code, _, err = run_cli(["env", "residual", "train", project, "--steps", "2000"], capsys, monkeypatch)
+    assert code == 2
+    one_line(err, "--steps: 2,000 is less than one training round (8,192 env steps for task.num_envs = 64)")
+    code, _, err = run_cli(["env", "residual", "train", project, "--rollout-workers", "2"], capsys, monkeypatch)
+    assert code == 2
+    one_line(err, "--rollout-workers 2: sharded rollouts are built for PPO, and algorithm 'auto' may pick SAC")
+    assert Registry(project).versions("residual") == []

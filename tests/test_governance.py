@@ -185,3 +185,41 @@ def test_validation_schedule_by_task_and_only_at_the_target_level() -> None:
     assert [LocalGovernor.validates(missions, hist[: i + 1]) for i in range(20)].count(True) == 2  # rounds 0, 16
     assert LocalGovernor.validates(gov.plan(_profile(8192 * 3)), hist[:3])  # the last round always validates
     assert LocalGovernor(validation_episodes=64).plan(_profile()).validation_episodes == 64
+
+
+def test_the_sac_plan_trains_at_the_target_holds_decisions_and_skips_cards_in_its_base_phase() -> None:
+    from dataclasses import replace
+
+    plan = LocalGovernor().plan(replace(_profile(1_000_000), algorithm="sac"))
+    hp = plan.hyperparameters
+    assert plan.algorithm == "sac" and (hp["num_envs"], hp["n_steps"]) == (16, 64)
+    assert plan.curriculum == [(0, 1.0)]  # no ramp: the replay keeps every level; cards only come at the target
+    assert hp["decision_ticks"] == 25  # 0.5 s at 50 Hz (a 350-tick dash: under a tenth of it)
+    assert hp["base_steps"] == plan.validate_from == 8192 and hp["critic_warmup_updates"] == 5000
+    rows = [_row(i, 1024 * (i + 1)) for i in range(10)]
+    assert [LocalGovernor.validates(plan, rows[: i + 1]) for i in range(10)] == [False] * 8 + [True] * 2
+    ppo = LocalGovernor().plan(_profile(1_000_000))
+    assert plan.collision_lr == pytest.approx(ppo.collision_lr / 8)  # as fast per env step as PPO's multiplier
+    assert plan.plateau_window == 8 * ppo.plateau_window and plan.patience == 8 * ppo.patience
+    short = LocalGovernor().plan(TaskProfile(obs_dim=11, act_dim=2, horizon=50, num_envs=32, device="cpu",
+                                             budget_steps=4096, target_level=1.0, label="mujoco:reacher",
+                                             algorithm="sac"))
+    assert short.hyperparameters["decision_ticks"] == 5  # a 1 s episode: a tenth of it
+    assert short.hyperparameters["base_steps"] == short.validate_from == 819  # a small budget: a short base phase
+    assert short.hyperparameters["critic_warmup_updates"] == 500  # and a warm-up in proportion
+
+
+def test_auto_picks_sac_only_where_an_env_step_is_dear() -> None:
+    from dataclasses import replace
+
+    from cadenza.governance.governor import SAC_MIN_STEP_S, choose_algorithm
+
+    p = replace(_profile(), algorithm="auto")
+    assert choose_algorithm(p) == "ppo"  # not measured: PPO
+    assert choose_algorithm(replace(p, step_s=0.00003)) == "ppo"  # the proxy's cost
+    assert choose_algorithm(replace(p, step_s=0.02)) == "sac"  # a robot at 50 Hz
+    assert choose_algorithm(replace(p, step_s=0.02, use_base=False)) == "ppo"  # SAC here trains residuals only
+    gov = LocalGovernor()
+    assert gov.plan(replace(p, step_s=SAC_MIN_STEP_S)).algorithm == "sac"
+    assert gov.plan(replace(p, step_s=SAC_MIN_STEP_S / 2)).algorithm == "ppo"
+    assert gov.plan(replace(p, step_s=0.02)).hyperparameters == gov.plan(replace(p, algorithm="sac")).hyperparameters

@@ -25,7 +25,7 @@ def _sac(seed: int = 0, **kw: object) -> SAC:
 
 
 def test_the_first_round_is_the_base_alone_and_warms_the_critic() -> None:
-    sac = _sac()
+    sac = _sac(base_noise=False)
     critic_before = [p.detach().clone() for p in sac.q1.parameters()]
     actor_before = [p.detach().clone() for p in sac.actor.parameters()]
     st = sac.round()
@@ -40,7 +40,7 @@ def test_the_first_round_is_the_base_alone_and_warms_the_critic() -> None:
 
 
 def test_base_steps_keep_the_base_alone_longer_and_the_temperature_starts_where_asked() -> None:
-    sac = _sac(base_steps=300, init_temperature=0.01)
+    sac = _sac(base_steps=300, init_temperature=0.01, base_noise=False)
     assert float(sac.log_temp.exp()) == pytest.approx(0.01)
     actor_before = [p.detach().clone() for p in sac.actor.parameters()]
     n = sac.cfg.num_envs * sac.cfg.n_steps  # 128 env steps a round: rounds 1-3 run the base alone
@@ -54,6 +54,41 @@ def test_base_steps_keep_the_base_alone_longer_and_the_temperature_starts_where_
     assert all(torch.equal(a, b) for a, b in zip(actor_before, sac.actor.parameters(), strict=True))
     sac.round()
     assert sac.updates > sac.cfg.critic_warmup_updates  # the actor's updates start after the base phase
+
+
+def test_a_noisy_base_phase_explores_around_the_zero_residual_and_leaves_the_actor_alone() -> None:
+    sac = _sac(base_steps=256, base_noise=True)
+    actor_before = [p.detach().clone() for p in sac.actor.parameters()]
+    sac.round()
+    sac.round()
+    n = sac.replay.n
+    delta = sac.replay.u[:n, :ACT_DIM]
+    assert np.all(np.abs(delta) <= 1.0) and np.abs(delta.mean()) < 0.1 and delta.std() > 0.2  # noise around zero
+    assert sac.updates == sac.cfg.critic_warmup_updates  # the critic warmed on them; the actor has not moved
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, sac.actor.parameters(), strict=True))
+    norm = sac.actor.norm.mean.clone()
+    sac.round()
+    assert torch.equal(norm, sac.actor.norm.mean)  # the normaliser is fixed after the base phase
+
+
+def test_a_held_decision_is_one_transition_with_its_discounted_reward() -> None:
+    """decision_ticks = 8: each env stores one transition per 8 ticks, whose reward is the discounted sum of the
+    ticks' rewards (checked against the same task stepped by hand) and whose discount is gamma ** 8."""
+    ticks, gamma = 8, 0.99
+    sac = SAC(ARCH, SACConfig(num_envs=4, n_steps=32, batch_size=8, hidden_dim=32, critic_warmup_updates=1,
+                              buffer_size=512, decision_ticks=ticks, gamma=gamma, base_noise=False),
+              RescueDogProxy(num_envs=4, level=1.0, reward="dense"), RescueDogBase(), seed=5)
+    sac.round()
+    assert sac.replay.n == 4 * (32 // ticks)  # no episode ends within 32 ticks of a dash's start
+    assert np.allclose(sac.replay.disc[: sac.replay.n], gamma ** ticks)
+    task, base = RescueDogProxy(num_envs=4, level=1.0, reward="dense"), RescueDogBase()
+    obs, _ = task.reset(seed=5)
+    ret = np.zeros(4)
+    for i in range(ticks):
+        obs, r, *_ = task.step(base(obs))
+        ret += gamma ** i * r
+    assert np.allclose(sac.replay.r[:4], ret, atol=1e-6) and np.abs(ret).max() > 0  # the first decision of each env
+    assert np.allclose(sac.replay.next_obs[:4], obs, atol=1e-6)  # and the state it led to
 
 
 def test_progressive_exploration_and_the_update_to_data_ratio() -> None:
@@ -155,3 +190,23 @@ def test_train_with_algorithm_sac_end_to_end_resumes_and_never_touches_the_base(
     assert Registry(root).latest("residual") == "v0001"
     assert all(torch.equal(before[k], v) for k, v in torch_base.NET.state_dict().items())
     assert all(p.grad is None for p in torch_base.NET.parameters())
+
+
+def test_auto_measures_the_env_step_and_picks_ppo_on_the_cheap_proxy(tmp_path) -> None:
+    """`algorithm = "auto"` on the proxy (an env step costs ~0.03 ms): the trainer measures the step, the governor
+    picks PPO, and the report and the stage line say what was asked, what was measured and what ran."""
+    from cadenza.governance.governor import SAC_MIN_STEP_S, LocalGovernor
+    from cadenza.project.config import load_project
+    from cadenza.residual.train import train_residual
+    from tests.conftest import make_project
+
+    root = make_project(tmp_path / "dog", **{
+        "residual.algorithm": '"auto"', "task.num_envs": "16", "residual.hidden_dim": "32",
+        "governance.eval_episodes": "40", "governance.min_episodes": "20", "governance.max_eval_episodes": "80"})
+    stages: list[str] = []
+    res = train_residual(load_project(root), steps=4096, seed=0, governor=LocalGovernor(validation_episodes=40),
+                         on_stage=stages.append)
+    report = json.loads(res.report_path.read_text())
+    assert report["algorithm_asked"] == "auto" and report["algorithm"] == "ppo" and "ppo" in report
+    assert 0.0 < report["env_step_s"] < SAC_MIN_STEP_S
+    assert stages[0].startswith("algorithm auto: ppo (an env step takes ")

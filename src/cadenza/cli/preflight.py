@@ -21,11 +21,14 @@ def round_steps(project: Project, real: bool = False) -> int:
     from cadenza.governance.governor import LocalGovernor, TaskProfile
 
     n = project.config.task.num_envs
-    plan = LocalGovernor().plan(TaskProfile(obs_dim=1, act_dim=1, horizon=1, num_envs=n, device="cpu",
-                                            budget_steps=10**9, target_level=project.config.task.level,
-                                            label="mujoco:probe" if real else "proxy",
-                                            algorithm=project.config.residual.algorithm))
-    return int(plan.hyperparameters["n_steps"]) * int(plan.hyperparameters["num_envs"])
+    algorithm = project.config.residual.algorithm
+    sizes = []
+    for alg in ("ppo", "sac") if algorithm == "auto" else (algorithm,):  # auto: the larger round, either may run
+        plan = LocalGovernor().plan(TaskProfile(obs_dim=1, act_dim=1, horizon=1, num_envs=n, device="cpu",
+                                                budget_steps=10**9, target_level=project.config.task.level,
+                                                label="mujoco:probe" if real else "proxy", algorithm=alg))
+        sizes.append(int(plan.hyperparameters["n_steps"]) * int(plan.hyperparameters["num_envs"]))
+    return max(sizes)
 
 
 def _registry(project: Project) -> None:

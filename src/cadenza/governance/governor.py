@@ -8,7 +8,7 @@ a shared governance service can replace :class:`LocalGovernor` later without tou
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 
@@ -24,7 +24,8 @@ class TaskProfile:
     use_base: bool = True
     label: str = "proxy"
     control_hz: float = 50.0
-    algorithm: str = "ppo"  # the learner the plan is for: "ppo" or "sac"
+    algorithm: str = "ppo"  # the learner the plan is for: "ppo", "sac", or "auto" (choose_algorithm picks)
+    step_s: float = 0.0  # measured wall seconds of one env step (one env, the base acting); 0: not measured
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Plan:
     collision_cost_max: float = 5.0
     collision_target_share: float = 0.6
     algorithm: str = "ppo"  # which learner the hyperparameters are for
+    validate_from: int = 0  # no card until after this many env steps (SAC's base phase: the actor is unchanged)
 
     def level_at(self, step: int) -> float:
         level = self.curriculum[0][1]
@@ -83,12 +85,26 @@ class Governor(Protocol):
 RAMP_BUDGET = 200_000  # the curriculum ramp ends by 30% of this many env steps (60,000) ...
 RAMP_HORIZON = 350  # ... per this many ticks of episode horizon (a proxy dash's): longer episodes, longer ramp
 
+# algorithm = "auto": SAC where an env step costs at least this many seconds. SAC spends about 1 ms of updates
+# per env step on one core (12 ms an update, 2 updates per 25-tick decision) against PPO's ~0.03 ms; at 2 ms a
+# step its updates are under half the env's own cost, so needing fewer samples also means less wall time
+# (a robot at 50 Hz: 20 ms a step; the MuJoCo quadruped 0.85 ms, the reacher 0.4 ms, the proxy 0.03 ms, all PPO)
+SAC_MIN_STEP_S = 0.002
+SAC_BASE_STEPS = 8192  # env steps SAC's base phase runs (no card: the actor is unchanged); docs/config.md#sac
+SAC_WARMUP_UPDATES = 5000  # critic updates on the base phase's transitions before the actor moves
+
 VALIDATION_SCHEDULE = {
     "proxy:missions": (16, 200),
     "mujoco:rescue-dog": (6, 200),
     "mujoco:": (2, 256),
     "": (1, 1000),  # dashes: 1000 (~3 s), since a card of 500 is noisy enough (+-1.4 pts) to stop on a lucky round
 }
+
+
+def choose_algorithm(p: TaskProfile) -> str:
+    """``[residual] algorithm = "auto"``: "sac" when one env step costs at least ``SAC_MIN_STEP_S`` (samples are
+    dear: a real robot, a heavy simulator), else "ppo" (docs/config.md#sac); an unmeasured cost means PPO."""
+    return "sac" if p.use_base and p.step_s >= SAC_MIN_STEP_S else "ppo"
 
 
 class LocalGovernor:
@@ -99,6 +115,8 @@ class LocalGovernor:
         self.validation_episodes = validation_episodes
 
     def plan(self, p: TaskProfile) -> Plan:
+        if p.algorithm == "auto":
+            p = replace(p, algorithm=choose_algorithm(p))
         n_steps = max(32, min(256, 8192 // p.num_envs))
         batch = n_steps * p.num_envs
         # only what the governor decides; every other PPO setting is PPOConfig's documented default
@@ -116,11 +134,14 @@ class LocalGovernor:
             "noise_hold": max(1, round(0.2 * p.control_hz)),
         }
         if p.algorithm == "sac":
-            # off-policy: fewer envs and shorter rounds (each env transition buys one gradient step at the
-            # default update-to-data ratio), so the validation card looks every 1,024 env steps
-            # (noise_hold stays SACConfig's 1: held noise, as PPO has, measured no better on rescue-dog seed 0 at
-            # 50k steps: BLOCK 63.0% against 67.8% without; docs/config.md)
-            hp = {"num_envs": min(p.num_envs, 16), "n_steps": 64, "gamma": hp["gamma"]}
+            # off-policy (cadenza.residual.sac; measured in docs/config.md#sac): fewer envs and shorter rounds,
+            # so the validation card looks every 1,024 env steps; a decision held for 0.5 s (at most a tenth
+            # of an episode) is one transition; the base phase (SACConfig.base_steps) gets no card
+            base_steps = min(SAC_BASE_STEPS, p.budget_steps // 5)  # a small budget: a shorter base phase ...
+            hp = {"num_envs": min(p.num_envs, 16), "n_steps": 64, "gamma": hp["gamma"],
+                  "decision_ticks": max(1, min(round(0.5 * p.control_hz), p.horizon // 10)),
+                  "base_steps": base_steps,  # ... and a warm-up in proportion (5,000 critic updates for 8,192)
+                  "critic_warmup_updates": max(1, round(SAC_WARMUP_UPDATES * base_steps / SAC_BASE_STEPS))}
             batch = hp["num_envs"] * hp["n_steps"]
         rounds = max(1, p.budget_steps // batch)  # the budget is a ceiling: no round may cross it
         # the ramp spans 30% of the budget, but at most of RAMP_BUDGET: a large budget is a ceiling for the
@@ -136,6 +157,10 @@ class LocalGovernor:
             (int(ramp_end * i / stages), round(start + (p.target_level - start) * i / stages, 3))
             for i in range(1, stages + 1)
         ]
+        if p.algorithm == "sac":
+            # off-policy: the replay keeps every level's transitions, and a card is taken only at the target
+            # level, so a ramp would only delay the first card; SAC trains at the target from the first round
+            curriculum = [(0, p.target_level)]
         if p.use_base and p.label.startswith("mujoco:"):
             # MuJoCo residuals (docs/real.md, "Training"): explore wider (std 0.78 of the bound), since
             # the base's feedback absorbs small nudges; and train at the target level from the first
@@ -151,11 +176,21 @@ class LocalGovernor:
         patience = 12 if every == 1 else 8  # a card every round is noisier per round: wait longer for a better one
         if p.label == "proxy:missions":  # the base alone collides in ~40% of the missions: aim at 60% of the limit
             lagrange["collision_target_share"] = 0.6
+        plateau_window, validate_from = 5, 0
+        if p.algorithm == "sac":
+            # cards come every 1,024 env steps, not every 8,192 as PPO's on dashes: the multiplier moves as fast
+            # per env step as PPO's, patience waits as many env steps, and the plateau rule looks at as many
+            # episodes (a SAC round finishes about 3 dashes)
+            per_ppo_round = 8192 / batch
+            lagrange["collision_lr"] /= per_ppo_round
+            patience = round(patience * per_ppo_round / max(1, every)) if every else patience
+            plateau_window = round(plateau_window * per_ppo_round)
+            validate_from = hp["base_steps"]
         return Plan(hyperparameters=hp, algorithm=p.algorithm, budget_steps=p.budget_steps, rounds=rounds,
                     curriculum=curriculum,
-                    plateau_window=5, plateau_min_gain=0.01, kl_blowup=0.5, validate_every=every,
+                    plateau_window=plateau_window, plateau_min_gain=0.01, kl_blowup=0.5, validate_every=every,
                     validation_episodes=self.validation_episodes or episodes, stop_margin=self.stop_margin,
-                    patience=patience, **lagrange)
+                    patience=patience, validate_from=validate_from, **lagrange)
 
     @staticmethod
     def validates(plan: Plan, history: list[dict[str, Any]]) -> bool:
@@ -164,8 +199,8 @@ class LocalGovernor:
         if plan.validate_every <= 0:
             return False
         target = plan.curriculum[-1][1]
-        at_target = [h for h in history if h["level"] >= target]
-        if not at_target or history[-1]["level"] < target:
+        at_target = [h for h in history if h["level"] >= target and h["env_steps_total"] > plan.validate_from]
+        if not at_target or history[-1]["level"] < target or history[-1]["env_steps_total"] <= plan.validate_from:
             return False
         batch = plan.hyperparameters["n_steps"] * plan.hyperparameters["num_envs"]
         last = history[-1]["env_steps_total"] + batch > plan.budget_steps

@@ -176,9 +176,10 @@ class ResidualSection(_Section):
     # the reward PPO trains on: "dense" = the task's documented shaped reward (progress toward the goal
     # plus the +1/-1 outcome), "sparse" = the outcome alone. Scoring always counts outcomes.
     reward: Literal["sparse", "dense"] = "dense"
-    # the learner: "ppo" (on-policy, the default every figure in docs/results.md was measured with) or
-    # "sac" (off-policy: replay, critic warm-up on the base's own transitions; cadenza.residual.sac)
-    algorithm: Literal["ppo", "sac"] = "ppo"
+    # the learner: "ppo" (on-policy, the default every figure in docs/results.md was measured with),
+    # "sac" (off-policy: replay, critic warm-up on the base's own transitions; cadenza.residual.sac), or
+    # "auto" (the governor picks by the env's measured cost per step; docs/config.md#sac)
+    algorithm: Literal["ppo", "sac", "auto"] = "ppo"
 
 
 class GovernanceSection(_Section):

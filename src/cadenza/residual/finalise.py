@@ -78,6 +78,7 @@ def finalise(project: Project, *, ppo: PPO | SAC, base: BasePolicy, arch: Residu
         "heldout_block": card.block, "scorecard_episodes": card.episodes, "wall_s": wall, "seed": seed,
         "resumed_from_round": resumed_from,
         "warnings": warnings, "plan": plan.as_dict(), "algorithm": plan.algorithm,
+        "algorithm_asked": project.config.residual.algorithm, "env_step_s": profile.step_s,
         plan.algorithm: ppo.cfg.as_dict(), "architecture": arch.as_dict(),
         "accel": accel.as_dict(), "scorecard": card.as_dict(), "history": history,
         "versions": library_versions("torch"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,3 +78,17 @@ def profile_actor(actor: ResidualActor, device: str, iters: int = 2000, warmup: 
         model_bytes=int(model_bytes), activation_bytes_at_batch=int(act_bytes), peak_memory_bytes=peak,
         peak_memory_source=src,
     )
+
+
+def env_step_seconds(task: Any, base: Any, steps: int = 50) -> float:
+    """Wall seconds of one env step of ``task`` (one env) with ``base`` acting: the median over ``steps`` steps
+    after a reset, so a slow first step (a simulator's lazy set-up) does not count. What ``algorithm = "auto"``
+    reads (:func:`cadenza.governance.governor.choose_algorithm`)."""
+    obs, _ = task.reset(seed=0)
+    times = np.empty(steps)
+    for i in range(steps):
+        a = base(obs)
+        t0 = time.perf_counter()
+        obs, *_ = task.step(a)
+        times[i] = time.perf_counter() - t0
+    return float(np.median(times))

@@ -11,9 +11,16 @@ What it does, after the field's residual learners (Policy Decorator, ResFiT, DAW
 
 * **the residual starts at zero** (the actor's last layer starts near zero) and acts through the
   control law (``alpha``, gate, rate limit, clamp) inside every rollout, as in PPO;
-* **base data first**: the first round (and every round until ``base_steps`` env steps) rolls out the
-  base alone (the residual switched off) and the critic is warmed on those transitions
+* **base data first**: the first round (and every round until ``base_steps`` env steps) the actor does
+  not move: the envs run its zero residual with exploration noise around the base (``base_noise``; or
+  the base alone), the observation normaliser is fitted on those states and then fixed (replayed
+  features keep their meaning), and the critic is warmed on those transitions
   (``critic_warmup_updates``) before the actor moves; these samples count in the env steps like any other;
+* **held decisions** (``decision_ticks``): an env keeps its sampled ``u`` for that many control ticks (or
+  to its episode's end) and stores one transition for them: the discounted reward and collision over
+  the ticks, the state after them and the discount ``gamma ** ticks`` to it. A 0.5 s correction
+  changes an episode enough for the critic to see it, and the return's horizon is that many times
+  shorter; the deployed residual still runs every tick (measured both ways in docs/config.md#sac);
 * **progressive exploration**: at each episode start an env switches the residual on with a
   probability that rises linearly from ``explore_start`` to 1 over the first ``explore_steps`` env
   steps; an env with the residual off runs the base alone and its transitions (``u = 0``) are
@@ -24,8 +31,7 @@ What it does, after the field's residual learners (Policy Decorator, ResFiT, DAW
   reparameterised; the entropy temperature is tuned toward ``target_entropy``. The critic sees the
   raw action clamped to its range (``delta`` to [-1, 1], the gate to [0, 1]); a penalty keeps the
   mean inside it, so the deployed (deterministic) residual is what the critic valued;
-* **update-to-data ratio** ``utd``: gradient steps per env transition (``num_envs * utd`` per
-  vector step);
+* **update-to-data ratio** ``utd``: gradient steps per stored transition (per held decision);
 * **collisions** cost ``1 + collision_cost`` (the trainer's Lagrange multiplier, as for PPO); the
   buffer stores the collision flag, so every update charges the current cost to old transitions too;
 * a time-limit truncation is bootstrapped (``bootstrap_truncation``), a termination is not.
@@ -58,25 +64,30 @@ class SACConfig:
     n_steps: int = 128  # vector steps per round: a round is num_envs * n_steps env steps
     buffer_size: int = 1_000_000
     batch_size: int = 256
-    utd: float = 1.0  # gradient steps per env transition
+    utd: float = 2.0  # gradient steps per stored transition (one per held decision)
     gamma: float = 0.99
     tau: float = 0.005  # Polyak factor of the target critics
-    actor_lr: float = 3e-4
+    actor_lr: float = 1e-4  # below SAC's usual 3e-4: Adam moves the mean as far on a young critic's noise
     critic_lr: float = 3e-4
     hidden_dim: int = 256  # critic width (the actor's comes from the residual architecture)
     init_log_std: float = -1.0  # the residual's initial exploration std, log
     target_entropy: float | None = None  # None: -(action size) (the SAC default)
-    init_temperature: float = 1.0  # the entropy temperature's start (tuned toward target_entropy from there)
+    # the entropy temperature's start (tuned toward target_entropy from there). Not SAC's usual 1.0: a held
+    # decision earns ~0.05 of dense reward, so a temperature near 1 makes the entropy bonus the whole target
+    init_temperature: float = 0.001
     base_steps: int = 0  # env steps the base runs alone first (0: one round); the critic warms up on them
-    critic_warmup_updates: int = 2000  # critic updates on the base-only data before the actor moves
+    # the base phase explores around the zero residual (its noise) instead of running the base alone: a critic
+    # warmed on one action everywhere has no slope in u, and the actor's first steps follow whatever it extrapolates
+    base_noise: bool = True
+    critic_warmup_updates: int = 5000  # critic updates on the base-only data before the actor moves
     explore_start: float = 0.0  # probability that an episode runs with the residual on, at the start ...
     explore_steps: int = 20_000  # ... rising linearly to 1 over this many env steps
     bound_penalty: float = 1.0  # weight of the penalty on the actor's mean outside the action's range
-    # keep each env's exploration noise for this many steps when acting (1: a new draw every step). Off-policy,
-    # the behaviour may be any policy: the critic learns the current policy's value from whatever was done,
-    # so held noise changes only what is explored (as for PPO: an independent 20 ms nudge is undone by the
-    # base's feedback before it changes an episode; docs/governance.md)
-    noise_hold: int = 1
+    # control ticks each decision is held (1: a new u every tick). A held decision is one transition: its
+    # reward is the discounted sum over its ticks and the critic bootstraps gamma ** ticks later, so a
+    # correction's effect on the episode is large enough to learn from and the return's horizon is
+    # decision_ticks times shorter (the deployed residual still runs every tick; docs/config.md)
+    decision_ticks: int = 1
     bootstrap_truncation: bool = True
 
     def as_dict(self) -> dict[str, Any]:
@@ -119,6 +130,7 @@ class Replay:
         self.next_obs = np.zeros((size, obs_dim), np.float32)
         self.next_base = np.zeros((size, act_dim), np.float32)
         self.end = np.zeros(size, np.float32)  # 1: no bootstrap (terminated, or truncated without bootstrap)
+        self.disc = np.ones(size, np.float32)  # discount to next_obs: gamma ** (ticks the decision was held)
 
     def add(self, **batch: np.ndarray) -> None:
         m = len(batch["r"])
@@ -131,7 +143,7 @@ class Replay:
     def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         idx = torch.randint(0, self.n, (batch,), generator=gen).numpy()
         return {k: torch.as_tensor(getattr(self, k)[idx]) for k in
-                ("obs", "base", "u", "r", "coll", "next_obs", "next_base", "end")}
+                ("obs", "base", "u", "r", "coll", "next_obs", "next_base", "end", "disc")}
 
 
 class SAC:
@@ -165,7 +177,12 @@ class SAC:
         self.updates = 0
         self._owed = 0.0  # gradient steps owed by the update-to-data ratio
         self.collision_cost = 0.0  # extra reward cost of a collision, on top of the task's own (set per round)
-        self._noise: torch.Tensor | None = None  # the held exploration noise (noise_hold)
+        # each env's current decision: held u, its start state, and the discounted reward / collision so far
+        self.held = np.zeros((n, arch.out_dim), np.float32)
+        self.d_obs = np.zeros((n, arch.obs_dim), np.float32)
+        self.d_base = np.zeros((n, k), np.float32)
+        self.acc_r, self.acc_coll, self.acc_disc = np.zeros(n), np.zeros(n), np.ones(n)
+        self.ticks = np.full(n, -1)  # ticks into the decision; -1: decide at the next tick
         lo = [-1.0] * k + ([0.0] if arch.gate else [])
         self._lo, self._hi = torch.tensor(lo, device=device), torch.ones(arch.out_dim, device=device)
         self._u_off = np.zeros(arch.out_dim, np.float32)
@@ -187,23 +204,37 @@ class SAC:
         c = self.cfg
         return min(1.0, c.explore_start + (1.0 - c.explore_start) * self.env_steps / max(1, c.explore_steps))
 
+    def _decide(self, deciding: np.ndarray, a_base: np.ndarray) -> None:
+        """New held actions for the envs in ``deciding``: the policy's mean plus exploration noise, or the base
+        alone where the residual is off; their decision's start state and return accumulators reset."""
+        with torch.no_grad():
+            mean = self.actor.net(self._features(self.obs[deciding], a_base[deciding]))
+        noise = torch.randn(mean.shape, generator=self.rng)
+        std = self.actor.log_std.detach().exp()
+        u = (mean + std * noise).clamp(self._lo, self._hi).cpu().numpy()
+        self.held[deciding] = np.where(self.on[deciding, None], u, self._u_off)
+        self.d_obs[deciding], self.d_base[deciding] = self.obs[deciding], a_base[deciding]
+        self.acc_r[deciding], self.acc_coll[deciding], self.acc_disc[deciding] = 0.0, 0.0, 1.0
+        self.ticks[deciding] = 0
+
     def collect(self) -> tuple[RoundStats, np.ndarray]:
+        """Step the task ``n_steps`` times. Each env holds its decision ``u`` for ``decision_ticks`` ticks (or to its
+        episode's end), then stores one transition: the decision's state, ``u``, the discounted reward and
+        collision over its ticks, the state after them and the discount to it; updates run as the
+        update-to-data ratio asks, per stored transition."""
         cfg, n, k = self.cfg, self.task.num_envs, self.arch.act_dim
         raw_obs = np.empty((cfg.n_steps, n, self.arch.obs_dim), np.float32)
         tally = EpisodeTally()
         abs_delta = 0.0
-        std = self.actor.log_std.detach().exp()
         base_phase = self.in_base_phase()
-        if base_phase:
-            self.on[:] = False
+        if base_phase:  # the actor does not move yet: its zero residual plus noise, or the base alone
+            self.on[:] = cfg.base_noise
         a_base = self.base(self.obs)
         for t in range(cfg.n_steps):
-            with torch.no_grad():
-                mean = self.actor.net(self._features(self.obs, a_base))
-            if t % cfg.noise_hold == 0 or self._noise is None or self._noise.shape != mean.shape:
-                self._noise = torch.randn(mean.shape, generator=self.rng)
-            u = (mean + std * self._noise).clamp(self._lo, self._hi).cpu().numpy()
-            u = np.where(self.on[:, None], u, self._u_off)
+            deciding = self.ticks < 0
+            if deciding.any():
+                self._decide(deciding, a_base)
+            u = self.held
             gate = u[:, k:] if self.arch.gate else None
             out = control_law(a_base, u[:, :k].astype(np.float64), alpha=self.arch.alpha, gate=gate,
                               prev_delta=self.prev_delta, rate_limit=self.arch.rate_limit)
@@ -211,14 +242,22 @@ class SAC:
             raw_obs[t] = self.obs
             obs, r, term, trunc, info = self.task.step(out.action)
             done = term | trunc
-            next_obs = obs.copy()
-            if done.any() and "final_obs" in info:
-                next_obs[done] = info["final_obs"][done]
+            self.acc_r += self.acc_disc * r
+            self.acc_coll += self.acc_disc * info["collision"]
+            self.acc_disc *= cfg.gamma
+            self.ticks += 1
+            ends = done | (self.ticks >= cfg.decision_ticks)
             next_base = self.base(obs)
-            nb = next_base if not done.any() else np.where(done[:, None], self.base(next_obs), next_base)
-            end = term | (trunc & (not cfg.bootstrap_truncation))
-            self.replay.add(obs=self.obs, base=a_base, u=u, r=r, coll=info["collision"].astype(np.float32),
-                            next_obs=next_obs, next_base=nb, end=end.astype(np.float32))
+            if ends.any():
+                next_obs = obs.copy()
+                if done.any() and "final_obs" in info:
+                    next_obs[done] = info["final_obs"][done]
+                nb = next_base if not done.any() else np.where(done[:, None], self.base(next_obs), next_base)
+                end = term | (trunc & (not cfg.bootstrap_truncation))
+                self.replay.add(obs=self.d_obs[ends], base=self.d_base[ends], u=self.held[ends], r=self.acc_r[ends],
+                                coll=self.acc_coll[ends], next_obs=next_obs[ends], next_base=nb[ends],
+                                end=end[ends].astype(np.float32), disc=self.acc_disc[ends])
+                self.ticks[ends] = -1  # a new decision next tick
             self.prev_delta = np.where(done[:, None], 0.0, out.delta)
             tally.add(done, info)
             if done.any() and not base_phase:  # progressive exploration: a new episode draws its switch
@@ -226,7 +265,7 @@ class SAC:
             self.env_steps += n
             self.obs, a_base = obs, next_base
             if not base_phase:
-                self._owed += n * cfg.utd
+                self._owed += int(ends.sum()) * cfg.utd
                 while self._owed >= 1.0:
                     self.update()
                     self._owed -= 1.0
@@ -252,7 +291,7 @@ class SAC:
             nu = nu.clamp(self._lo, self._hi)
             q_next = torch.minimum(self.q1_t(nx, nu), self.q2_t(nx, nu)) - self.log_temp.exp() * logp
             r = b["r"] - self.collision_cost * b["coll"]
-            target = r + cfg.gamma * (1.0 - b["end"]) * q_next
+            target = r + b["disc"] * (1.0 - b["end"]) * q_next
         loss = ((self.q1(x, b["u"]) - target) ** 2).mean() + ((self.q2(x, b["u"]) - target) ** 2).mean()
         self.critic_opt.zero_grad()
         loss.backward()
@@ -292,7 +331,8 @@ class SAC:
         """Collect one round (updating as the update-to-data ratio asks), then refresh the normaliser."""
         base_phase = self.in_base_phase()
         stats, raw_obs = self.collect()
-        self.actor.norm.update(raw_obs.reshape(-1, self.arch.obs_dim))
+        if base_phase:  # the normaliser is fixed once the base's data is in: replayed features keep their meaning
+            self.actor.norm.update(raw_obs.reshape(-1, self.arch.obs_dim))
         self.rounds_done += 1
         if base_phase and not self.in_base_phase():  # the base's data is in: the residual may switch on
             self.on = self.np_rng.random(self.task.num_envs) < self._explore_p()

@@ -15,7 +15,7 @@ from typing import Any
 
 from cadenza.accel import configure
 from cadenza.base.loader import load_base
-from cadenza.governance.governor import Decision, Governor, LocalGovernor, Plan, TaskProfile
+from cadenza.governance.governor import SAC_MIN_STEP_S, Decision, Governor, LocalGovernor, Plan, TaskProfile
 from cadenza.project.config import Project
 from cadenza.residual.checkpoint import load_checkpoint, resume, run_dir, save_best, save_round
 from cadenza.residual.finalise import TrainResult, finalise
@@ -23,6 +23,7 @@ from cadenza.residual.loop import run_rounds
 from cadenza.residual.plot import plot_curve
 from cadenza.residual.policy import ResidualController
 from cadenza.residual.ppo import PPO, PPOConfig, update_workload
+from cadenza.residual.profile import env_step_seconds
 from cadenza.residual.rollout import ShardPool, shard_specs
 from cadenza.residual.sac import SAC, SACConfig, sac_workload
 from cadenza.residual.scaffold import arch_from_spec
@@ -61,9 +62,13 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     profile = TaskProfile(obs_dim=arch.obs_dim, act_dim=arch.act_dim, horizon=profile_task.spec.horizon,
                           num_envs=project.config.task.num_envs, device=accel.device, budget_steps=budget,
                           target_level=project.config.task.level, use_base=True, label=profile_task.spec.label,
-                          control_hz=profile_task.spec.control_hz, algorithm=rc.algorithm)
+                          control_hz=profile_task.spec.control_hz, algorithm=rc.algorithm,
+                          step_s=env_step_seconds(profile_task, base) if rc.algorithm == "auto" else 0.0)
     profile_task.close()
     plan: Plan = governor.plan(profile)
+    if rc.algorithm == "auto" and on_stage is not None:
+        on_stage(f"algorithm auto: {plan.algorithm} (an env step takes {profile.step_s * 1e3:.2f} ms; SAC is "
+                 f"picked from {SAC_MIN_STEP_S * 1e3:.0f} ms; docs/config.md#sac)")
     learner, config, workload = LEARNERS[plan.algorithm]
     cfg = config(**plan.hyperparameters)
     scale.check_shards(cfg.num_envs, "parallel envs the plan runs", plan.algorithm)

@@ -55,6 +55,9 @@ class ScaleSettings:
         """One line (UsageError) when ``rollout_workers`` cannot shard ``envs`` parallel envs (named by
         ``what``) of this learner: sharded rollouts are built for PPO, at most one shard per env."""
         n = self.rollout_workers
+        if n > 1 and algorithm == "auto":
+            raise UsageError(f"--rollout-workers {n}: sharded rollouts are built for PPO, and algorithm 'auto' may "
+                             "pick SAC, which collects in one piece (set [residual] algorithm = \"ppo\" to shard)")
         if n > 1 and algorithm != "ppo":
             raise UsageError(f"--rollout-workers {n}: sharded rollouts are built for PPO; algorithm {algorithm!r} "
                              "collects in one piece (use --rollout-workers 1)")
