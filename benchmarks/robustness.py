@@ -6,8 +6,9 @@ Each run copies an example project to a fresh temp folder, runs exactly what a u
 intervals (at the deciding look's confidence), the episodes the scorecard used, env steps at the
 stop and of the kept round, and the wall time of the whole command.
 
-    .venv/bin/python benchmarks/robustness.py                      # everything (about an hour on 2 cores)
-    .venv/bin/python benchmarks/robustness.py --only dash          # one group: dash, mission, reacher, dog-real
+    .venv/bin/python benchmarks/robustness.py                      # everything (about two hours on 2 cores)
+    .venv/bin/python benchmarks/robustness.py --only dash          # one group: dash, mission, reacher, dog-real,
+                                                                   # dash-sac, reacher-sac (algorithm = "sac")
     .venv/bin/python benchmarks/robustness.py --workers 1          # one run at a time
 
 Runs already in the JSON (same group, seed, threads) are kept and skipped, so a long sweep can be
@@ -41,6 +42,11 @@ GROUPS: dict[str, tuple[str, list[str], tuple[str, str] | None, list[int], list[
     "mission": ("rescue-dog", [], ('# episodes = "mission"', 'episodes = "mission"'), [0, 1, 2], [1]),
     "reacher": ("reacher", ["--real"], None, [0, 1, 2], [1]),
     "dog-real": ("rescue-dog", ["--real"], None, [0, 1, 2], [1]),
+    # the off-policy learner (docs/config.md#sac), with a budget that lets it show where it lands
+    "dash-sac": ("rescue-dog", ["--steps", "150000"], ("[residual]\n", '[residual]\nalgorithm = "sac"\n'),
+                 [0, 1, 2, 3, 4], [1]),
+    "reacher-sac": ("reacher", ["--real", "--steps", "100000"], ("[residual]\n", '[residual]\nalgorithm = "sac"\n'),
+                    [0], [1]),
 }
 
 
