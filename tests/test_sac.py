@@ -108,6 +108,27 @@ def test_progressive_exploration_and_the_update_to_data_ratio() -> None:
     assert np.all(np.abs(on) <= 1.0)  # and the critic only ever saw actions inside the range
 
 
+def test_the_actor_climbs_the_mean_of_the_twin_critics_or_their_minimum() -> None:
+    class Const(torch.nn.Module):
+        def __init__(self, v: float) -> None:
+            super().__init__()
+            self.v = v
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+            return self.w + self.v + 0.0 * u.sum(-1)
+
+    losses = {}
+    for mode in ("mean", "min"):
+        sac = _sac(actor_q=mode)
+        sac.round()
+        sac.q1, sac.q2 = Const(1.0), Const(3.0)
+        b = sac.replay.sample(16, torch.Generator().manual_seed(0))
+        sac.rng.manual_seed(7)
+        losses[mode], _ = sac._actor_update(b)
+    assert losses["mean"] - losses["min"] == pytest.approx(-1.0, abs=1e-5)  # -(1+3)/2 against -min(1, 3)
+
+
 def test_collisions_cost_what_the_multiplier_says_in_every_update() -> None:
     sac = _sac()
     sac.round()

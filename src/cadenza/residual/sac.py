@@ -26,7 +26,8 @@ What it does, after the field's residual learners (Policy Decorator, ResFiT, DAW
   steps; an env with the residual off runs the base alone and its transitions (``u = 0``) are
   replayed like the others;
 * **critic**: twin Q networks with LayerNorm (stable at update-to-data ratios of 1 and more) and
-  Polyak-averaged targets; the target takes the minimum of the two;
+  Polyak-averaged targets; the target takes the minimum of the two, and so does the actor's objective
+  (``actor_q = "mean"`` climbs their mean instead);
 * **actor**: the Gaussian of ``ResidualActor`` (its mean net and its state-independent ``log_std``),
   reparameterised; the entropy temperature is tuned toward ``target_entropy``. The critic sees the
   raw action clamped to its range (``delta`` to [-1, 1], the gate to [0, 1]); a penalty keeps the
@@ -45,7 +46,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -82,6 +83,9 @@ class SACConfig:
     critic_warmup_updates: int = 5000  # critic updates on the base-only data before the actor moves
     explore_start: float = 0.0  # probability that an episode runs with the residual on, at the start ...
     explore_steps: int = 20_000  # ... rising linearly to 1 over this many env steps
+    # what the actor climbs: the "min" of the twin critics (SAC's usual) or their "mean" (less pessimistic); the
+    # targets take the minimum either way. Measured on five seeds, neither is better (docs/config.md#sac)
+    actor_q: Literal["mean", "min"] = "min"
     bound_penalty: float = 1.0  # weight of the penalty on the actor's mean outside the action's range
     # control ticks each decision is held (1: a new u every tick). A held decision is one transition: its
     # reward is the discounted sum over its ticks and the critic bootstraps gamma ** ticks later, so a
@@ -306,7 +310,8 @@ class SAC:
         x = self._features(b["obs"], b["base"])
         mean, u, logp = self._sample(x)
         uc = u.clamp(self._lo, self._hi)
-        q = torch.minimum(self.q1(x, uc), self.q2(x, uc))
+        q1, q2 = self.q1(x, uc), self.q2(x, uc)
+        q = 0.5 * (q1 + q2) if self.cfg.actor_q == "mean" else torch.minimum(q1, q2)
         outside = (mean - mean.clamp(self._lo, self._hi)) ** 2
         loss = (self.log_temp.exp().detach() * logp - q).mean() + self.cfg.bound_penalty * outside.sum(-1).mean()
         self.actor_opt.zero_grad()
