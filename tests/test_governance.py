@@ -207,6 +207,11 @@ def test_the_sac_plan_trains_at_the_target_holds_decisions_and_skips_cards_in_it
     assert short.hyperparameters["decision_ticks"] == 5  # a 1 s episode: a tenth of it
     assert short.hyperparameters["base_steps"] == short.validate_from == 819  # a small budget: a short base phase
     assert short.hyperparameters["critic_warmup_updates"] == 500  # and a warm-up in proportion
+    reacher = TaskProfile(obs_dim=11, act_dim=2, horizon=50, num_envs=32, device="cpu", budget_steps=1_000_000,
+                          target_level=1.0, label="mujoco:reacher")
+    ppo_r, sac_r = LocalGovernor().plan(reacher), LocalGovernor().plan(replace(reacher, algorithm="sac"))
+    assert sac_r.validate_every == ppo_r.validate_every == 2  # a card every second round for both ...
+    assert sac_r.patience == 8 * ppo_r.patience  # ... so patience waits as many env steps: 8x the cards
 
 
 def test_auto_picks_sac_only_where_an_env_step_is_dear() -> None:

@@ -133,6 +133,7 @@ class LocalGovernor:
             # base's feedback before it can change the episode's outcome (measured: docs/governance.md)
             "noise_hold": max(1, round(0.2 * p.control_hz)),
         }
+        ppo_batch = batch  # SAC's per-env-step rules below are PPO's, rescaled by the ratio of the rounds
         if p.algorithm == "sac":
             # off-policy (cadenza.residual.sac; measured in docs/config.md#sac): fewer envs and shorter rounds,
             # so the validation card looks every 1,024 env steps; a decision held for 0.5 s (at most a tenth
@@ -178,12 +179,12 @@ class LocalGovernor:
             lagrange["collision_target_share"] = 0.6
         plateau_window, validate_from = 5, 0
         if p.algorithm == "sac":
-            # cards come every 1,024 env steps, not every 8,192 as PPO's on dashes: the multiplier moves as fast
-            # per env step as PPO's, patience waits as many env steps, and the plateau rule looks at as many
-            # episodes (a SAC round finishes about 3 dashes)
-            per_ppo_round = 8192 / batch
+            # a SAC round is 1,024 env steps, PPO's 8,192 (64 envs), and both take a card every `every` rounds:
+            # the multiplier moves as fast per env step as PPO's, patience waits as many env steps, and the
+            # plateau rule looks at as many episodes (a SAC round finishes about 3 dashes)
+            per_ppo_round = ppo_batch / batch
             lagrange["collision_lr"] /= per_ppo_round
-            patience = round(patience * per_ppo_round / max(1, every)) if every else patience
+            patience = round(patience * per_ppo_round)
             plateau_window = round(plateau_window * per_ppo_round)
             validate_from = hp["base_steps"]
         return Plan(hyperparameters=hp, algorithm=p.algorithm, budget_steps=p.budget_steps, rounds=rounds,
