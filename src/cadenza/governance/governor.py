@@ -200,8 +200,11 @@ class LocalGovernor:
         if plan.validate_every <= 0:
             return False
         target = plan.curriculum[-1][1]
-        at_target = [h for h in history if h["level"] >= target and h["env_steps_total"] > plan.validate_from]
-        if not at_target or history[-1]["level"] < target or history[-1]["env_steps_total"] <= plan.validate_from:
+        def counts(h: dict[str, Any]) -> bool:  # at the target level, and after the base phase (validate_from)
+            return h["level"] >= target and h["env_steps_total"] > plan.validate_from
+
+        at_target = [h for h in history if counts(h)]
+        if not at_target or not counts(history[-1]):
             return False
         batch = plan.hyperparameters["n_steps"] * plan.hyperparameters["num_envs"]
         last = history[-1]["env_steps_total"] + batch > plan.budget_steps

@@ -76,11 +76,11 @@ class SACConfig:
     # the entropy temperature's start (tuned toward target_entropy from there). Not SAC's usual 1.0: a held
     # decision earns ~0.05 of dense reward, so a temperature near 1 makes the entropy bonus the whole target
     init_temperature: float = 0.001
-    base_steps: int = 0  # env steps the base runs alone first (0: one round); the critic warms up on them
+    base_steps: int = 0  # env steps of the base phase, the actor frozen (0: one round); the critic warms up on them
     # the base phase explores around the zero residual (its noise) instead of running the base alone: a critic
     # warmed on one action everywhere has no slope in u, and the actor's first steps follow whatever it extrapolates
     base_noise: bool = True
-    critic_warmup_updates: int = 5000  # critic updates on the base-only data before the actor moves
+    critic_warmup_updates: int = 5000  # critic updates on the base phase's data before the actor moves
     explore_start: float = 0.0  # probability that an episode runs with the residual on, at the start ...
     explore_steps: int = 20_000  # ... rising linearly to 1 over this many env steps
     # what the actor climbs: the "min" of the twin critics (SAC's usual) or their "mean" (less pessimistic); the
@@ -100,13 +100,14 @@ class SACConfig:
 
 def sac_workload(arch: ResidualArch, cfg: SACConfig, budget_steps: int) -> Any:
     """What the SAC updates of a run cost, for the acceleration layer (``configure(workload=...)``): the actor
-    and both critics, the replay batch, one update per env step times the update-to-data ratio."""
+    and both critics, the replay batch; ``utd`` updates per stored transition, one transition per
+    ``decision_ticks`` env steps, plus the critic's warm-up."""
     from cadenza.accel.decisions import Workload
     from cadenza.residual.network import count_params
 
     critic = count_params(QNet(arch.input_dim + arch.out_dim, cfg.hidden_dim))
     return Workload("sac_update", params=count_params(ResidualActor(arch).net) + 4 * critic, batch=cfg.batch_size,
-                    expected_calls=int(budget_steps * cfg.utd))
+                    expected_calls=int(budget_steps * cfg.utd / cfg.decision_ticks) + cfg.critic_warmup_updates)
 
 
 class QNet(nn.Module):
@@ -200,7 +201,8 @@ class SAC:
         return self.actor.features(o, b)
 
     def in_base_phase(self) -> bool:
-        """Whether the next round runs the base alone: the first round, and until ``base_steps`` env steps."""
+        """Whether the next round is in the base phase (the actor frozen, no updates, the normaliser still fitted):
+        the first round, and every round until ``base_steps`` env steps."""
         return self.rounds_done == 0 or self.env_steps < self.cfg.base_steps
 
     def _explore_p(self) -> float:
@@ -333,7 +335,8 @@ class SAC:
         self.updates += 1
 
     def round(self) -> RoundStats:
-        """Collect one round (updating as the update-to-data ratio asks), then refresh the normaliser."""
+        """Collect one round (updating as the update-to-data ratio asks); in the base phase, fit the normaliser on
+        it, and once the phase is over switch the residual on and warm the critic."""
         base_phase = self.in_base_phase()
         stats, raw_obs = self.collect()
         if base_phase:  # the normaliser is fixed once the base's data is in: replayed features keep their meaning
