@@ -38,6 +38,9 @@ class BenchSettings:
     workers: int
     skipped: list[dict[str, str]] = field(default_factory=list)  # arms that could not run, with why
     scale: ScaleSettings = field(default_factory=ScaleSettings)
+    # per-arm budgets by arm kind, over ``steps`` (benchmarks/sample_efficiency.py runs the residual arms shorter
+    # than the from-scratch ones: a residual run far past its threshold only costs time); no CLI flag sets it
+    arm_steps: dict[str, int] = field(default_factory=dict)
 
     def command(self, project: Project) -> str:
         arms = sorted({a.kind for a in self.arms} | {s["kind"] for s in self.skipped}, key=ARM_KINDS.index)
@@ -124,7 +127,8 @@ RunCallback = Callable[[dict[str, Any], int, int], None]
 def _jobs(project: Project, s: BenchSettings, threads: int | None) -> list[Job]:
     # longest runs first, so parallel workers finish together
     order = {"sb3-sac": 0, "sb3": 1, "residual-sac": 2, "full": 3, "residual": 4}
-    jobs = [Job(project_root=str(project.root), arm_id=a.id, kind=a.kind, reward=a.reward, seed=seed, steps=s.steps,
+    jobs = [Job(project_root=str(project.root), arm_id=a.id, kind=a.kind, reward=a.reward, seed=seed,
+                steps=s.arm_steps.get(a.kind, s.steps),
                 device=s.device, real=s.real, eval_episodes=s.eval_episodes, final_episodes=s.final_episodes,
                 threads=threads) for a in s.arms for seed in s.seeds]
     return sorted(jobs, key=lambda j: order[j.kind])
