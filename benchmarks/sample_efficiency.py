@@ -162,7 +162,9 @@ def main() -> None:
     ap.add_argument("--arms", default="residual,residual-sac,full,sb3,sb3-sac")
     ap.add_argument("--workers", type=int, default=None, help="runs at a time (default: physical cores)")
     ap.add_argument("--eval-episodes", type=int, default=100, help="episodes per periodic evaluation")
+    ap.add_argument("--out", type=Path, default=OUT, help="the JSON to write (the PNG beside it)")
     a = ap.parse_args()
+    out = a.out
     console = Console()
     with tempfile.TemporaryDirectory(prefix="cadenza-sample-eff-") as tmp:
         root = Path(tmp) / Path(a.project).name
@@ -183,14 +185,15 @@ def main() -> None:
         res = run_bench(proj, s, on_run=on_run, out_root=Path(tmp) / "bench")
         threshold = proj.config.governance.success_threshold
         rows = arm_rows(res.report, threshold)
-        result = {"project": a.project, "cpu": cpu_name(), "settings": vars(a), "threshold": threshold,
+        result = {"project": a.project, "cpu": cpu_name(), "settings": {**vars(a), "out": str(out)},
+                  "threshold": threshold,
                   "definition": "first of two consecutive evaluations at or above the threshold; every env step "
                                 "counted; times prorated by env steps",
                   "wall_s": round(time.perf_counter() - t0, 1), "arms": rows, "ratios": ratios(rows, a.steps),
                   "base_alone": res.report.get("base")}
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        plot(res.report, threshold, OUT.with_suffix(".png"))
-    atomic_write_json(OUT, result)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        plot(res.report, threshold, out.with_suffix(".png"))
+    atomic_write_json(out, result)
     budgets = f"budget {a.steps:,} steps" + (f" ({a.residual_steps:,} for the residual arms)"
                                                if a.residual_steps is not None else "")
     t = Table(title=f"sustained steps to {threshold:.0%}, {a.seeds} seeds, {budgets}; CPU {cpu_name()}")
@@ -212,7 +215,7 @@ def main() -> None:
             console.print(f"{q['residual']}: {q['note']}")
         else:
             console.print(f"{q['residual']}: {q['ratio']:.1f}x fewer env steps than {q['against']} (medians)")
-    console.print(f"wrote {OUT} and {OUT.with_suffix('.png')}")
+    console.print(f"wrote {out} and {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -249,3 +249,19 @@ def test_bench_real_runs_end_to_end_on_mujoco(tmp_path: Path, capsys: pytest.Cap
     # the base-alone reference row is measured on the same real task
     assert 0.0 < rep["base"]["success_rate"] <= 1.0
     assert (out_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_arm_steps_give_an_arm_kind_its_own_budget(tmp_path: Path) -> None:
+    """``BenchSettings.arm_steps`` (benchmarks/sample_efficiency.py's --residual-steps): each job of those arm
+    kinds gets that budget, every other arm ``--steps``; its evaluations are spaced over its own budget."""
+    from cadenza.bench.arms import RESIDUAL_KINDS
+    from cadenza.bench.runner import _jobs, resolve_settings
+    from cadenza.project.config import load_project
+
+    proj = load_project(_bench_project(tmp_path))
+    s = resolve_settings(proj, steps=100_000, seeds=2, arms="residual,residual-sac,full,sb3-sac", workers=1)
+    assert {j.steps for j in _jobs(proj, s, 1)} == {100_000}
+    s.arm_steps = {k: 30_000 for k in RESIDUAL_KINDS}
+    got = sorted((j.kind, j.seed, j.steps) for j in _jobs(proj, s, 1))
+    assert got == sorted([(k, seed, 30_000 if k in RESIDUAL_KINDS else 100_000)
+                          for k in ("residual", "residual-sac", "full", "sb3-sac") for seed in (0, 1)])
