@@ -87,9 +87,6 @@ class SACConfig:
     # targets take the minimum either way. Measured on five seeds, neither is better (docs/config.md#sac)
     actor_q: Literal["mean", "min"] = "min"
     bound_penalty: float = 1.0  # weight of the penalty on the actor's mean outside the action's range
-    # keeps the actor's mean near the replayed decisions (TD3+BC's term, scaled by the batch's mean |Q| so the weight
-    # is unitless): the critic is only right where the data is, and a mean that leaves it follows extrapolation
-    anchor: float = 0.0
     # control ticks each decision is held (1: a new u every tick). A held decision is one transition: its
     # reward is the discounted sum over its ticks and the critic bootstraps gamma ** ticks later, so a
     # correction's effect on the episode is large enough to learn from and the return's horizon is
@@ -319,8 +316,6 @@ class SAC:
         q = 0.5 * (q1 + q2) if self.cfg.actor_q == "mean" else torch.minimum(q1, q2)
         outside = (mean - mean.clamp(self._lo, self._hi)) ** 2
         loss = (self.log_temp.exp().detach() * logp - q).mean() + self.cfg.bound_penalty * outside.sum(-1).mean()
-        if self.cfg.anchor > 0.0:
-            loss = loss + self.cfg.anchor * q.abs().mean().detach() * ((mean - b["u"]) ** 2).sum(-1).mean()
         self.actor_opt.zero_grad()
         loss.backward()
         self.actor_opt.step()
