@@ -43,6 +43,7 @@ from rich.table import Table
 from cadenza.accel.hardware import cpu_name
 from cadenza.bench.arms import RESIDUAL_KINDS
 from cadenza.bench.measure import median_steps
+from cadenza.bench.plot import plot_curves
 from cadenza.bench.runner import resolve_settings, run_bench
 from cadenza.project.config import load_project
 from cadenza.utils.io import atomic_write_json
@@ -116,42 +117,6 @@ def ratios(rows: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     return out
 
 
-def plot(report: dict[str, Any], threshold: float, path: Path) -> None:
-    """Every arm's success against env steps (mean over seeds, band min-max), x on a log axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cadenza.bench.measure import band
-    from cadenza.bench.plot import STYLE
-    from cadenza.utils.io import atomic_write_with
-
-    fig, ax = plt.subplots(figsize=(8.5, 5.0))
-    for a in report["arms"]:
-        if a["skipped"] or not a["runs"]:
-            continue
-        xs, mean, lo, hi = band([[p for p in r["curve"] if p["env_steps"] > 0] for r in a["runs"]])
-        color, ls, marker = STYLE.get(a["id"], (None, "-", "o"))
-        ax.plot(xs, mean, ls=ls, marker=marker, ms=4, lw=2, color=color, label=a["label"])
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.15, lw=0)
-    b = report["base"]["curve_point"]
-    ax.axhline(b["success_rate"], color="dimgray", ls="-.", lw=1.2, label=f"base alone {b['success_rate']:.0%}")
-    ax.axhline(threshold, color="black", ls=":", lw=1.5, label=f"threshold {threshold:.0%}")
-    ax.set_xscale("log")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("env steps (training, every sample counted; log scale)")
-    ax.set_ylabel("success on held-out episodes")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    ax.grid(alpha=0.25, which="both")
-    ax.set_title(f"sample efficiency on {report['task']}, {len(report['settings']['seeds'])} seeds "
-                 "(mean, band = min-max over seeds)", fontsize=10)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout()
-    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("project", nargs="?", default=str(ROOT / "examples" / "rescue-dog"))
@@ -192,7 +157,7 @@ def main() -> None:
                   "wall_s": round(time.perf_counter() - t0, 1), "arms": rows, "ratios": ratios(rows, a.steps),
                   "base_alone": res.report.get("base")}
         out.parent.mkdir(parents=True, exist_ok=True)
-        plot(res.report, threshold, out.with_suffix(".png"))
+        plot_curves(res.report, out.with_suffix(".png"), log_x=True, mark_reach=False)  # reaching is sustained here
     atomic_write_json(out, result)
     budgets = f"budget {a.steps:,} steps" + (f" ({a.residual_steps:,} for the residual arms)"
                                                if a.residual_steps is not None else "")

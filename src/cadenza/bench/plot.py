@@ -18,7 +18,10 @@ STYLE = {"residual": ("tab:blue", "-", "o"), "full": ("tab:orange", "--", "s"), 
          "sb3-sac-dense": ("tab:pink", "-.", "x")}
 
 
-def plot_curves(report: dict[str, Any], path: Path) -> None:
+def plot_curves(report: dict[str, Any], path: Path, *, log_x: bool = False, mark_reach: bool = True) -> None:
+    """``log_x``: env steps on a log axis (the step-0 evaluation left out), so arms run for budgets far apart
+    read on one figure; ``mark_reach``: each arm's median steps to threshold in its legend entry and as a
+    vertical line (off where the caller measures reaching differently, as benchmarks/sample_efficiency.py does)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,23 +33,26 @@ def plot_curves(report: dict[str, Any], path: Path) -> None:
     for z, a in enumerate(report["arms"]):
         if a["skipped"] or not a["runs"]:
             continue
-        xs, mean, lo, hi = band([r["curve"] for r in a["runs"]])
+        xs, mean, lo, hi = band([[p for p in r["curve"] if p["env_steps"] > 0 or not log_x] for r in a["runs"]])
         color, ls, marker = STYLE.get(a["id"], (None, "-", "o"))
         m = a["summary"]["steps_to_threshold_median"]
         reach = "not reached" if m is None else f"{m:,.0f} steps"
         ax.plot(xs, mean, ls=ls, marker=marker, ms=4, lw=2, color=color, zorder=3 + 0.1 * (10 - z),
-                label=f"{a['label']}  (to {thr:.0%}: {reach})")
+                label=f"{a['label']}  (to {thr:.0%}: {reach})" if mark_reach else a["label"])
         if len(a["runs"]) > 1:
             ax.fill_between(xs, lo, hi, color=color, alpha=0.18, lw=0)
-        if m is not None:
+        if m is not None and mark_reach:
             ax.axvline(m, color=color, ls=(0, (2, 3)), lw=1, alpha=0.8)
     b = report["base"]["curve_point"]  # measured on the curves' episodes
     ax.axhline(b["success_rate"], color="dimgray", ls="-.", lw=1.2,
                label=f"base alone {b['success_rate']:.0%} (on the curves' {b['episodes']} episodes)")
     ax.axhline(thr, color="black", ls=":", lw=1.5, label=f"deploy threshold {thr:.0%}")
-    ax.set_xlim(left=0)
+    if log_x:
+        ax.set_xscale("log")
+    else:
+        ax.set_xlim(left=0)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("env steps (training)")
+    ax.set_xlabel("env steps (training, log scale)" if log_x else "env steps (training)")
     ax.set_ylabel(f"success on held-out episodes\n({s['eval_episodes']} per point, {s['final_episodes']} at the end)")
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: _k(x)))
