@@ -265,3 +265,24 @@ def test_arm_steps_give_an_arm_kind_its_own_budget(tmp_path: Path) -> None:
     got = sorted((j.kind, j.seed, j.steps) for j in _jobs(proj, s, 1))
     assert got == sorted([(k, seed, 30_000 if k in RESIDUAL_KINDS else 100_000)
                           for k in ("residual", "residual-sac", "full", "sb3-sac") for seed in (0, 1)])
+
+
+@pytest.mark.slow
+def test_a_report_with_arm_budgets_records_them(tmp_path: Path) -> None:
+    """A bench whose residual arm has its own budget: the run stops there, every other arm runs ``--steps``, and the
+    report (schema-valid) records the budgets in its settings and says so in report.md."""
+    from cadenza.bench.runner import resolve_settings, run_bench
+    from cadenza.project.config import load_project
+
+    proj = load_project(_bench_project(tmp_path))
+    s = resolve_settings(proj, steps=8192, seeds=1, arms="residual,full", workers=1, eval_episodes=20)
+    s.arm_steps = {"residual": 4096}  # one round of 16 envs x 256 steps
+    res = run_bench(proj, s, out_root=tmp_path / "out")
+    rep = res.report
+    assert errors(rep) == [], errors(rep)[:3]
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(rep, REPORT_SCHEMA)
+    steps = {a["id"]: a["runs"][0]["env_steps"] for a in rep["arms"]}
+    assert steps["residual"] == 4096 and steps["full"] == 8192
+    assert rep["settings"]["arm_steps"] == {"residual": 4096}
+    assert "(residual: 4,096, its evaluations spread over that budget)" in (res.out_dir / "report.md").read_text()

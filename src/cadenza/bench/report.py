@@ -39,6 +39,7 @@ def build_report(project: Project, s: Any, *, arms: list[dict[str, Any]], base_r
             "regression_margin": g.regression_margin, "confidence": g.confidence,
             "base": base_source(project, s.real), "config_sha256": sha256_file(project.root / "cadenza.toml"),
             "residual_spec": spec["architecture"] if spec else None,
+            **({"arm_steps": dict(s.arm_steps)} if getattr(s, "arm_steps", None) else {}),
         },
         "base": base_row, "arms": arms, "verdict": verdict.as_dict(),
         "timing": {"bench_wall_s": wall_s, "train_wall_s": sum(r["wall_s"] for r in runs),
@@ -142,8 +143,10 @@ def markdown(report: dict[str, Any]) -> str:
               "Success of the deterministic policy on held-out episodes at the target level; line = mean over "
               "seeds, band = lowest to highest seed, dotted line = the deploy threshold.", "",
               "## How it was measured", "",
-              f"* every arm trains for `--steps` = {s['steps']:,} env steps per seed (whole rounds: the last round "
-              "may pass the budget; the exact count is in the table), seeds "
+              f"* every arm trains for `--steps` = {s['steps']:,} env steps per seed"
+              + "".join(f" ({k}: {v:,}, its evaluations spread over that budget)"
+                        for k, v in s.get("arm_steps", {}).items())
+              + " (whole rounds: the last round may pass the budget; the exact count is in the table), seeds "
               f"{', '.join(map(str, s['seeds']))}, at perturbation level {s['level']} with the governor's curriculum;",
               f"* evaluation: the deterministic policy (the Gaussian mean) on {s['eval_episodes']} held-out "
               f"episodes (seed {s['eval_seed']}, never used in training, the same for every arm and checkpoint) at "

@@ -78,7 +78,9 @@ SETTINGS = _obj({
     "eval_seed": {"type": "integer"}, "eval_targets": {"type": "array", "items": INT0}, "level": RATE,
     "num_envs": {"type": "integer", "minimum": 1}, "success_threshold": RATE, "regression_margin": RATE,
     "confidence": RATE, "base": STR, "config_sha256": STR, "residual_spec": {"type": ["object", "null"]},
-})
+    # an arm kind's own budget where it is not `steps` (benchmarks/sample_efficiency.py --residual-steps)
+    "arm_steps": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
+}, optional=("arm_steps",))
 
 REPORT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -92,7 +92,11 @@ class SACConfig:
     # correction's effect on the episode is large enough to learn from and the return's horizon is
     # decision_ticks times shorter (the deployed residual still runs every tick; docs/config.md)
     decision_ticks: int = 1
+    # decisions per critic target: the target sums the rewards of this many of an env's consecutive stored
+    # decisions (to its episode's end) and bootstraps after the last one (1: the usual one-step target)
+    n_step: int = 1
     bootstrap_truncation: bool = True
+    critic_dropout: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,22 +115,32 @@ def sac_workload(arch: ResidualArch, cfg: SACConfig, budget_steps: int) -> Any:
 
 
 class QNet(nn.Module):
-    """``(features, u) -> Q``: an MLP with LayerNorm after every hidden layer."""
+    """``(features, u) -> Q``: an MLP with LayerNorm after every hidden layer (and dropout before it, DroQ's)."""
 
-    def __init__(self, in_dim: int, hidden: int) -> None:
+    def __init__(self, in_dim: int, hidden: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.ReLU(),
-                                 nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        def drop() -> list[nn.Module]:
+            return [nn.Dropout(dropout)] if dropout > 0 else []
+
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), *drop(), nn.LayerNorm(hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), *drop(), nn.LayerNorm(hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 1))
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([x, u], dim=-1)).squeeze(-1)
 
 
 class Replay:
-    """A ring buffer of raw transitions (observations stay raw: features are made with the current normaliser)."""
+    """A ring buffer of raw transitions (observations stay raw: features are made with the current normaliser).
+
+    Each transition may point to the same env's next one in the same episode (:meth:`link`), so
+    :meth:`sample` can return ``n_step`` of them summed into one: the discounted rewards and collisions,
+    the product of the discounts, and the last one's next state and end flag. A link always points to a newer
+    slot, so the ring overwrites its source first, and :meth:`add` drops the links of the slots it reuses."""
 
     def __init__(self, size: int, obs_dim: int, act_dim: int, u_dim: int) -> None:
         self.size, self.n, self.i = size, 0, 0
+        self.nxt = np.full(size, -1, np.int64)  # slot of the same env's next transition, -1: none (yet)
         self.obs = np.zeros((size, obs_dim), np.float32)
         self.base = np.zeros((size, act_dim), np.float32)
         self.u = np.zeros((size, u_dim), np.float32)
@@ -137,18 +151,39 @@ class Replay:
         self.end = np.zeros(size, np.float32)  # 1: no bootstrap (terminated, or truncated without bootstrap)
         self.disc = np.ones(size, np.float32)  # discount to next_obs: gamma ** (ticks the decision was held)
 
-    def add(self, **batch: np.ndarray) -> None:
+    def add(self, **batch: np.ndarray) -> np.ndarray:
+        """Store a batch of transitions; returns their slots."""
         m = len(batch["r"])
         idx = (self.i + np.arange(m)) % self.size
         for k, v in batch.items():
             getattr(self, k)[idx] = v
+        self.nxt[idx] = -1
         self.i = (self.i + m) % self.size
         self.n = min(self.n + m, self.size)
+        return idx
 
-    def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def link(self, prev: np.ndarray, nxt: np.ndarray) -> None:
+        """Record that slot ``nxt[j]`` holds the transition that follows slot ``prev[j]`` (same env, same episode)."""
+        self.nxt[prev] = nxt
+
+    def sample(self, batch: int, gen: torch.Generator, n_step: int = 1) -> dict[str, torch.Tensor]:
         idx = torch.randint(0, self.n, (batch,), generator=gen).numpy()
-        return {k: torch.as_tensor(getattr(self, k)[idx]) for k in
-                ("obs", "base", "u", "r", "coll", "next_obs", "next_base", "end", "disc")}
+        out = {k: getattr(self, k)[idx] for k in
+               ("obs", "base", "u", "r", "coll", "next_obs", "next_base", "end", "disc")}
+        cur = idx
+        for _ in range(n_step - 1):  # follow each transition's link while its episode goes on
+            j = self.nxt[cur]
+            ok = (j >= 0) & (out["end"] == 0)
+            if not ok.any():
+                break
+            jj = j[ok]
+            out["r"][ok] += out["disc"][ok] * self.r[jj]
+            out["coll"][ok] += out["disc"][ok] * self.coll[jj]
+            out["disc"][ok] *= self.disc[jj]
+            for k in ("next_obs", "next_base", "end"):
+                out[k][ok] = getattr(self, k)[jj]
+            cur = np.where(ok, j, cur)
+        return {k: torch.as_tensor(v) for k, v in out.items()}
 
 
 class SAC:
@@ -161,7 +196,7 @@ class SAC:
         self.arch, self.cfg, self.task, self.base, self.device = arch, cfg, task, base, device
         self.actor = ResidualActor(arch, init_log_std=cfg.init_log_std).to(device)
         q_in = arch.input_dim + arch.out_dim
-        self.q1, self.q2 = QNet(q_in, cfg.hidden_dim).to(device), QNet(q_in, cfg.hidden_dim).to(device)
+        self.q1, self.q2 = (QNet(q_in, cfg.hidden_dim, cfg.critic_dropout).to(device) for _ in range(2))
         self.q1_t, self.q2_t = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
         for p in (*self.q1_t.parameters(), *self.q2_t.parameters()):
             p.requires_grad_(False)
@@ -188,6 +223,7 @@ class SAC:
         self.d_base = np.zeros((n, k), np.float32)
         self.acc_r, self.acc_coll, self.acc_disc = np.zeros(n), np.zeros(n), np.ones(n)
         self.ticks = np.full(n, -1)  # ticks into the decision; -1: decide at the next tick
+        self.last_slot = np.full(n, -1)  # each env's latest stored transition of its running episode (-1: none)
         lo = [-1.0] * k + ([0.0] if arch.gate else [])
         self._lo, self._hi = torch.tensor(lo, device=device), torch.ones(arch.out_dim, device=device)
         self._u_off = np.zeros(arch.out_dim, np.float32)
@@ -260,9 +296,13 @@ class SAC:
                     next_obs[done] = info["final_obs"][done]
                 nb = next_base if not done.any() else np.where(done[:, None], self.base(next_obs), next_base)
                 end = term | (trunc & (not cfg.bootstrap_truncation))
-                self.replay.add(obs=self.d_obs[ends], base=self.d_base[ends], u=self.held[ends], r=self.acc_r[ends],
-                                coll=self.acc_coll[ends], next_obs=next_obs[ends], next_base=nb[ends],
-                                end=end[ends].astype(np.float32), disc=self.acc_disc[ends])
+                slots = self.replay.add(obs=self.d_obs[ends], base=self.d_base[ends], u=self.held[ends],
+                                        r=self.acc_r[ends], coll=self.acc_coll[ends], next_obs=next_obs[ends],
+                                        next_base=nb[ends], end=end[ends].astype(np.float32), disc=self.acc_disc[ends])
+                prev = self.last_slot[ends]
+                if (prev >= 0).any():
+                    self.replay.link(prev[prev >= 0], slots[prev >= 0])
+                self.last_slot[ends] = np.where(done[ends], -1, slots)
                 self.ticks[ends] = -1  # a new decision next tick
             self.prev_delta = np.where(done[:, None], 0.0, out.delta)
             tally.add(done, info)
@@ -328,7 +368,7 @@ class SAC:
     def update(self, actor: bool = True) -> None:
         if self.replay.n < self.cfg.batch_size:  # a resumed run refills its buffer first (it is not checkpointed)
             return
-        b = self.replay.sample(self.cfg.batch_size, self.rng)
+        b = self.replay.sample(self.cfg.batch_size, self.rng, self.cfg.n_step)
         self._last_q_loss = self._critic_update(b)
         if actor:
             self._last_pi_loss, self._last_entropy = self._actor_update(b)
