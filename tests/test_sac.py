@@ -91,54 +91,6 @@ def test_a_held_decision_is_one_transition_with_its_discounted_reward() -> None:
     assert np.allclose(sac.replay.next_obs[:4], obs, atol=1e-6)  # and the state it led to
 
 
-def test_n_step_targets_sum_an_envs_consecutive_decisions_and_stop_at_its_episode_end() -> None:
-    """n_step = 3 over held decisions: a sampled transition carries the discounted sum of the rewards of that env's
-    next three stored decisions, the product of their discounts and the third one's next state."""
-    ticks, gamma = 8, 0.99
-    sac = SAC(ARCH, SACConfig(num_envs=4, n_steps=32, batch_size=8, hidden_dim=32, critic_warmup_updates=1,
-                              buffer_size=512, decision_ticks=ticks, gamma=gamma, base_noise=False, n_step=3),
-              RescueDogProxy(num_envs=4, level=1.0, reward="dense"), RescueDogBase(), seed=5)
-    sac.round()
-    rp = sac.replay
-    assert rp.n == 16  # four decisions per env, stored env by env: env e's k-th decision in slot 4 k + e
-    b = rp.sample(512, torch.Generator().manual_seed(0), n_step=3)
-    seen = 0
-    for obs, r, disc, nxt in zip(b["obs"].numpy(), b["r"].numpy(), b["disc"].numpy(), b["next_obs"].numpy(),
-                                 strict=True):
-        i = int(np.flatnonzero((rp.obs[:16] == obs).all(1))[0])
-        chain = [j for j in (i, i + 4, i + 8) if j < 16]  # at most three, and only those stored so far
-        want = sum(gamma ** (ticks * k) * rp.r[j] for k, j in enumerate(chain))
-        assert r == pytest.approx(want, abs=1e-6)
-        assert disc == pytest.approx(gamma ** (ticks * len(chain)), rel=1e-5)
-        assert np.allclose(nxt, rp.next_obs[chain[-1]])
-        seen += len(chain) == 3
-    assert seen > 0
-    # an episode's end cuts the chain: a terminal first transition bootstraps nowhere and takes nothing after it
-    rp.end[0] = 1.0
-    b = rp.sample(512, torch.Generator().manual_seed(1), n_step=3)
-    first = (b["obs"].numpy() == rp.obs[0]).all(1)
-    assert first.any() and np.allclose(b["r"].numpy()[first], rp.r[0]) and np.all(b["end"].numpy()[first] == 1.0)
-
-
-def test_a_reused_slot_loses_its_link() -> None:
-    from cadenza.residual.sac import Replay
-
-    rp = Replay(4, obs_dim=1, act_dim=1, u_dim=1)
-
-    def add(r: float) -> np.ndarray:
-        z = np.zeros((1, 1), np.float32)
-        return rp.add(obs=np.full((1, 1), r, np.float32), base=z, u=z, r=np.array([r], np.float32),
-                      coll=np.zeros(1), next_obs=z, next_base=z, end=np.zeros(1), disc=np.full(1, 0.5, np.float32))
-
-    a, b = add(1.0), add(4.0)
-    rp.link(a, b)
-    gen = torch.Generator().manual_seed(0)
-    assert set(rp.sample(64, gen, n_step=2)["r"].tolist()) == {1.0 + 0.5 * 4.0, 4.0}  # a's link is followed
-    for r in (8.0, 16.0, 32.0):  # the ring wraps: slot a now holds 32.0 and its link to b is gone
-        add(r)
-    assert set(rp.sample(256, gen, n_step=2)["r"].tolist()) == {4.0, 8.0, 16.0, 32.0}
-
-
 def test_progressive_exploration_and_the_update_to_data_ratio() -> None:
     sac = _sac(utd=0.5)
     sac.round()

@@ -25,9 +25,10 @@ What it does, after the field's residual learners (Policy Decorator, ResFiT, DAW
   probability that rises linearly from ``explore_start`` to 1 over the first ``explore_steps`` env
   steps; an env with the residual off runs the base alone and its transitions (``u = 0``) are
   replayed like the others;
-* **critic**: twin Q networks with LayerNorm (stable at update-to-data ratios of 1 and more) and
-  Polyak-averaged targets; the target takes the minimum of the two, and so does the actor's objective
-  (``actor_q = "mean"`` climbs their mean instead);
+* **critic**: twin Q networks with LayerNorm (stable at update-to-data ratios of 1 and more), a little
+  dropout before each LayerNorm (``critic_dropout``, DroQ's regulariser) and Polyak-averaged targets;
+  the target takes the minimum of the two, and so does the actor's objective (``actor_q = "mean"``
+  climbs their mean instead);
 * **actor**: the Gaussian of ``ResidualActor`` (its mean net and its state-independent ``log_std``),
   reparameterised; the entropy temperature is tuned toward ``target_entropy``. The critic sees the
   raw action clamped to its range (``delta`` to [-1, 1], the gate to [0, 1]); a penalty keeps the
@@ -92,11 +93,11 @@ class SACConfig:
     # correction's effect on the episode is large enough to learn from and the return's horizon is
     # decision_ticks times shorter (the deployed residual still runs every tick; docs/config.md)
     decision_ticks: int = 1
-    # decisions per critic target: the target sums the rewards of this many of an env's consecutive stored
-    # decisions (to its episode's end) and bootstraps after the last one (1: the usual one-step target)
-    n_step: int = 1
     bootstrap_truncation: bool = True
-    critic_dropout: float = 0.0
+    # dropout before each LayerNorm of the critics (DroQ's regulariser; 0: none). A 50k run stores only ~2,000
+    # held decisions and replays each hundreds of times: 0.01 kept the cards from falling back after their
+    # first rise (docs/config.md#sac)
+    critic_dropout: float = 0.01
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,16 +132,10 @@ class QNet(nn.Module):
 
 
 class Replay:
-    """A ring buffer of raw transitions (observations stay raw: features are made with the current normaliser).
-
-    Each transition may point to the same env's next one in the same episode (:meth:`link`), so
-    :meth:`sample` can return ``n_step`` of them summed into one: the discounted rewards and collisions,
-    the product of the discounts, and the last one's next state and end flag. A link always points to a newer
-    slot, so the ring overwrites its source first, and :meth:`add` drops the links of the slots it reuses."""
+    """A ring buffer of raw transitions (observations stay raw: features are made with the current normaliser)."""
 
     def __init__(self, size: int, obs_dim: int, act_dim: int, u_dim: int) -> None:
         self.size, self.n, self.i = size, 0, 0
-        self.nxt = np.full(size, -1, np.int64)  # slot of the same env's next transition, -1: none (yet)
         self.obs = np.zeros((size, obs_dim), np.float32)
         self.base = np.zeros((size, act_dim), np.float32)
         self.u = np.zeros((size, u_dim), np.float32)
@@ -151,39 +146,18 @@ class Replay:
         self.end = np.zeros(size, np.float32)  # 1: no bootstrap (terminated, or truncated without bootstrap)
         self.disc = np.ones(size, np.float32)  # discount to next_obs: gamma ** (ticks the decision was held)
 
-    def add(self, **batch: np.ndarray) -> np.ndarray:
-        """Store a batch of transitions; returns their slots."""
+    def add(self, **batch: np.ndarray) -> None:
         m = len(batch["r"])
         idx = (self.i + np.arange(m)) % self.size
         for k, v in batch.items():
             getattr(self, k)[idx] = v
-        self.nxt[idx] = -1
         self.i = (self.i + m) % self.size
         self.n = min(self.n + m, self.size)
-        return idx
 
-    def link(self, prev: np.ndarray, nxt: np.ndarray) -> None:
-        """Record that slot ``nxt[j]`` holds the transition that follows slot ``prev[j]`` (same env, same episode)."""
-        self.nxt[prev] = nxt
-
-    def sample(self, batch: int, gen: torch.Generator, n_step: int = 1) -> dict[str, torch.Tensor]:
+    def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         idx = torch.randint(0, self.n, (batch,), generator=gen).numpy()
-        out = {k: getattr(self, k)[idx] for k in
-               ("obs", "base", "u", "r", "coll", "next_obs", "next_base", "end", "disc")}
-        cur = idx
-        for _ in range(n_step - 1):  # follow each transition's link while its episode goes on
-            j = self.nxt[cur]
-            ok = (j >= 0) & (out["end"] == 0)
-            if not ok.any():
-                break
-            jj = j[ok]
-            out["r"][ok] += out["disc"][ok] * self.r[jj]
-            out["coll"][ok] += out["disc"][ok] * self.coll[jj]
-            out["disc"][ok] *= self.disc[jj]
-            for k in ("next_obs", "next_base", "end"):
-                out[k][ok] = getattr(self, k)[jj]
-            cur = np.where(ok, j, cur)
-        return {k: torch.as_tensor(v) for k, v in out.items()}
+        return {k: torch.as_tensor(getattr(self, k)[idx]) for k in
+                ("obs", "base", "u", "r", "coll", "next_obs", "next_base", "end", "disc")}
 
 
 class SAC:
@@ -223,7 +197,6 @@ class SAC:
         self.d_base = np.zeros((n, k), np.float32)
         self.acc_r, self.acc_coll, self.acc_disc = np.zeros(n), np.zeros(n), np.ones(n)
         self.ticks = np.full(n, -1)  # ticks into the decision; -1: decide at the next tick
-        self.last_slot = np.full(n, -1)  # each env's latest stored transition of its running episode (-1: none)
         lo = [-1.0] * k + ([0.0] if arch.gate else [])
         self._lo, self._hi = torch.tensor(lo, device=device), torch.ones(arch.out_dim, device=device)
         self._u_off = np.zeros(arch.out_dim, np.float32)
@@ -296,13 +269,9 @@ class SAC:
                     next_obs[done] = info["final_obs"][done]
                 nb = next_base if not done.any() else np.where(done[:, None], self.base(next_obs), next_base)
                 end = term | (trunc & (not cfg.bootstrap_truncation))
-                slots = self.replay.add(obs=self.d_obs[ends], base=self.d_base[ends], u=self.held[ends],
-                                        r=self.acc_r[ends], coll=self.acc_coll[ends], next_obs=next_obs[ends],
-                                        next_base=nb[ends], end=end[ends].astype(np.float32), disc=self.acc_disc[ends])
-                prev = self.last_slot[ends]
-                if (prev >= 0).any():
-                    self.replay.link(prev[prev >= 0], slots[prev >= 0])
-                self.last_slot[ends] = np.where(done[ends], -1, slots)
+                self.replay.add(obs=self.d_obs[ends], base=self.d_base[ends], u=self.held[ends], r=self.acc_r[ends],
+                                coll=self.acc_coll[ends], next_obs=next_obs[ends], next_base=nb[ends],
+                                end=end[ends].astype(np.float32), disc=self.acc_disc[ends])
                 self.ticks[ends] = -1  # a new decision next tick
             self.prev_delta = np.where(done[:, None], 0.0, out.delta)
             tally.add(done, info)
@@ -368,7 +337,7 @@ class SAC:
     def update(self, actor: bool = True) -> None:
         if self.replay.n < self.cfg.batch_size:  # a resumed run refills its buffer first (it is not checkpointed)
             return
-        b = self.replay.sample(self.cfg.batch_size, self.rng, self.cfg.n_step)
+        b = self.replay.sample(self.cfg.batch_size, self.rng)
         self._last_q_loss = self._critic_update(b)
         if actor:
             self._last_pi_loss, self._last_entropy = self._actor_update(b)
