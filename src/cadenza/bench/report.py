@@ -39,7 +39,7 @@ def build_report(project: Project, s: Any, *, arms: list[dict[str, Any]], base_r
             "regression_margin": g.regression_margin, "confidence": g.confidence,
             "base": base_source(project, s.real), "config_sha256": sha256_file(project.root / "cadenza.toml"),
             "residual_spec": spec["architecture"] if spec else None,
-            **({"arm_steps": dict(s.arm_steps)} if getattr(s, "arm_steps", None) else {}),
+            **({"arm_steps": dict(s.arm_steps)} if s.arm_steps else {}),
         },
         "base": base_row, "arms": arms, "verdict": verdict.as_dict(),
         "timing": {"bench_wall_s": wall_s, "train_wall_s": sum(r["wall_s"] for r in runs),
