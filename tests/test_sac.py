@@ -72,11 +72,13 @@ def test_a_noisy_base_phase_explores_around_the_zero_residual_and_leaves_the_act
 
 
 def test_a_held_decision_is_one_transition_with_its_discounted_reward() -> None:
-    """decision_ticks = 8: each env stores one transition per 8 ticks, whose reward is the discounted sum of the
-    ticks' rewards (checked against the same task stepped by hand) and whose discount is gamma ** 8."""
+    """decision_ticks = 8 without every_tick: each env stores one transition per 8 ticks, whose reward is the
+    discounted sum of the ticks' rewards (checked against the same task stepped by hand) and whose discount is
+    gamma ** 8."""
     ticks, gamma = 8, 0.99
     sac = SAC(ARCH, SACConfig(num_envs=4, n_steps=32, batch_size=8, hidden_dim=32, critic_warmup_updates=1,
-                              buffer_size=512, decision_ticks=ticks, gamma=gamma, base_noise=False),
+                              buffer_size=512, decision_ticks=ticks, gamma=gamma, base_noise=False,
+                              every_tick=False),
               RescueDogProxy(num_envs=4, level=1.0, reward="dense"), RescueDogBase(), seed=5)
     sac.round()
     assert sac.replay.n == 4 * (32 // ticks)  # no episode ends within 32 ticks of a dash's start
@@ -137,7 +139,7 @@ def test_critic_dropout_is_in_both_critics_and_their_targets_and_draws_fresh_mas
     for q in (sac.q1, sac.q2, sac.q1_t, sac.q2_t):
         drops = [m for m in q.modules() if isinstance(m, torch.nn.Dropout)]
         assert len(drops) == 2 and all(m.p == 0.2 and m.training for m in drops)
-    x, u = torch.randn(64, ARCH.input_dim), torch.zeros(64, ARCH.out_dim)
+    x, u = torch.randn(64, ARCH.input_dim), sac._q_in(torch.zeros(64, ARCH.out_dim))
     assert not torch.equal(sac.q1(x, u), sac.q1(x, u))
 
 
@@ -243,3 +245,35 @@ def test_auto_measures_the_env_step_and_picks_ppo_on_the_cheap_proxy(tmp_path) -
     assert report["algorithm_asked"] == "auto" and report["algorithm"] == "ppo" and "ppo" in report
     assert 0.0 < report["env_step_s"] < SAC_MIN_STEP_S
     assert stages[0].startswith("algorithm auto: ppo (an env step takes ")
+
+
+def test_every_tick_stores_each_tick_of_a_held_decision_with_the_hold_left() -> None:
+    """every_tick with decision_ticks = 8: a transition from every tick j of a decision, its reward the discounted
+    sum from j to the decision's end (checked against the task stepped by hand), the same state after it, the
+    discount gamma ** (8 - j) and the share of the hold left (8 - j) / 8; the critics take that share as an input
+    and the actor and the targets ask for a whole decision."""
+    ticks, gamma, n = 8, 0.99, 4
+    sac = SAC(ARCH, SACConfig(num_envs=n, n_steps=32, batch_size=8, hidden_dim=32, critic_warmup_updates=1,
+                              buffer_size=512, decision_ticks=ticks, gamma=gamma, base_noise=False, every_tick=True),
+              RescueDogProxy(num_envs=n, level=1.0, reward="dense"), RescueDogBase(), seed=5)
+    assert sac.q1.net[0].in_features == ARCH.input_dim + ARCH.out_dim + 1
+    sac.round()
+    assert sac.replay.n == n * 32  # every tick stored (no episode ends within 32 ticks of a dash's start)
+    task, base = RescueDogProxy(num_envs=n, level=1.0, reward="dense"), RescueDogBase()
+    obs, _ = task.reset(seed=5)
+    seen, rewards = [], []
+    for _ in range(ticks):
+        seen.append(obs)
+        obs, r, *_ = task.step(base(obs))
+        rewards.append(r)
+    for e in range(n):  # the first decision: env e's eight ticks are rows 8e .. 8e + 7
+        for j in range(ticks):
+            row = e * ticks + j
+            ret = sum(gamma ** (i - j) * rewards[i][e] for i in range(j, ticks))
+            assert sac.replay.r[row] == pytest.approx(ret, abs=1e-6)
+            assert np.allclose(sac.replay.obs[row], seen[j][e], atol=1e-6)
+            assert np.allclose(sac.replay.next_obs[row], obs[e], atol=1e-6)
+            assert sac.replay.disc[row] == pytest.approx(gamma ** (ticks - j))
+            assert sac.replay.hold[row] == pytest.approx((ticks - j) / ticks)
+    u = torch.zeros(3, ARCH.out_dim)
+    assert torch.equal(sac._q_in(u)[:, -1], torch.ones(3))  # a whole decision, unless the replay says otherwise

@@ -21,6 +21,11 @@ What it does, after the field's residual learners (Policy Decorator, ResFiT, DAW
   the ticks, the state after them and the discount ``gamma ** ticks`` to it. A 0.5 s correction
   changes an episode enough for the critic to see it, and the return's horizon is that many times
   shorter; the deployed residual still runs every tick (measured both ways in docs/config.md#sac);
+* **every tick learns** (``every_tick``, intra-option learning): a held decision is stored once per tick
+  it ran, from that tick's state: the discounted reward and collision from there to the decision's end,
+  the same state after it, the discount to it and the share of the hold still to run, which the critics
+  take as an input (the actor and the targets ask for a whole decision). The critic sees every state
+  the residual acts in, ``decision_ticks`` times more data from the same env steps;
 * **progressive exploration**: at each episode start an env switches the residual on with a
   probability that rises linearly from ``explore_start`` to 1 over the first ``explore_steps`` env
   steps; an env with the residual off runs the base alone and its transitions (``u = 0``) are
@@ -33,7 +38,7 @@ What it does, after the field's residual learners (Policy Decorator, ResFiT, DAW
   reparameterised; the entropy temperature is tuned toward ``target_entropy``. The critic sees the
   raw action clamped to its range (``delta`` to [-1, 1], the gate to [0, 1]); a penalty keeps the
   mean inside it, so the deployed (deterministic) residual is what the critic valued;
-* **update-to-data ratio** ``utd``: gradient steps per stored transition (per held decision);
+* **update-to-data ratio** ``utd``: gradient steps per held decision;
 * **collisions** cost ``1 + collision_cost`` (the trainer's Lagrange multiplier, as for PPO); the
   buffer stores the collision flag, so every update charges the current cost to old transitions too;
 * a time-limit truncation is bootstrapped (``bootstrap_truncation``), a termination is not.
@@ -66,7 +71,7 @@ class SACConfig:
     n_steps: int = 128  # vector steps per round: a round is num_envs * n_steps env steps
     buffer_size: int = 1_000_000
     batch_size: int = 256
-    utd: float = 2.0  # gradient steps per stored transition (one per held decision)
+    utd: float = 2.0  # gradient steps per held decision
     gamma: float = 0.99
     tau: float = 0.005  # Polyak factor of the target critics
     actor_lr: float = 1e-4  # below SAC's usual 3e-4: Adam moves the mean as far on a young critic's noise
@@ -98,6 +103,10 @@ class SACConfig:
     # held decisions and replays each hundreds of times: 0.01 kept the cards from falling back after their
     # first rise (docs/config.md#sac)
     critic_dropout: float = 0.01
+    # store a transition from every tick of a held decision, not only its first (intra-option learning): from tick j
+    # the decision still holds u for decision_ticks - j ticks, and the critics take that share of the hold as an
+    # input (1: a whole decision, what the actor and the targets ask for). decision_ticks times more data
+    every_tick: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,7 +114,7 @@ class SACConfig:
 
 def sac_workload(arch: ResidualArch, cfg: SACConfig, budget_steps: int) -> Any:
     """What the SAC updates of a run cost, for the acceleration layer (``configure(workload=...)``): the actor
-    and both critics, the replay batch; ``utd`` updates per stored transition, one transition per
+    and both critics, the replay batch; ``utd`` updates per held decision, one decision per
     ``decision_ticks`` env steps, plus the critic's warm-up."""
     from cadenza.accel.decisions import Workload
     from cadenza.residual.network import count_params
@@ -145,6 +154,7 @@ class Replay:
         self.next_base = np.zeros((size, act_dim), np.float32)
         self.end = np.zeros(size, np.float32)  # 1: no bootstrap (terminated, or truncated without bootstrap)
         self.disc = np.ones(size, np.float32)  # discount to next_obs: gamma ** (ticks the decision was held)
+        self.hold = np.ones(size, np.float32)  # share of a whole decision u is still held from obs (1: all of it)
 
     def add(self, **batch: np.ndarray) -> None:
         m = len(batch["r"])
@@ -157,7 +167,7 @@ class Replay:
     def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         idx = torch.randint(0, self.n, (batch,), generator=gen).numpy()
         return {k: torch.as_tensor(getattr(self, k)[idx]) for k in
-                ("obs", "base", "u", "r", "coll", "next_obs", "next_base", "end", "disc")}
+                ("obs", "base", "u", "r", "coll", "next_obs", "next_base", "end", "disc", "hold")}
 
 
 class SAC:
@@ -169,7 +179,7 @@ class SAC:
         torch.manual_seed(seed)
         self.arch, self.cfg, self.task, self.base, self.device = arch, cfg, task, base, device
         self.actor = ResidualActor(arch, init_log_std=cfg.init_log_std).to(device)
-        q_in = arch.input_dim + arch.out_dim
+        q_in = arch.input_dim + arch.out_dim + (1 if cfg.every_tick else 0)
         self.q1, self.q2 = (QNet(q_in, cfg.hidden_dim, cfg.critic_dropout).to(device) for _ in range(2))
         self.q1_t, self.q2_t = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
         for p in (*self.q1_t.parameters(), *self.q2_t.parameters()):
@@ -197,6 +207,9 @@ class SAC:
         self.d_base = np.zeros((n, k), np.float32)
         self.acc_r, self.acc_coll, self.acc_disc = np.zeros(n), np.zeros(n), np.ones(n)
         self.ticks = np.full(n, -1)  # ticks into the decision; -1: decide at the next tick
+        d = max(1, cfg.decision_ticks)  # with every_tick: each tick's state, base action, reward, collision
+        self.t_obs, self.t_base = np.zeros((n, d, arch.obs_dim), np.float32), np.zeros((n, d, k), np.float32)
+        self.t_r, self.t_coll = np.zeros((n, d)), np.zeros((n, d))
         lo = [-1.0] * k + ([0.0] if arch.gate else [])
         self._lo, self._hi = torch.tensor(lo, device=device), torch.ones(arch.out_dim, device=device)
         self._u_off = np.zeros(arch.out_dim, np.float32)
@@ -255,7 +268,12 @@ class SAC:
                               prev_delta=self.prev_delta, rate_limit=self.arch.rate_limit)
             abs_delta += float(np.abs(out.delta).mean())
             raw_obs[t] = self.obs
+            if cfg.every_tick:
+                j = self.ticks.copy()
+                self.t_obs[np.arange(n), j], self.t_base[np.arange(n), j] = self.obs, a_base
             obs, r, term, trunc, info = self.task.step(out.action)
+            if cfg.every_tick:
+                self.t_r[np.arange(n), j], self.t_coll[np.arange(n), j] = r, info["collision"]
             done = term | trunc
             self.acc_r += self.acc_disc * r
             self.acc_coll += self.acc_disc * info["collision"]
@@ -269,9 +287,12 @@ class SAC:
                     next_obs[done] = info["final_obs"][done]
                 nb = next_base if not done.any() else np.where(done[:, None], self.base(next_obs), next_base)
                 end = term | (trunc & (not cfg.bootstrap_truncation))
-                self.replay.add(obs=self.d_obs[ends], base=self.d_base[ends], u=self.held[ends], r=self.acc_r[ends],
-                                coll=self.acc_coll[ends], next_obs=next_obs[ends], next_base=nb[ends],
-                                end=end[ends].astype(np.float32), disc=self.acc_disc[ends])
+                if cfg.every_tick:
+                    self._store_every_tick(np.flatnonzero(ends), next_obs, nb, end)
+                else:
+                    self.replay.add(obs=self.d_obs[ends], base=self.d_base[ends], u=self.held[ends],
+                                    r=self.acc_r[ends], coll=self.acc_coll[ends], next_obs=next_obs[ends],
+                                    next_base=nb[ends], end=end[ends].astype(np.float32), disc=self.acc_disc[ends])
                 self.ticks[ends] = -1  # a new decision next tick
             self.prev_delta = np.where(done[:, None], 0.0, out.delta)
             tally.add(done, info)
@@ -289,6 +310,32 @@ class SAC:
                            mean_abs_delta=abs_delta / cfg.n_steps)
         return stats, raw_obs
 
+    def _store_every_tick(self, envs: np.ndarray, next_obs: np.ndarray, next_base: np.ndarray,
+                          end: np.ndarray) -> None:
+        """One transition per tick of each ending decision: from tick j, the discounted reward and collision over
+        ticks j.. of the decision, the same state after it, the discount ``gamma ** (ticks - j)`` and the share of
+        the hold still to run, ``(decision_ticks - j) / decision_ticks``."""
+        g, d = self.cfg.gamma, max(1, self.cfg.decision_ticks)
+        for e in envs:
+            m = int(self.ticks[e])  # ticks the decision ran (its episode may have ended before decision_ticks)
+            r, c = np.zeros(m), np.zeros(m)
+            acc_r = acc_c = 0.0
+            for j in range(m - 1, -1, -1):  # returns from each tick to the decision's end
+                acc_r, acc_c = self.t_r[e, j] + g * acc_r, self.t_coll[e, j] + g * acc_c
+                r[j], c[j] = acc_r, acc_c
+            js = np.arange(m)
+            self.replay.add(obs=self.t_obs[e, :m], base=self.t_base[e, :m], u=np.repeat(self.held[e:e + 1], m, 0),
+                            r=r, coll=c, next_obs=np.repeat(next_obs[e:e + 1], m, 0),
+                            next_base=np.repeat(next_base[e:e + 1], m, 0), end=np.full(m, float(end[e])),
+                            disc=g ** (m - js), hold=(d - js) / d)
+
+    def _q_in(self, u: torch.Tensor, hold: torch.Tensor | None = None) -> torch.Tensor:
+        """The critics' action input: ``u``, and with ``every_tick`` the share of the hold still to run (default 1)."""
+        if not self.cfg.every_tick:
+            return u
+        h = torch.ones(u.shape[:-1], device=u.device) if hold is None else hold
+        return torch.cat([u, h.unsqueeze(-1)], dim=-1)
+
     # ------------------------------------------------------------------ learning
     def _sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The policy at features ``x``: (mean, a reparameterised sample u, log-probability of u)."""
@@ -303,11 +350,12 @@ class SAC:
         with torch.no_grad():
             nx = self._features(b["next_obs"], b["next_base"])
             _, nu, logp = self._sample(nx)
-            nu = nu.clamp(self._lo, self._hi)
+            nu = self._q_in(nu.clamp(self._lo, self._hi))
             q_next = torch.minimum(self.q1_t(nx, nu), self.q2_t(nx, nu)) - self.log_temp.exp() * logp
             r = b["r"] - self.collision_cost * b["coll"]
             target = r + b["disc"] * (1.0 - b["end"]) * q_next
-        loss = ((self.q1(x, b["u"]) - target) ** 2).mean() + ((self.q2(x, b["u"]) - target) ** 2).mean()
+        u = self._q_in(b["u"], b["hold"])
+        loss = ((self.q1(x, u) - target) ** 2).mean() + ((self.q2(x, u) - target) ** 2).mean()
         self.critic_opt.zero_grad()
         loss.backward()
         self.critic_opt.step()
@@ -320,7 +368,7 @@ class SAC:
     def _actor_update(self, b: dict[str, torch.Tensor]) -> tuple[float, float]:
         x = self._features(b["obs"], b["base"])
         mean, u, logp = self._sample(x)
-        uc = u.clamp(self._lo, self._hi)
+        uc = self._q_in(u.clamp(self._lo, self._hi))
         q1, q2 = self.q1(x, uc), self.q2(x, uc)
         q = 0.5 * (q1 + q2) if self.cfg.actor_q == "mean" else torch.minimum(q1, q2)
         outside = (mean - mean.clamp(self._lo, self._hi)) ** 2
