@@ -195,6 +195,7 @@ def test_the_sac_plan_trains_at_the_target_holds_decisions_and_skips_cards_in_it
     assert plan.algorithm == "sac" and (hp["num_envs"], hp["n_steps"]) == (16, 64)
     assert plan.curriculum == [(0, 1.0)]  # no ramp: the replay keeps every level; cards only come at the target
     assert hp["decision_ticks"] == 25  # 0.5 s at 50 Hz (a 350-tick dash: under a tenth of it)
+    assert hp["every_tick"]  # a 25-tick hold is learned from every tick it ran
     assert hp["base_steps"] == plan.validate_from == 8192 and hp["critic_warmup_updates"] == 5000
     rows = [_row(i, 1024 * (i + 1)) for i in range(10)]
     assert [LocalGovernor.validates(plan, rows[: i + 1]) for i in range(10)] == [False] * 8 + [True] * 2
@@ -205,6 +206,7 @@ def test_the_sac_plan_trains_at_the_target_holds_decisions_and_skips_cards_in_it
                                              budget_steps=4096, target_level=1.0, label="mujoco:reacher",
                                              algorithm="sac"))
     assert short.hyperparameters["decision_ticks"] == 5  # a 1 s episode: a tenth of it
+    assert not short.hyperparameters["every_tick"]  # a 5-tick hold: from its first tick only
     assert short.hyperparameters["base_steps"] == short.validate_from == 819  # a small budget: a short base phase
     assert short.hyperparameters["critic_warmup_updates"] == 500  # and a warm-up in proportion
     reacher = TaskProfile(obs_dim=11, act_dim=2, horizon=50, num_envs=32, device="cpu", budget_steps=1_000_000,

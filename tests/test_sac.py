@@ -77,8 +77,7 @@ def test_a_held_decision_is_one_transition_with_its_discounted_reward() -> None:
     gamma ** 8."""
     ticks, gamma = 8, 0.99
     sac = SAC(ARCH, SACConfig(num_envs=4, n_steps=32, batch_size=8, hidden_dim=32, critic_warmup_updates=1,
-                              buffer_size=512, decision_ticks=ticks, gamma=gamma, base_noise=False,
-                              every_tick=False),
+                              buffer_size=512, decision_ticks=ticks, gamma=gamma, base_noise=False),
               RescueDogProxy(num_envs=4, level=1.0, reward="dense"), RescueDogBase(), seed=5)
     sac.round()
     assert sac.replay.n == 4 * (32 // ticks)  # no episode ends within 32 ticks of a dash's start

@@ -91,7 +91,10 @@ RAMP_HORIZON = 350  # ... per this many ticks of episode horizon (a proxy dash's
 # (a robot at 50 Hz: 20 ms a step; the MuJoCo quadruped 0.85 ms, the reacher 0.4 ms, the proxy 0.03 ms, all PPO)
 SAC_MIN_STEP_S = 0.002
 SAC_BASE_STEPS = 8192  # env steps SAC's base phase runs (no card: the actor is unchanged); docs/config.md#sac
-SAC_WARMUP_UPDATES = 5000  # critic updates on the base phase's transitions before the actor moves
+SAC_WARMUP_UPDATES = 5000
+# a decision held at least this many ticks is learned from every tick it ran (SACConfig.every_tick): the dash's
+# 25-tick decisions gain (5 seeds, 1 and 2 threads), the reacher's 5-tick ones did not (docs/config.md#sac)
+SAC_EVERY_TICK_MIN_HOLD = 10  # critic updates on the base phase's transitions before the actor moves
 
 VALIDATION_SCHEDULE = {
     "proxy:missions": (16, 200),
@@ -143,6 +146,7 @@ class LocalGovernor:
                   "decision_ticks": max(1, min(round(0.5 * p.control_hz), p.horizon // 10)),
                   "base_steps": base_steps,  # ... and a warm-up in proportion (5,000 critic updates for 8,192)
                   "critic_warmup_updates": max(1, round(SAC_WARMUP_UPDATES * base_steps / SAC_BASE_STEPS))}
+            hp["every_tick"] = hp["decision_ticks"] >= SAC_EVERY_TICK_MIN_HOLD
             batch = hp["num_envs"] * hp["n_steps"]
         rounds = max(1, p.budget_steps // batch)  # the budget is a ceiling: no round may cross it
         # the ramp spans 30% of the budget, but at most of RAMP_BUDGET: a large budget is a ceiling for the

@@ -105,8 +105,9 @@ class SACConfig:
     critic_dropout: float = 0.01
     # store a transition from every tick of a held decision, not only its first (intra-option learning): from tick j
     # the decision still holds u for decision_ticks - j ticks, and the critics take that share of the hold as an
-    # input (1: a whole decision, what the actor and the targets ask for). decision_ticks times more data
-    every_tick: bool = True
+    # input (1: a whole decision, what the actor and the targets ask for). decision_ticks times more data; the
+    # governor turns it on for holds of 10 ticks or more (SAC_EVERY_TICK_MIN_HOLD; docs/config.md#sac)
+    every_tick: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
