@@ -276,3 +276,37 @@ def test_every_tick_stores_each_tick_of_a_held_decision_with_the_hold_left() -> 
             assert sac.replay.hold[row] == pytest.approx((ticks - j) / ticks)
     u = torch.zeros(3, ARCH.out_dim)
     assert torch.equal(sac._q_in(u)[:, -1], torch.ones(3))  # a whole decision, unless the replay says otherwise
+
+
+def test_a_checkpoint_of_another_critic_layout_asks_for_fresh_and_is_left_alone(tmp_path) -> None:
+    """An interrupted SAC run whose checkpoint was saved with another critic layout (here without every_tick's
+    hold input, as an older version saved it): resuming says which file and what to do, and keeps the file."""
+    from cadenza.errors import ArtefactError
+    from cadenza.governance.governor import LocalGovernor
+    from cadenza.project.config import load_project
+    from cadenza.residual.train import train_residual
+    from tests.conftest import make_project
+
+    root = make_project(tmp_path / "dog", **{"residual.algorithm": '"sac"', "task.num_envs": "16",
+                                             "residual.hidden_dim": "32"})
+    proj = load_project(root)
+
+    def small(every_tick: bool) -> LocalGovernor:
+        class Small(LocalGovernor):
+            def plan(self, p):  # type: ignore[no-untyped-def]
+                plan = super().plan(p)
+                plan.hyperparameters.update(batch_size=32, hidden_dim=32, critic_warmup_updates=16, utd=0.25,
+                                            every_tick=every_tick)
+                return plan
+        return Small(validation_episodes=40)
+
+    def stop_after_one(row: dict, plan: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_residual(proj, steps=4096, seed=1, governor=small(False), on_round=stop_after_one)
+    ckpt = root / "residual" / "run" / "checkpoint.pt"
+    saved = ckpt.read_bytes()
+    with pytest.raises(ArtefactError, match=r"checkpoint\.pt: the interrupted run's checkpoint does not fit .*--fresh"):
+        train_residual(proj, steps=4096, seed=1, governor=small(True))
+    assert ckpt.read_bytes() == saved

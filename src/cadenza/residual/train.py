@@ -15,6 +15,7 @@ from typing import Any
 
 from cadenza.accel import configure
 from cadenza.base.loader import load_base
+from cadenza.errors import ArtefactError
 from cadenza.governance.governor import SAC_MIN_STEP_S, Decision, Governor, LocalGovernor, Plan, TaskProfile
 from cadenza.project.config import Project
 from cadenza.residual.checkpoint import load_checkpoint, resume, run_dir, save_best, save_round
@@ -112,7 +113,11 @@ def _train(project: Project, *, ppo: Any, task: Any, pool: ShardPool | None, sca
                     "architecture": arch.as_dict(), "accel": accel.as_dict(), "scale": scale.training()})
     ckpt_path, prog_path, best_path = paths
     if ckpt is not None:
-        ppo.load_state_dict(ckpt)
+        try:
+            ppo.load_state_dict(ckpt)
+        except (KeyError, RuntimeError) as e:  # saved by another learner layout (another version or plan)
+            raise ArtefactError(f"{ckpt_path}: the interrupted run's checkpoint does not fit this learner "
+                                f"({type(e).__name__}); re-run with --fresh") from None
     ppo.collision_cost = history[-1].get("collision_cost", 0.0) if history else 0.0
     validator = Validator(project, base, episodes=plan.validation_episodes, real=real)
     cards = [h for h in history if "val_margin" in h]
