@@ -91,10 +91,10 @@ RAMP_HORIZON = 350  # ... per this many ticks of episode horizon (a proxy dash's
 # (a robot at 50 Hz: 20 ms a step; the MuJoCo quadruped 0.85 ms, the reacher 0.4 ms, the proxy 0.03 ms, all PPO)
 SAC_MIN_STEP_S = 0.002
 SAC_BASE_STEPS = 8192  # env steps SAC's base phase runs (no card: the actor is unchanged); docs/config.md#sac
-SAC_WARMUP_UPDATES = 5000
+SAC_WARMUP_UPDATES = 5000  # critic updates on the base phase's transitions before the actor moves
 # a decision held at least this many ticks is learned from every tick it ran (SACConfig.every_tick): the dash's
 # 25-tick decisions gain (5 seeds, 1 and 2 threads), the reacher's 5-tick ones did not (docs/config.md#sac)
-SAC_EVERY_TICK_MIN_HOLD = 10  # critic updates on the base phase's transitions before the actor moves
+SAC_EVERY_TICK_MIN_HOLD = 10
 
 VALIDATION_SCHEDULE = {
     "proxy:missions": (16, 200),

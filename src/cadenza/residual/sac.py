@@ -269,12 +269,12 @@ class SAC:
                               prev_delta=self.prev_delta, rate_limit=self.arch.rate_limit)
             abs_delta += float(np.abs(out.delta).mean())
             raw_obs[t] = self.obs
-            if cfg.every_tick:
-                j = self.ticks.copy()
-                self.t_obs[np.arange(n), j], self.t_base[np.arange(n), j] = self.obs, a_base
+            if cfg.every_tick:  # this tick's place in each env's decision (ticks moves on after the step)
+                tick = (np.arange(n), self.ticks.copy())
+                self.t_obs[tick], self.t_base[tick] = self.obs, a_base
             obs, r, term, trunc, info = self.task.step(out.action)
             if cfg.every_tick:
-                self.t_r[np.arange(n), j], self.t_coll[np.arange(n), j] = r, info["collision"]
+                self.t_r[tick], self.t_coll[tick] = r, info["collision"]
             done = term | trunc
             self.acc_r += self.acc_disc * r
             self.acc_coll += self.acc_disc * info["collision"]
