@@ -45,6 +45,7 @@ from cadenza.bench.arms import RESIDUAL_KINDS
 from cadenza.bench.measure import median_steps
 from cadenza.bench.plot import plot_curves
 from cadenza.bench.runner import resolve_settings, run_bench
+from cadenza.errors import CadenzaError
 from cadenza.project.config import load_project
 from cadenza.utils.io import atomic_write_json
 
@@ -134,9 +135,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cadenza-sample-eff-") as tmp:
         root = Path(tmp) / Path(a.project).name
         shutil.copytree(a.project, root, ignore=shutil.ignore_patterns(".cadenza", ".cadenza-env", "bench", "runs"))
-        proj = load_project(root)
-        s = resolve_settings(proj, steps=a.steps, seeds=a.seeds, arms=a.arms, workers=a.workers,
-                             eval_episodes=a.eval_episodes)
+        try:  # a bad project or flag: one line, not a traceback
+            proj = load_project(root)
+            s = resolve_settings(proj, steps=a.steps, seeds=a.seeds, arms=a.arms, workers=a.workers,
+                                 eval_episodes=a.eval_episodes)
+        except CadenzaError as e:
+            raise SystemExit(f"error: {e}") from None
         if a.residual_steps is not None:
             if a.residual_steps < 1:
                 raise SystemExit(f"--residual-steps must be >= 1, got {a.residual_steps}")

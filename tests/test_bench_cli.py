@@ -286,3 +286,16 @@ def test_a_report_with_arm_budgets_records_them(tmp_path: Path) -> None:
     assert steps["residual"] == 4096 and steps["full"] == 8192
     assert rep["settings"]["arm_steps"] == {"residual": 4096}
     assert "(residual: 4,096, its evaluations spread over that budget)" in (res.out_dir / "report.md").read_text()
+
+
+def test_the_sample_efficiency_script_refuses_bad_arms_in_one_line() -> None:
+    """benchmarks/sample_efficiency.py: arms the bench cannot compare (no residual arm) are one line, exit non-zero."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, str(root / "benchmarks" / "sample_efficiency.py"), "--arms", "sb3",
+                        "--steps", "1000"], capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0
+    assert p.stderr.strip().splitlines() == ["error: --arms: the bench compares against the residual arm; include "
+                                             "'residual'"]
+    assert "Traceback" not in p.stderr
