@@ -187,3 +187,59 @@ def test_eval_blocks_hold_different_episodes(small_project: Path) -> None:
     assert np.array_equal(b0.success, b0_again.success) and b0.mean_length == b0_again.mean_length
     assert b0.mean_length != b1.mean_length  # another block: other layouts and robots
     assert np.array_equal(b0.success[32:], tail.success)  # a later look continues the block where it stopped
+
+
+def test_a_card_that_would_stop_training_is_confirmed_on_other_episodes(tmp_path: Path) -> None:
+    """A validation card that passes with the stop margin is scored again on as many episodes of the validation
+    block that no card used; the round counts with the worse card, and the stop says it was confirmed."""
+    from cadenza.residual.validation import ValidationCard, confirmed
+
+    proj_dir = make_project(tmp_path / "dog", **{
+        "task.num_envs": "16", "residual.hidden_dim": "32", "governance.success_threshold": "0.2",
+        "governance.max_collision_rate": "0.6", "governance.regression_margin": "0.3", "governance.eval_episodes": "60", "governance.min_episodes": "50",
+        "governance.max_eval_episodes": "180", "governance.validation_episodes": "64",
+    })
+    res = train_residual(load_project(proj_dir), steps=8192 * 3, seed=0, fresh=True)
+    history = json.loads(res.report_path.read_text())["history"]
+    rows = [h for h in history if "val_confirm" in h]
+    assert rows, "a card at a 20% bar passes: it must have been confirmed"
+    row = rows[0]
+    first, again = row["val_first"], row["val_confirm"]
+    assert first["val_episodes"] == again["val_episodes"] == 64
+    assert row["val_margin"] == min(first["val_margin"], again["val_margin"])
+    assert res.best_env_steps == row["env_steps_total"]
+    assert res.stop_reason.startswith("validation card passes every gate, confirmed on 64 other episodes")
+
+    def card(margin: float, passes: bool, failing: list[str]) -> ValidationCard:
+        return ValidationCard(episodes=100, success=0.9 + margin, collision=0.05, margin=margin, passes=passes,
+                              failing=failing)
+
+    c = confirmed(card(0.03, True, []), card(-0.01, False, ["success"]))
+    assert c.margin == -0.01 and not c.passes and c.failing == ["success"]
+    assert confirmed(card(0.02, True, []), card(0.04, True, [])).margin == 0.02
+
+
+def test_the_confirmation_card_looks_at_episodes_no_card_used(small_project: Path) -> None:
+    """Validator.score(confirm=True) runs the validation block's next episodes: exactly what evaluating the block
+    from the chunk after the card's gives, and not the card's own."""
+    from cadenza.base.loader import load_base
+    from cadenza.governance.seeds import VALIDATION_SEED
+    from cadenza.residual.evaluate import evaluate
+    from cadenza.residual.policy import ResidualController
+    from cadenza.residual.validation import Validator
+    from cadenza.tasks.factory import make_task
+    from cadenza.tasks.proxy.rescue_dog import ACT_DIM, OBS_DIM
+
+    proj = load_project(small_project)
+    base = load_base("builtin:rescue-dog", proj.root, 3)
+    torch.manual_seed(0)
+    ctl = ResidualController(ResidualActor(ResidualArch(obs_dim=OBS_DIM, act_dim=ACT_DIM, hidden_dim=32)), "x")
+    v = Validator(proj, base, episodes=32)
+    card, again = v.score(ctl), v.score(ctl, confirm=True)
+    later = evaluate(lambda n: make_task(proj, num_envs=n, level=1.0), base, ctl, episodes=32, seed=VALIDATION_SEED,
+                     chunk=v.chunk, first_chunk=-(-32 // v.chunk))
+    assert (again.success, again.collision) == (later.success_rate, later.collision_rate)
+    same = evaluate(lambda n: make_task(proj, num_envs=n, level=1.0), base, ctl, episodes=32, seed=VALIDATION_SEED,
+                    chunk=v.chunk)
+    assert (card.success, card.collision) == (same.success_rate, same.collision_rate)
+    assert not np.array_equal(later.success, same.success)

@@ -227,7 +227,9 @@ class LocalGovernor:
         if cur.get("approx_kl", 0.0) > plan.kl_blowup:
             return Decision("stop", f"divergence: KL blow-up ({cur['approx_kl']:.3f} > {plan.kl_blowup})", warnings)
         if cur.get("val_passes") and cur.get("val_margin", -1.0) >= plan.stop_margin:
-            return Decision("stop", f"validation card passes every gate with margin {cur['val_margin']:+.1%} "
+            again = (f", confirmed on {cur['val_confirm']['val_episodes']} other episodes,"
+                     if "val_confirm" in cur else "")
+            return Decision("stop", f"validation card passes every gate{again} with margin {cur['val_margin']:+.1%} "
                             f"(>= {plan.stop_margin:.1%}) at {cur['env_steps_total']:,} env steps", warnings)
         cards = [h for h in history if "val_margin" in h]
         if len(cards) > plan.patience and plan.patience > 0:

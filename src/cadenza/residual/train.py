@@ -28,7 +28,7 @@ from cadenza.residual.profile import env_step_seconds
 from cadenza.residual.rollout import ShardPool, shard_specs
 from cadenza.residual.sac import SAC, SACConfig, sac_workload
 from cadenza.residual.scaffold import arch_from_spec
-from cadenza.residual.validation import Validator
+from cadenza.residual.validation import Validator, confirmed
 from cadenza.scale.backend import ScaleSettings
 from cadenza.tasks.factory import base_source, make_task
 from cadenza.tracking import Tracker
@@ -135,7 +135,12 @@ def _train(project: Project, *, ppo: Any, task: Any, pool: ShardPool | None, sca
             row.update(ppo.rollout_timing)
         if not LocalGovernor.validates(plan, history):
             return
-        card = validator.score(ResidualController(ppo.actor.eval(), "candidate"))
+        controller = ResidualController(ppo.actor.eval(), "candidate")
+        card = validator.score(controller)
+        if card.passes and card.margin >= plan.stop_margin:  # it would stop training: confirm it on other episodes
+            again = validator.score(controller, confirm=True)
+            row.update(val_first=card.as_dict(), val_confirm=again.as_dict())
+            card = confirmed(card, again)
         ppo.actor.train()
         row.update(card.as_dict())
         # collisions as a constraint (a Lagrange multiplier on the deterministic policy's collision rate)
