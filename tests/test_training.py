@@ -196,7 +196,8 @@ def test_a_card_that_would_stop_training_is_confirmed_on_other_episodes(tmp_path
 
     proj_dir = make_project(tmp_path / "dog", **{
         "task.num_envs": "16", "residual.hidden_dim": "32", "governance.success_threshold": "0.2",
-        "governance.max_collision_rate": "0.6", "governance.regression_margin": "0.3", "governance.eval_episodes": "60", "governance.min_episodes": "50",
+        "governance.max_collision_rate": "0.6", "governance.regression_margin": "0.3",
+        "governance.eval_episodes": "60", "governance.min_episodes": "50",
         "governance.max_eval_episodes": "180", "governance.validation_episodes": "64",
     })
     res = train_residual(load_project(proj_dir), steps=8192 * 3, seed=0, fresh=True)
