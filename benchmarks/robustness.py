@@ -6,10 +6,13 @@ Each run copies an example project to a fresh temp folder, runs exactly what a u
 intervals (at the deciding look's confidence), the episodes the scorecard used, env steps at the
 stop and of the kept round, and the wall time of the whole command.
 
-    .venv/bin/python benchmarks/robustness.py                      # everything (about two hours on 2 cores)
+    .venv/bin/python benchmarks/robustness.py                      # everything (about 2.5 hours on 2 cores)
     .venv/bin/python benchmarks/robustness.py --only dash          # one group: dash, mission, reacher, dog-real,
-                                                                   # dash-sac, reacher-sac (algorithm = "sac")
+                                                                   # dash-sac, reacher-sac (algorithm = "sac"),
+                                                                   # dash-sac-50k, reacher-sac-50k
     .venv/bin/python benchmarks/robustness.py --workers 1          # one run at a time
+    .venv/bin/python benchmarks/robustness.py --only dash-sac-50k,reacher-sac-50k --threads 1 \
+        --out benchmarks/results/robustness_sac_50k.json           # the SAC residual at 50k, 1-thread runs
 
 Runs already in the JSON (same group, seed, threads) are kept and skipped, so a long sweep can be
 run in parts; `--redo` runs the `--only` groups again. Writes benchmarks/results/robustness.json and prints a table.
@@ -47,6 +50,11 @@ GROUPS: dict[str, tuple[str, list[str], tuple[str, str] | None, list[int], list[
                  [0, 1, 2, 3, 4], [1]),
     "reacher-sac": ("reacher", ["--real", "--steps", "100000"], ("[residual]\n", '[residual]\nalgorithm = "sac"\n'),
                     [0], [1]),
+    # the [sample-efficiency] acceptance: the SAC residual's default plan with a budget of 50k env steps
+    "dash-sac-50k": ("rescue-dog", ["--steps", "50000"], ("[residual]\n", '[residual]\nalgorithm = "sac"\n'),
+                     [0, 1, 2, 3, 4], [1, 2]),
+    "reacher-sac-50k": ("reacher", ["--real", "--steps", "50000"],
+                        ("[residual]\n", '[residual]\nalgorithm = "sac"\n'), [0, 1, 2, 3], [1]),
 }
 
 
@@ -127,6 +135,9 @@ def main() -> None:
     ap.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated groups of {', '.join(GROUPS)}")
     ap.add_argument("--workers", type=int, default=2, help="runs at a time (default 2: one per core)")
     ap.add_argument("--seeds", default=None, help="comma-separated seeds to run (default: each group's own)")
+    ap.add_argument("--threads", default=None,
+                    help="comma-separated thread counts to run (default: each group's own); run the 2-thread runs "
+                         "with --workers 1, so that two of them do not share two cores")
     ap.add_argument("--redo", action="store_true", help="forget the earlier runs of the --only groups in the JSON")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
@@ -139,9 +150,17 @@ def main() -> None:
         prev = [r for r in prev if r["group"] not in groups]
     done = {(r["group"], r["seed"], r["threads"]) for r in prev if not r["verdict"].startswith("ERROR")}
     prev = [r for r in prev if (r["group"], r["seed"], r["threads"]) in done]
-    only_seeds = None if a.seeds is None else {int(x) for x in a.seeds.split(",")}
+    def ints(flag: str, text: str | None) -> set[int] | None:
+        try:
+            return None if text is None else {int(x) for x in text.split(",") if x.strip()}
+        except ValueError:
+            ap.error(f"{flag}: expected comma-separated integers, got {text!r}")
+
+    only_seeds = ints("--seeds", a.seeds)
+    only_threads = ints("--threads", a.threads)
     todo = [(g, s, t) for g in groups for s in GROUPS[g][3] for t in GROUPS[g][4]
-            if (g, s, t) not in done and (only_seeds is None or s in only_seeds)]
+            if (g, s, t) not in done and (only_seeds is None or s in only_seeds)
+            and (only_threads is None or t in only_threads)]
     print(f"robustness: {len(todo)} runs to do ({len(prev)} kept), {a.workers} at a time, CPU: {cpu_name()}",
           flush=True)
     runs = list(prev)
