@@ -299,3 +299,26 @@ def test_the_sample_efficiency_script_refuses_bad_arms_in_one_line() -> None:
     assert p.stderr.strip().splitlines() == ["error: --arms: the bench compares against the residual arm; include "
                                              "'residual'"]
     assert "Traceback" not in p.stderr
+
+
+def test_the_robustness_script_refuses_bad_thread_counts_and_writes_nothing(tmp_path: Path) -> None:
+    """benchmarks/robustness.py: a --threads (or --seeds) that is not integers is a usage line and exit 2, before
+    any run starts or the JSON is written; a filter that matches no run writes a JSON with none."""
+    import json
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    script = str(root / "benchmarks" / "robustness.py")
+    out = tmp_path / "rob.json"
+    for flag in ("--threads", "--seeds"):
+        p = subprocess.run([sys.executable, script, "--only", "dash-sac-50k", flag, "1,two", "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2
+        assert f"error: {flag}: expected comma-separated integers, got '1,two'" in p.stderr
+        assert "Traceback" not in p.stderr
+        assert not out.exists()
+    p = subprocess.run([sys.executable, script, "--only", "dash-sac-50k", "--threads", "3", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)  # the group runs 1 and 2 threads: nothing to do
+    assert p.returncode == 0, p.stderr
+    assert "0 runs to do" in p.stdout
+    assert json.loads(out.read_text())["runs"] == []
