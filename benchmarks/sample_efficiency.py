@@ -14,10 +14,13 @@ and wall-clock and CPU seconds to that point (the run's totals prorated by env s
 cost grows about linearly with steps; off-policy learners cost more per step, which these columns show).
 The headline is the ratio of the best from-scratch arm's median to each residual arm's median; when
 the from-scratch arms never sustain the threshold within ``--steps``, the ratio is a lower bound
-(``> budget / residual median``), and says so: run longer for a number.
+(``> budget / residual median``), and says so: run longer for a number. Each ratio comes with a 95% percentile
+bootstrap interval over seeds (:func:`ratio_interval`; its upper end is unbounded when too many resamples of the
+from-scratch arm have no median).
 
     .venv/bin/python benchmarks/sample_efficiency.py [PROJECT] [--steps 200000] [--residual-steps N]
         [--seeds 5] [--arms residual,residual-sac,full,sb3,sb3-sac] [--workers 2] [--eval-episodes 100]
+    .venv/bin/python benchmarks/sample_efficiency.py --from A.json B.json ...   # ratios across earlier runs
 
 ``--residual-steps`` gives the residual arms a budget of their own (default: ``--steps``): the
 from-scratch arms need millions of steps to sustain the threshold, a residual arm run that long only
@@ -30,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import math
 import shutil
 import statistics
 import tempfile
@@ -37,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -96,8 +102,26 @@ def arm_rows(report: dict[str, Any], threshold: float) -> list[dict[str, Any]]:
     return rows
 
 
+def ratio_interval(residual: list[int | None], scratch: list[int | None], level: float = 0.95,
+                   draws: int = 10_000, seed: int = 0) -> tuple[float, float | None]:
+    """A percentile bootstrap interval of ``median(scratch) / median(residual)``: each arm's seeds resampled with
+    replacement, medians as :func:`median_steps` takes them ("never" ranks above every number). A resample whose
+    from-scratch median is "never" gives an unbounded ratio, so the upper end is None when more than
+    ``(1 - level) / 2`` of the draws do; one whose residual median is "never" gives 0."""
+    rng = np.random.default_rng(seed)
+    res = np.array([math.inf if v is None else float(v) for v in residual])
+    scr = np.array([math.inf if v is None else float(v) for v in scratch])
+    r_med = np.median(np.sort(rng.choice(res, (draws, len(res))), axis=1), axis=1)
+    s_med = np.median(np.sort(rng.choice(scr, (draws, len(scr))), axis=1), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(np.isinf(r_med), 0.0, s_med / r_med)  # an even count's median of inf and x is inf too
+    lo, hi = np.quantile(ratio, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")
+    return float(lo), (None if math.isinf(hi) else float(hi))
+
+
 def ratios(rows: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
-    """Each residual arm against the best (fewest median steps) from-scratch arm."""
+    """Each residual arm against the best (fewest median steps) from-scratch arm, with a 95% bootstrap interval over
+    seeds (:func:`ratio_interval`)."""
     scratch = [r for r in rows if not r.get("skipped") and not r["residual"]]
     reached = [r for r in scratch if r["median_steps"] is not None]
     best = min(reached, key=lambda r: r["median_steps"]) if reached else None
@@ -108,14 +132,65 @@ def ratios(rows: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
         if r["median_steps"] is None:
             out.append({"residual": r["arm"], "ratio": None, "note": "the residual arm did not sustain the threshold"})
         elif best is not None:
+            lo, hi = ratio_interval([p["sustained_steps"] for p in r["per_seed"]],
+                                    [p["sustained_steps"] for p in best["per_seed"]])
             out.append({"residual": r["arm"], "against": best["arm"], "ratio": best["median_steps"] / r["median_steps"],
-                        "lower_bound": False})
+                        "lower_bound": False, "interval": [lo, hi]})
         elif scratch:
             out.append({"residual": r["arm"], "against": "every from-scratch arm (none sustained the threshold)",
                         "ratio": budget / r["median_steps"], "lower_bound": True,
                         "note": f"> {budget / r['median_steps']:.1f}x: no from-scratch arm sustained the threshold "
                                 f"within {budget:,} steps; run longer for a number"})
     return out
+
+
+def from_results(paths: list[Path]) -> tuple[list[dict[str, Any]], int, list[str]]:
+    """The arms of earlier runs of this script (their JSONs), for a ratio across runs (e.g. a residual arm run to 100k
+    against a from-scratch arm run to 2M), the largest budget among them, and a note per arm found in more than one
+    file: the first file that has an arm gives it (list the files in the order you want)."""
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, Path] = {}
+    notes: list[str] = []
+    budget = 0
+    for path in paths:
+        try:
+            doc = json.loads(path.read_text())
+            arms, steps = doc["arms"], int(doc["settings"]["steps"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"error: {path}: not a result of this script ({type(e).__name__}: {e})") from None
+        for r in arms:
+            if r["arm"] in seen:
+                notes.append(f"arm {r['arm']!r}: from {seen[r['arm']]}, not {path}")
+                continue
+            seen[r["arm"]] = path
+            rows.append(r)
+        budget = max(budget, steps)
+    return rows, budget, notes
+
+
+def print_report(console: Console, rows: list[dict[str, Any]], result_ratios: list[dict[str, Any]], title: str) -> None:
+    """The table of arms and a line per ratio (with its bootstrap interval)."""
+    t = Table(title=title)
+    for col in ("arm", "reached", "median steps", "range", "wall s to it", "CPU s to it", "final success (median)"):
+        t.add_column(col, justify="left" if col == "arm" else "right")
+    for r in rows:
+        if r.get("skipped"):
+            t.add_row(r["label"], "skipped", r["skipped"][:40], "", "", "", "")
+            continue
+        med = f"{r['median_steps']:,.0f}" if r["median_steps"] is not None else "not reached"
+        rng = f"{r['range'][0]:,}-{r['range'][1]:,}" if r["range"] else "-"
+        t.add_row(r["label"], f"{r['reached']}/{r['seeds']}", med, rng,
+                  f"{r['median_wall_s']:.0f}" if r["median_wall_s"] is not None else "-",
+                  f"{r['median_cpu_s']:.0f}" if r["median_cpu_s"] is not None else "-",
+                  f"{r['final_success_median']:.1%}")
+    console.print(t)
+    for q in result_ratios:
+        if q["ratio"] is None or q["lower_bound"]:
+            console.print(f"{q['residual']}: {q['note']}")
+            continue
+        lo, hi = q["interval"]
+        console.print(f"{q['residual']}: {q['ratio']:.1f}x fewer env steps than {q['against']} (medians; 95% bootstrap "
+                      f"interval over seeds {lo:.1f}x to {'unbounded' if hi is None else f'{hi:.1f}x'})")
 
 
 def main() -> None:
@@ -129,9 +204,19 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="runs at a time (default: physical cores)")
     ap.add_argument("--eval-episodes", type=int, default=100, help="episodes per periodic evaluation")
     ap.add_argument("--out", type=Path, default=OUT, help="the JSON to write (the PNG beside it)")
+    ap.add_argument("--from", dest="sources", type=Path, nargs="+", metavar="JSON", default=None,
+                    help="run nothing: read the arms of earlier JSONs of this script (an arm in several: the first "
+                         "file's) and print the table and the ratios across them; writes nothing")
     a = ap.parse_args()
-    out = a.out
     console = Console()
+    if a.sources:
+        rows, budget, notes = from_results(a.sources)
+        for n in notes:
+            console.print(n)
+        print_report(console, rows, ratios(rows, budget),
+                     f"sustained steps, the arms of {', '.join(p.name for p in a.sources)}")
+        return
+    out = a.out
     with tempfile.TemporaryDirectory(prefix="cadenza-sample-eff-") as tmp:
         root = Path(tmp) / Path(a.project).name
         shutil.copytree(a.project, root, ignore=shutil.ignore_patterns(".cadenza", ".cadenza-env", "bench", "runs"))
@@ -165,25 +250,8 @@ def main() -> None:
     atomic_write_json(out, result)
     budgets = f"budget {a.steps:,} steps" + (f" ({a.residual_steps:,} for the residual arms)"
                                                if a.residual_steps is not None else "")
-    t = Table(title=f"sustained steps to {threshold:.0%}, {a.seeds} seeds, {budgets}; CPU {cpu_name()}")
-    for col in ("arm", "reached", "median steps", "range", "wall s to it", "CPU s to it", "final success (median)"):
-        t.add_column(col, justify="left" if col == "arm" else "right")
-    for r in rows:
-        if r.get("skipped"):
-            t.add_row(r["label"], "skipped", r["skipped"][:40], "", "", "", "")
-            continue
-        med = f"{r['median_steps']:,.0f}" if r["median_steps"] is not None else "not reached"
-        rng = f"{r['range'][0]:,}-{r['range'][1]:,}" if r["range"] else "-"
-        t.add_row(r["label"], f"{r['reached']}/{r['seeds']}", med, rng,
-                  f"{r['median_wall_s']:.0f}" if r["median_wall_s"] is not None else "-",
-                  f"{r['median_cpu_s']:.0f}" if r["median_cpu_s"] is not None else "-",
-                  f"{r['final_success_median']:.1%}")
-    console.print(t)
-    for q in result["ratios"]:
-        if q["ratio"] is None or q["lower_bound"]:
-            console.print(f"{q['residual']}: {q['note']}")
-        else:
-            console.print(f"{q['residual']}: {q['ratio']:.1f}x fewer env steps than {q['against']} (medians)")
+    print_report(console, rows, result["ratios"],
+                 f"sustained steps to {threshold:.0%}, {a.seeds} seeds, {budgets}; CPU {cpu_name()}")
     console.print(f"wrote {out} and {out.with_suffix('.png')}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -322,3 +323,67 @@ def test_the_robustness_script_refuses_bad_thread_counts_and_writes_nothing(tmp_
     assert p.returncode == 0, p.stderr
     assert "0 runs to do" in p.stdout
     assert json.loads(out.read_text())["runs"] == []
+
+
+def _sample_efficiency_module():  # the script, imported as a module (benchmarks/ is not a package)
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sample_efficiency.py"
+    spec = importlib.util.spec_from_file_location("sample_efficiency_script", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_ratio_interval_is_a_bootstrap_over_seeds_with_never_ranked_last() -> None:
+    se = _sample_efficiency_module()
+    # every seed alike: every resample gives the same ratio
+    assert se.ratio_interval([100] * 5, [1000] * 5) == (10.0, 10.0)
+    # the point ratio of the medians lies inside its interval, and the interval is deterministic for a seed
+    res, scratch = [10, 50, 12, 20, 18], [1400, 800, 1600, None, 1000]
+    lo, hi = se.ratio_interval(res, scratch)
+    point = 1400 / 18
+    assert lo < point and (hi is None or hi > point)
+    assert se.ratio_interval(res, scratch) == (lo, hi)
+    # a from-scratch arm that never got there on 3 of 5 seeds: most resamples have no median, no upper end
+    assert se.ratio_interval(res, [1000, None, None, None, 900])[1] is None
+    # a residual arm that never got there: ratio 0 in every resample
+    assert se.ratio_interval([None] * 5, [1000] * 5) == (0.0, 0.0)
+
+
+def test_the_sample_efficiency_script_combines_earlier_results(tmp_path: Path) -> None:
+    """--from reads the arms of earlier JSONs (the first file's when one is in several), prints the ratio with its
+    interval and writes nothing; a file that is not one of its results is one line and a non-zero exit."""
+    import json
+    import subprocess
+
+    se = _sample_efficiency_module()
+
+    def arm(name: str, residual: bool, steps: list[int | None]) -> dict:
+        per_seed = [{"seed": i, "sustained_steps": s, "env_steps": 2000, "final_success": 0.9, "wall_s": 1.0,
+                     "cpu_s": 1.0, "wall_s_to_threshold": None, "cpu_s_to_threshold": None}
+                    for i, s in enumerate(steps)]
+        reached = [s for s in steps if s is not None]
+        return {"arm": name, "kind": name, "label": name, "residual": residual, "seeds": len(steps),
+                "reached": len(reached), "median_steps": se.median_steps(steps), "range": [min(reached), max(reached)],
+                "median_wall_s": None, "median_cpu_s": None, "final_success_median": 0.9, "per_seed": per_seed}
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"settings": {"steps": 100}, "arms": [arm("residual-sac", True, [10, 20, 10, 20, 30])]}))
+    b.write_text(json.dumps({"settings": {"steps": 2000}, "arms": [arm("residual-sac", True, [99] * 5),
+                                                                    arm("full", False, [1000, 800, None, 1200, 900])]}))
+    script = str(Path(__file__).resolve().parents[1] / "benchmarks" / "sample_efficiency.py")
+    before = sorted(tmp_path.iterdir())
+    p = subprocess.run([sys.executable, script, "--from", str(a), str(b)], capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "COLUMNS": "200"})
+    assert p.returncode == 0, p.stderr
+    lo, hi = se.ratio_interval([10, 20, 10, 20, 30], [1000, 800, None, 1200, 900])
+    assert "residual-sac: 50.0x fewer env steps than full" in p.stdout  # 1000 / 20: a.json's arm, not b.json's
+    assert f"interval over seeds {lo:.1f}x to {'unbounded' if hi is None else f'{hi:.1f}x'}" in p.stdout
+    assert f"arm 'residual-sac': from {a}, not {b}" in " ".join(p.stdout.split())
+    assert sorted(tmp_path.iterdir()) == before
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"arms": []}))
+    p = subprocess.run([sys.executable, script, "--from", str(bad)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines() == [f"error: {bad}: not a result of this script (KeyError: 'settings')"]
