@@ -40,21 +40,18 @@ OUT = ROOT / "benchmarks" / "results" / "robustness.json"
 CADENZA = str(Path(sys.executable).with_name("cadenza"))
 
 # group -> (example, extra args, edit to cadenza.toml, seeds, thread counts)
+SAC = ("[residual]\n", '[residual]\nalgorithm = "sac"\n')  # the edit that makes a copy train the SAC residual
 GROUPS: dict[str, tuple[str, list[str], tuple[str, str] | None, list[int], list[int]]] = {
     "dash": ("rescue-dog", [], None, [0, 1, 2, 3, 4], [1, 2]),
     "mission": ("rescue-dog", [], ('# episodes = "mission"', 'episodes = "mission"'), [0, 1, 2], [1]),
     "reacher": ("reacher", ["--real"], None, [0, 1, 2], [1]),
     "dog-real": ("rescue-dog", ["--real"], None, [0, 1, 2], [1]),
     # the off-policy learner (docs/config.md#sac), with a budget that lets it show where it lands
-    "dash-sac": ("rescue-dog", ["--steps", "150000"], ("[residual]\n", '[residual]\nalgorithm = "sac"\n'),
-                 [0, 1, 2, 3, 4], [1]),
-    "reacher-sac": ("reacher", ["--real", "--steps", "100000"], ("[residual]\n", '[residual]\nalgorithm = "sac"\n'),
-                    [0], [1]),
+    "dash-sac": ("rescue-dog", ["--steps", "150000"], SAC, [0, 1, 2, 3, 4], [1]),
+    "reacher-sac": ("reacher", ["--real", "--steps", "100000"], SAC, [0], [1]),
     # the [sample-efficiency] acceptance: the SAC residual's default plan with a budget of 50k env steps
-    "dash-sac-50k": ("rescue-dog", ["--steps", "50000"], ("[residual]\n", '[residual]\nalgorithm = "sac"\n'),
-                     [0, 1, 2, 3, 4], [1, 2]),
-    "reacher-sac-50k": ("reacher", ["--real", "--steps", "50000"],
-                        ("[residual]\n", '[residual]\nalgorithm = "sac"\n'), [0, 1, 2, 3], [1]),
+    "dash-sac-50k": ("rescue-dog", ["--steps", "50000"], SAC, [0, 1, 2, 3, 4], [1, 2]),
+    "reacher-sac-50k": ("reacher", ["--real", "--steps", "50000"], SAC, [0, 1, 2, 3], [1]),
 }
 
 
@@ -145,19 +142,20 @@ def main() -> None:
     bad = [g for g in groups if g not in GROUPS]
     if bad:
         ap.error(f"--only: unknown group(s) {', '.join(bad)}; expected {', '.join(GROUPS)}")
-    prev = json.loads(a.out.read_text()).get("runs", []) if a.out.is_file() else []
-    if a.redo:  # forget the earlier runs of the groups asked for, keep the others
-        prev = [r for r in prev if r["group"] not in groups]
-    done = {(r["group"], r["seed"], r["threads"]) for r in prev if not r["verdict"].startswith("ERROR")}
-    prev = [r for r in prev if (r["group"], r["seed"], r["threads"]) in done]
+
     def ints(flag: str, text: str | None) -> set[int] | None:
         try:
             return None if text is None else {int(x) for x in text.split(",") if x.strip()}
         except ValueError:
             ap.error(f"{flag}: expected comma-separated integers, got {text!r}")
 
-    only_seeds = ints("--seeds", a.seeds)
+    only_seeds = ints("--seeds", a.seeds)  # checked before the JSON is read or anything runs
     only_threads = ints("--threads", a.threads)
+    prev = json.loads(a.out.read_text()).get("runs", []) if a.out.is_file() else []
+    if a.redo:  # forget the earlier runs of the groups asked for, keep the others
+        prev = [r for r in prev if r["group"] not in groups]
+    done = {(r["group"], r["seed"], r["threads"]) for r in prev if not r["verdict"].startswith("ERROR")}
+    prev = [r for r in prev if (r["group"], r["seed"], r["threads"]) in done]
     todo = [(g, s, t) for g in groups for s in GROUPS[g][3] for t in GROUPS[g][4]
             if (g, s, t) not in done and (only_seeds is None or s in only_seeds)
             and (only_threads is None or t in only_threads)]

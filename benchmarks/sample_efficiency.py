@@ -111,8 +111,8 @@ def ratio_interval(residual: list[int | None], scratch: list[int | None], level:
     rng = np.random.default_rng(seed)
     res = np.array([math.inf if v is None else float(v) for v in residual])
     scr = np.array([math.inf if v is None else float(v) for v in scratch])
-    r_med = np.median(np.sort(rng.choice(res, (draws, len(res))), axis=1), axis=1)
-    s_med = np.median(np.sort(rng.choice(scr, (draws, len(scr))), axis=1), axis=1)
+    r_med = np.median(rng.choice(res, (draws, len(res))), axis=1)
+    s_med = np.median(rng.choice(scr, (draws, len(scr))), axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(np.isinf(r_med), 0.0, s_med / r_med)  # an even count's median of inf and x is inf too
     lo, hi = np.quantile(ratio, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")

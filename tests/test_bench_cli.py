@@ -305,7 +305,6 @@ def test_the_sample_efficiency_script_refuses_bad_arms_in_one_line() -> None:
 def test_the_robustness_script_refuses_bad_thread_counts_and_writes_nothing(tmp_path: Path) -> None:
     """benchmarks/robustness.py: a --threads (or --seeds) that is not integers is a usage line and exit 2, before
     any run starts or the JSON is written; a filter that matches no run writes a JSON with none."""
-    import json
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
@@ -354,7 +353,6 @@ def test_the_ratio_interval_is_a_bootstrap_over_seeds_with_never_ranked_last() -
 def test_the_sample_efficiency_script_combines_earlier_results(tmp_path: Path) -> None:
     """--from reads the arms of earlier JSONs (the first file's when one is in several), prints the ratio with its
     interval and writes nothing; a file that is not one of its results is one line and a non-zero exit."""
-    import json
     import subprocess
 
     se = _sample_efficiency_module()
