@@ -134,6 +134,9 @@ def test_off_policy_arms_run_and_stay_out_of_the_verdict(tmp_path: Path, capsys:
     assert res_sac["hyperparameters"]["utd"] == 2.0 and res_sac["architecture"]["use_base"] is True
     assert res_sac["hyperparameters"]["decision_ticks"] == 25 and res_sac["hyperparameters"]["base_steps"] == 819
     assert sb3_sac["hyperparameters"]["train_freq"] and sb3_sac["hyperparameters"]["buffer_size"] > 0
+    # SB3's SAC ran with the SAC residual's starting temperature and update-to-data ratio (docs/bench.md)
+    hp = sb3_sac["hyperparameters"]
+    assert hp["ent_coef"] == "auto_0.001" and hp["gradient_steps"] == max(1, round(0.08 * hp["num_envs"]))
     for r in (res_sac, sb3_sac):
         assert 4096 <= r["env_steps"] <= 4096 + 16 * 64 and r["final"]["episodes"] == 40
     # the verdict compares the residual with the from-scratch arms only
