@@ -229,20 +229,21 @@ def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
             "rounds": len(history), "accel": accel.as_dict()}
 
 
-# SB3 SAC's entropy temperature starts at 1.0 ("auto"); on a dash a step earns ~0.004 of dense reward, so the entropy
-# bonus was the whole objective for the first million steps (0% success, 99% timeouts at 330k on seed 0): it starts
-# where cadenza's SAC residual starts (``SACConfig.init_temperature``) and is tuned from there, as SB3's "auto" does
-SB3_SAC_ENT_COEF = "auto_0.001"
-SB3_SAC_UPDATES_PER_ENV_STEP = 0.08  # cadenza's SAC residual: 2 updates per 25-tick held decision
+SB3_SAC_UPDATES_PER_ENV_STEP = 0.08  # cadenza's SAC residual on a dash: 2 updates per 25-tick held decision
 
 
 def sb3_settings(num_envs: int, kind: str = "sb3") -> dict[str, Any]:
     """What an SB3 arm sets; everything else is SB3's default. SAC collects one vector step per update round
     (its default ``train_freq`` of 1), so its rollout is ``num_envs`` env steps, and takes as many gradient steps
     per env step as the SAC residual (``SB3_SAC_UPDATES_PER_ENV_STEP``: 5 per vector step of 64 envs, not SB3's
-    one) with its entropy temperature starting at ``SB3_SAC_ENT_COEF`` (docs/bench.md, "The arms")."""
+    one) with its entropy temperature starting where the SAC residual's does (docs/bench.md, "The arms")."""
     if kind == "sb3-sac":
-        return {"policy": "MlpPolicy", "n_steps": 1, "ent_coef": SB3_SAC_ENT_COEF,
+        # SB3's "auto" temperature starts at 1.0; a dash step earns ~0.004 of dense reward, so the entropy bonus was
+        # the whole objective (0% success, 99% timeouts at 330k on seed 0). Start at SACConfig.init_temperature and
+        # let SB3 tune it from there ("auto_<start>")
+        from cadenza.residual.sac import SACConfig
+
+        return {"policy": "MlpPolicy", "n_steps": 1, "ent_coef": f"auto_{SACConfig.init_temperature}",
                 "gradient_steps": max(1, round(SB3_SAC_UPDATES_PER_ENV_STEP * num_envs))}
     return {"policy": "MlpPolicy", "n_steps": max(1, SB3_ROLLOUT // num_envs)}
 
