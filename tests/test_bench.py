@@ -211,3 +211,25 @@ def test_hand_validator_catches_what_jsonschema_catches() -> None:
     v = jsonschema.Draft202012Validator(schema)
     assert not list(v.iter_errors(point)) and all(list(v.iter_errors(b)) for b in bad)
     assert errors(np.float64(0.5), {"type": "number"}) == []
+
+
+def test_sb3_sac_takes_the_sac_residuals_update_ratio_for_the_task() -> None:
+    """The sb3-sac arm's gradient steps per vector step come from the SAC residual's plan for the same task: 2 updates
+    per held decision, 25 ticks on a 50 Hz dash (0.08 per env step), 5 on the 1 s reacher (0.4)."""
+    from cadenza.bench.arms import sac_updates_per_env_step, sb3_settings
+    from cadenza.governance.governor import LocalGovernor, TaskProfile
+
+    def ticks(horizon: int, label: str) -> int:
+        p = TaskProfile(obs_dim=11, act_dim=2, horizon=horizon, num_envs=64, device="cpu", budget_steps=50_000,
+                        target_level=1.0, label=label, algorithm="sac")
+        return LocalGovernor().plan(p).hyperparameters["decision_ticks"]
+
+    dash = sac_updates_per_env_step(ticks(350, "proxy:rescue-dog"))
+    reacher = sac_updates_per_env_step(ticks(50, "mujoco:reacher"))
+    assert dash == pytest.approx(0.08) and reacher == pytest.approx(0.4)
+    assert sb3_settings(64, "sb3-sac", dash)["gradient_steps"] == 5
+    assert sb3_settings(64, "sb3-sac", reacher)["gradient_steps"] == 26
+    assert sb3_settings(64, "sb3-sac", dash)["ent_coef"] == "auto_0.001"
+    assert "gradient_steps" not in sb3_settings(64, "sb3")  # PPO: SB3's own settings
+    with pytest.raises(ValueError, match="updates per env step"):
+        sb3_settings(64, "sb3-sac")

@@ -229,22 +229,30 @@ def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
             "rounds": len(history), "accel": accel.as_dict()}
 
 
-SB3_SAC_UPDATES_PER_ENV_STEP = 0.08  # cadenza's SAC residual on a dash: 2 updates per 25-tick held decision
+def sac_updates_per_env_step(decision_ticks: int) -> float:
+    """Gradient steps per env step the SAC residual takes on a task whose governor plans ``decision_ticks``-tick held
+    decisions: ``SACConfig.utd`` per decision (a dash: 2 per 25 ticks, 0.08; the MuJoCo reacher: 2 per 5, 0.4)."""
+    from cadenza.residual.sac import SACConfig
+
+    return SACConfig.utd / max(1, decision_ticks)
 
 
-def sb3_settings(num_envs: int, kind: str = "sb3") -> dict[str, Any]:
+def sb3_settings(num_envs: int, kind: str = "sb3", updates_per_env_step: float = 0.0) -> dict[str, Any]:
     """What an SB3 arm sets; everything else is SB3's default. SAC collects one vector step per update round
     (its default ``train_freq`` of 1), so its rollout is ``num_envs`` env steps, and takes as many gradient steps
-    per env step as the SAC residual (``SB3_SAC_UPDATES_PER_ENV_STEP``: 5 per vector step of 64 envs, not SB3's
-    one) with its entropy temperature starting where the SAC residual's does (docs/bench.md, "The arms")."""
+    per env step as the SAC residual on the same task (``updates_per_env_step``, from
+    :func:`sac_updates_per_env_step`: 5 per vector step of 64 envs on a dash, not SB3's one) with its entropy
+    temperature starting where the SAC residual's does (docs/bench.md, "The arms")."""
     if kind == "sb3-sac":
+        if updates_per_env_step <= 0:
+            raise ValueError("the sb3-sac arm needs the SAC residual's updates per env step")
         # SB3's "auto" temperature starts at 1.0; a dash step earns ~0.004 of dense reward, so the entropy bonus was
         # the whole objective (0% success, 99% timeouts at 330k on seed 0). Start at SACConfig.init_temperature and
         # let SB3 tune it from there ("auto_<start>")
         from cadenza.residual.sac import SACConfig
 
         return {"policy": "MlpPolicy", "n_steps": 1, "ent_coef": f"auto_{SACConfig.init_temperature}",
-                "gradient_steps": max(1, round(SB3_SAC_UPDATES_PER_ENV_STEP * num_envs))}
+                "gradient_steps": max(1, round(updates_per_env_step * num_envs))}
     return {"policy": "MlpPolicy", "n_steps": max(1, SB3_ROLLOUT // num_envs)}
 
 
@@ -256,10 +264,15 @@ def _run_sb3(project: Any, job: Job, device: str) -> dict[str, Any]:
     from cadenza.residual.scaffold import arch_from_spec
     from cadenza.tasks.factory import make_task
 
-    arch = full_arch(arch_from_spec(project, job.real))
+    residual_arch = arch_from_spec(project, job.real)
+    arch = full_arch(residual_arch)
     _, plan = _plan(project, arch, device, job.steps, job.real)  # its curriculum only
     n = project.config.task.num_envs
-    settings = sb3_settings(n, job.kind)
+    upe = 0.0
+    if job.kind == "sb3-sac":  # the update ratio the SAC residual's plan gives this task
+        _, sac_plan = _plan(project, residual_arch, device, job.steps, job.real, "sac")
+        upe = sac_updates_per_env_step(sac_plan.hyperparameters["decision_ticks"])
+    settings = sb3_settings(n, job.kind, upe)
     evaluator = _Evaluator(project, job.real, None)
     targets = eval_targets(job.steps)
     clock = Clock()
