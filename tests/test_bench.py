@@ -231,5 +231,8 @@ def test_sb3_sac_takes_the_sac_residuals_update_ratio_for_the_task() -> None:
     assert sb3_settings(64, "sb3-sac", reacher)["gradient_steps"] == 26
     assert sb3_settings(64, "sb3-sac", dash)["ent_coef"] == "auto_0.001"
     assert "gradient_steps" not in sb3_settings(64, "sb3")  # PPO: SB3's own settings
+    # sb3-sac-utd1: one gradient step per env step, SB3's single-env default, whatever the residual's ratio
+    assert sb3_settings(64, "sb3-sac-utd1", dash)["gradient_steps"] == 64
+    assert sb3_settings(16, "sb3-sac-utd1")["gradient_steps"] == 16
     with pytest.raises(ValueError, match="updates per env step"):
         sb3_settings(64, "sb3-sac")

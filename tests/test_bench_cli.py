@@ -124,12 +124,12 @@ def test_off_policy_arms_run_and_stay_out_of_the_verdict(tmp_path: Path, capsys:
     """residual-sac (our SAC on the base) and sb3-sac (SB3's SAC from scratch) on the same batched task."""
     proj = _bench_project(tmp_path)
     code, _, err = run_cli(["env", "residual", "bench", proj, "--steps", "4096", "--seeds", "1", "--arms",
-                            "residual,residual-sac,sb3-sac", "--eval-episodes", "20", "--workers", "1"],
+                            "residual,residual-sac,sb3-sac,sb3-sac-utd1", "--eval-episodes", "20", "--workers", "1"],
                            capsys, monkeypatch)
     _, rep = _only_report(proj)
     assert errors(rep) == [], errors(rep)[:3]
     assert code == {"RESIDUAL_WINS": 0, "RESIDUAL_LOSES": 3}.get(rep["verdict"]["outcome"], 4), err
-    assert [a["id"] for a in rep["arms"]] == ["residual", "residual-sac", "sb3-sac"]
+    assert [a["id"] for a in rep["arms"]] == ["residual", "residual-sac", "sb3-sac", "sb3-sac-utd1"]
     res_sac, sb3_sac = rep["arms"][1]["runs"][0], rep["arms"][2]["runs"][0]
     assert res_sac["hyperparameters"]["utd"] == 2.0 and res_sac["architecture"]["use_base"] is True
     assert res_sac["hyperparameters"]["decision_ticks"] == 25 and res_sac["hyperparameters"]["base_steps"] == 819
@@ -137,11 +137,14 @@ def test_off_policy_arms_run_and_stay_out_of_the_verdict(tmp_path: Path, capsys:
     # SB3's SAC ran with the SAC residual's starting temperature and update-to-data ratio (docs/bench.md)
     hp = sb3_sac["hyperparameters"]
     assert hp["ent_coef"] == "auto_0.001" and hp["gradient_steps"] == max(1, round(0.08 * hp["num_envs"]))
-    for r in (res_sac, sb3_sac):
+    utd1 = rep["arms"][3]["runs"][0]["hyperparameters"]  # one gradient step per env step
+    assert utd1["ent_coef"] == "auto_0.001" and utd1["gradient_steps"] == utd1["num_envs"]
+    for r in (res_sac, sb3_sac, rep["arms"][3]["runs"][0]):
         assert 4096 <= r["env_steps"] <= 4096 + 16 * 64 and r["final"]["episodes"] == 40
     # the verdict compares the residual with the from-scratch arms only
-    assert [c["vs"] for c in rep["verdict"]["comparisons"]] == ["full RL (SB3 SAC)"]
-    assert "--arms residual,residual-sac,sb3-sac" in rep["command"]
+    assert [c["vs"] for c in rep["verdict"]["comparisons"]] == ["full RL (SB3 SAC)",
+                                                                 "full RL (SB3 SAC, 1 update per step)"]
+    assert "--arms residual,residual-sac,sb3-sac,sb3-sac-utd1" in rep["command"]
 
 
 def test_backend_ray_without_ray_names_the_extra(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -16,7 +16,10 @@
   residual, never one of the from-scratch peers the verdict compares against;
 * ``sb3-sac``: Stable-Baselines3 SAC (``MlpPolicy``) on the same batched task and curriculum: the standard
   off-policy from-scratch peer, with the SAC residual's update-to-data ratio and initial entropy temperature
-  (:func:`sb3_settings`; SB3's defaults otherwise).
+  (:func:`sb3_settings`; SB3's defaults otherwise);
+* ``sb3-sac-utd1``: the same SB3 SAC at one gradient step per env step, what SB3's defaults give on one env
+  (``train_freq`` 1, ``gradient_steps`` 1): 12.5x the residual's updates on a dash, and fewer env steps to the
+  threshold (docs/bench.md); its CPU per env step is about 12x ``sb3-sac``'s.
 
 Only training is timed (wall and process CPU seconds); the periodic evaluations are the bench's
 instrument and are timed separately.
@@ -32,15 +35,18 @@ from typing import Any, Literal
 
 from cadenza.bench.measure import due, eval_targets
 
-ArmKind = Literal["residual", "residual-sac", "full", "sb3", "sb3-sac"]
+ArmKind = Literal["residual", "residual-sac", "full", "sb3", "sb3-sac", "sb3-sac-utd1"]
 Reward = Literal["sparse", "dense"]
-ARM_KINDS: tuple[ArmKind, ...] = ("residual", "residual-sac", "full", "sb3", "sb3-sac")
+ARM_KINDS: tuple[ArmKind, ...] = ("residual", "residual-sac", "full", "sb3", "sb3-sac", "sb3-sac-utd1")
+SB3_KINDS = ("sb3", "sb3-sac", "sb3-sac-utd1")
+SB3_SAC_KINDS = ("sb3-sac", "sb3-sac-utd1")
 RESIDUAL_KINDS = ("residual", "residual-sac")  # arms on the base: never the verdict's from-scratch peers
 SB3_ROLLOUT = 2048  # SB3 PPO's default samples per update (n_steps 2048 x 1 env)
 
 
 NAMES = {"residual": "residual (ours)", "residual-sac": "residual SAC (ours)", "full": "full RL (ours)",
-         "sb3": "full RL (SB3 PPO)", "sb3-sac": "full RL (SB3 SAC)"}
+         "sb3": "full RL (SB3 PPO)", "sb3-sac": "full RL (SB3 SAC)",
+         "sb3-sac-utd1": "full RL (SB3 SAC, 1 update per step)"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ def arm_specs(arms: list[str], full_reward: str, residual_reward: Reward) -> lis
     out = [ArmSpec("residual", residual_reward, "residual", NAMES["residual"])]
     if "residual-sac" in names:
         out.append(ArmSpec("residual-sac", residual_reward, "residual-sac", NAMES["residual-sac"]))
-    for kind in ("full", "sb3", "sb3-sac"):
+    for kind in ("full", *SB3_KINDS):
         if kind in names:
             for r in rewards:
                 two = len(rewards) > 1
@@ -126,7 +132,7 @@ def run_job(job: Job) -> dict[str, Any]:
         os.environ["CADENZA_NUM_THREADS"] = str(job.threads)
     accel = configure(job.device)
     project = load_project(Path(job.project_root))
-    run = _run_sb3 if job.kind in ("sb3", "sb3-sac") else _run_ours
+    run = _run_sb3 if job.kind in SB3_KINDS else _run_ours
     res = run(project, job, accel.device)
     res.update({"arm": job.arm_id, "kind": job.kind, "reward": job.reward, "seed": job.seed, "device": accel.device,
                 "threads": _threads()})
@@ -242,8 +248,11 @@ def sb3_settings(num_envs: int, kind: str = "sb3", updates_per_env_step: float =
     (its default ``train_freq`` of 1), so its rollout is ``num_envs`` env steps, and takes as many gradient steps
     per env step as the SAC residual on the same task (``updates_per_env_step``, from
     :func:`sac_updates_per_env_step`: 5 per vector step of 64 envs on a dash, not SB3's one) with its entropy
-    temperature starting where the SAC residual's does (docs/bench.md, "The arms")."""
-    if kind == "sb3-sac":
+    temperature starting where the SAC residual's does (docs/bench.md, "The arms"). ``sb3-sac-utd1``: one gradient
+    step per env step (``num_envs`` per vector step), whatever ``updates_per_env_step`` says."""
+    if kind == "sb3-sac-utd1":
+        updates_per_env_step = 1.0
+    if kind in SB3_SAC_KINDS:
         if updates_per_env_step <= 0:
             raise ValueError("the sb3-sac arm needs the SAC residual's updates per env step")
         # SB3's "auto" temperature starts at 1.0; a dash step earns ~0.004 of dense reward, so the entropy bonus was
@@ -280,7 +289,7 @@ def _run_sb3(project: Any, job: Job, device: str) -> dict[str, Any]:
         task = make_task(project, num_envs=n, level=plan.level_at(0), real=job.real, reward=job.reward, seed=job.seed)
         venv = TaskVecEnv(task)
         venv.seed(job.seed)
-        if job.kind == "sb3-sac":
+        if job.kind in SB3_SAC_KINDS:
             model = SB3SAC(settings["policy"], venv, ent_coef=settings["ent_coef"],
                            gradient_steps=settings["gradient_steps"], seed=job.seed, device=device, verbose=0)
         else:

@@ -15,7 +15,8 @@ STYLE = {"residual": ("tab:blue", "-", "o"), "full": ("tab:orange", "--", "s"), 
          "full-dense": ("tab:red", "--", "D"), "sb3": ("tab:green", ":", "^"), "sb3-sparse": ("tab:green", ":", "^"),
          "sb3-dense": ("tab:olive", ":", "v"), "residual-sac": ("tab:purple", "-", "P"),
          "sb3-sac": ("tab:brown", "-.", "X"), "sb3-sac-sparse": ("tab:brown", "-.", "X"),
-         "sb3-sac-dense": ("tab:pink", "-.", "x")}
+         "sb3-sac-dense": ("tab:pink", "-.", "x"), "sb3-sac-utd1": ("tab:gray", "-.", "*"),
+         "sb3-sac-utd1-sparse": ("tab:gray", "-.", "*"), "sb3-sac-utd1-dense": ("black", "-.", "*")}
 
 
 def plot_curves(report: dict[str, Any], path: Path, *, log_x: bool = False, mark_reach: bool = True) -> None:

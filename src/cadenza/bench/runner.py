@@ -10,7 +10,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cadenza.bench.arms import ARM_KINDS, RESIDUAL_KINDS, ArmSpec, Job, arm_specs, run_job, sb3_import_error
+from cadenza.bench.arms import (
+    ARM_KINDS,
+    RESIDUAL_KINDS,
+    SB3_KINDS,
+    ArmSpec,
+    Job,
+    arm_specs,
+    run_job,
+    sb3_import_error,
+)
 from cadenza.bench.cost import Rates, run_cost
 from cadenza.bench.measure import eval_targets, first_reaching, median_steps
 from cadenza.bench.verdict import ArmResult, BenchVerdict, decide
@@ -21,7 +30,6 @@ from cadenza.scale.backend import ScaleSettings, resolve_scale
 from cadenza.tracking import Tracker
 
 DEFAULT_EVAL_EPISODES = 200
-SB3_KINDS = ("sb3", "sb3-sac")
 
 
 @dataclass
@@ -126,7 +134,7 @@ RunCallback = Callable[[dict[str, Any], int, int], None]
 
 def _jobs(project: Project, s: BenchSettings, threads: int | None) -> list[Job]:
     # longest runs first, so parallel workers finish together
-    order = {"sb3-sac": 0, "sb3": 1, "residual-sac": 2, "full": 3, "residual": 4}
+    order = {"sb3-sac-utd1": 0, "sb3-sac": 1, "sb3": 2, "residual-sac": 3, "full": 4, "residual": 5}
     jobs = [Job(project_root=str(project.root), arm_id=a.id, kind=a.kind, reward=a.reward, seed=seed,
                 steps=s.arm_steps.get(a.kind, s.steps),
                 device=s.device, real=s.real, eval_episodes=s.eval_episodes, final_episodes=s.final_episodes,

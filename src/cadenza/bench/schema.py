@@ -27,7 +27,7 @@ POINT = _obj({"env_steps": INT0, "episodes": INT0, "successes": INT0, "collision
               "collision_rate": RATE, "mean_return": NUM, "success_ci": INTERVAL}, optional=("success_ci",))
 COST = _obj({"device_hours": NUM0, "unit": {"enum": ["GPU-hours", "CPU core-hours"]}, "rate_per_hour": NUM0,
              "dollars": NUM0})
-KIND = {"enum": ["residual", "residual-sac", "full", "sb3", "sb3-sac"]}
+KIND = {"enum": ["residual", "residual-sac", "full", "sb3", "sb3-sac", "sb3-sac-utd1"]}
 RUN = _obj({
     "arm": STR, "kind": KIND, "reward": {"enum": ["sparse", "dense"]},
     "seed": {"type": "integer"}, "device": STR, "threads": {"type": "integer", "minimum": 1},

@@ -260,8 +260,10 @@ def bench(
                                       help="Comma-separated arms: residual (governed PPO on the base), residual-sac "
                                            "(the same with the SAC learner; reported, not a verdict peer), full (our "
                                            "PPO without a base), sb3 (Stable-Baselines3 PPO), sb3-sac "
-                                           "(Stable-Baselines3 SAC); SB3 arms are skipped with a note if it is not "
-                                           "installed.")] = "residual,full,sb3",
+                                           "(Stable-Baselines3 SAC at the SAC residual's update ratio), "
+                                           "sb3-sac-utd1 (the same at one update per env step, SB3's single-env "
+                                           "default); SB3 arms are skipped with a note if it is not installed.")] = (
+                                               "residual,full,sb3"),
     full_reward: Annotated[str | None, typer.Option("--full-reward", callback=choice_check("sparse", "dense", "both"),
                                                     help="Reward the full-RL arms train on: sparse (outcome only), "
                                                          "dense (the task's documented shaped reward) or both (one arm "
