@@ -18,8 +18,8 @@
   off-policy from-scratch peer, with the SAC residual's update-to-data ratio and initial entropy temperature
   (:func:`sb3_settings`; SB3's defaults otherwise);
 * ``sb3-sac-utd1``: the same SB3 SAC at one gradient step per env step, what SB3's defaults give on one env
-  (``train_freq`` 1, ``gradient_steps`` 1): 12.5x the residual's updates on a dash, and fewer env steps to the
-  threshold (docs/bench.md); its CPU per env step is about 12x ``sb3-sac``'s.
+  (``train_freq`` 1, ``gradient_steps`` 1): 12.5x the residual's updates on a dash, at about 14x ``sb3-sac``'s CPU
+  per env step (measured in docs/results.md, "SB3 SAC at one update per env step").
 
 Only training is timed (wall and process CPU seconds); the periodic evaluations are the bench's
 instrument and are timed separately.
