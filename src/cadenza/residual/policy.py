@@ -71,8 +71,9 @@ class ResidualController:
 
     @torch.inference_mode()
     def raw(self, obs: np.ndarray, a_base: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        u = self.actor(torch.as_tensor(obs, dtype=torch.float32),
-                       torch.as_tensor(a_base, dtype=torch.float32)).numpy().astype(np.float64)
+        dev = self.actor.log_std.device  # the actor may live on an accelerator; the env's arrays are on the CPU
+        u = self.actor(torch.as_tensor(obs, dtype=torch.float32, device=dev),
+                       torch.as_tensor(a_base, dtype=torch.float32, device=dev)).cpu().numpy().astype(np.float64)
         k = self.arch.act_dim
         return u[:, :k], (u[:, k:] if self.arch.gate else None)
 

@@ -165,9 +165,10 @@ class Replay:
         self.i = (self.i + m) % self.size
         self.n = min(self.n + m, self.size)
 
-    def sample(self, batch: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def sample(self, batch: int, gen: torch.Generator, device: str = "cpu") -> dict[str, torch.Tensor]:
+        """A uniform batch of ``batch`` transitions (drawn with ``gen``, a CPU generator), as tensors on ``device``."""
         idx = torch.randint(0, self.n, (batch,), generator=gen).numpy()
-        return {k: torch.as_tensor(getattr(self, k)[idx]) for k in
+        return {k: torch.as_tensor(getattr(self, k)[idx], device=device) for k in
                 ("obs", "base", "u", "r", "coll", "next_obs", "next_base", "end", "disc", "hold")}
 
 
@@ -238,7 +239,7 @@ class SAC:
         alone where the residual is off; their decision's start state and return accumulators reset."""
         with torch.no_grad():
             mean = self.actor.net(self._features(self.obs[deciding], a_base[deciding]))
-        noise = torch.randn(mean.shape, generator=self.rng)
+        noise = torch.randn(mean.shape, generator=self.rng).to(self.device)
         std = self.actor.log_std.detach().exp()
         u = (mean + std * noise).clamp(self._lo, self._hi).cpu().numpy()
         self.held[deciding] = np.where(self.on[deciding, None], u, self._u_off)
@@ -342,7 +343,7 @@ class SAC:
         """The policy at features ``x``: (mean, a reparameterised sample u, log-probability of u)."""
         mean = self.actor.net(x)
         std = self.actor.log_std.exp()
-        u = mean + std * torch.randn(mean.shape, generator=self.rng)
+        u = mean + std * torch.randn(mean.shape, generator=self.rng).to(mean.device)
         return mean, u, torch.distributions.Normal(mean, std).log_prob(u).sum(-1)
 
     def _critic_update(self, b: dict[str, torch.Tensor]) -> float:
@@ -386,7 +387,7 @@ class SAC:
     def update(self, actor: bool = True) -> None:
         if self.replay.n < self.cfg.batch_size:  # a resumed run refills its buffer first (it is not checkpointed)
             return
-        b = self.replay.sample(self.cfg.batch_size, self.rng)
+        b = self.replay.sample(self.cfg.batch_size, self.rng, self.device)
         self._last_q_loss = self._critic_update(b)
         if actor:
             self._last_pi_loss, self._last_entropy = self._actor_update(b)
