@@ -12,8 +12,7 @@
   batch through :class:`cadenza.bench.sb3_adapter.TaskVecEnv`, with SB3's default rollout of 2048
   samples per update split over the same number of parallel envs, and the same curriculum;
 * ``residual-sac``: the ``residual`` arm with the off-policy learner (``[residual] algorithm = "sac"``:
-  :class:`cadenza.residual.sac.SAC`, the governor's SAC plan, except ``near_miss_cost`` 0: like every other
-  arm it learns from the task's reward alone); reported beside the others, and, being a
+  :class:`cadenza.residual.sac.SAC`, the governor's SAC plan); reported beside the others, and, being a
   residual, never one of the from-scratch peers the verdict compares against;
 * ``sb3-sac``: Stable-Baselines3 SAC (``MlpPolicy``) on the same batched task and curriculum: the standard
   off-policy from-scratch peer, with the SAC residual's update-to-data ratio and initial entropy temperature
@@ -209,10 +208,7 @@ def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
     governor, plan = _plan(project, arch, device, job.steps, job.real,
                            algorithm="sac" if job.kind == "residual-sac" else "ppo")
     learner, config, workload = LEARNERS[plan.algorithm]
-    hp = dict(plan.hyperparameters)
-    if plan.algorithm == "sac":  # every arm learns from the task's reward alone: no arm gets the near-miss signal
-        hp["near_miss_cost"] = 0.0
-    cfg = config(**hp)
+    cfg = config(**plan.hyperparameters)
     accel = configure(job.device, workload=workload(arch, cfg, job.steps))  # as ``train`` decides
     evaluator = _Evaluator(project, job.real, policy_base)
     targets = eval_targets(job.steps)

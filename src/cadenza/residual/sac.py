@@ -41,9 +41,6 @@ What it does, after the field's residual learners (Policy Decorator, ResFiT, DAW
 * **update-to-data ratio** ``utd``: gradient steps per held decision;
 * **collisions** cost ``1 + collision_cost`` (the trainer's Lagrange multiplier, as for PPO); the
   buffer stores the collision flag, so every update charges the current cost to old transitions too;
-* **near misses** cost ``near_miss_cost`` per tick of the task's ``info["near_miss"]`` (0 clear, 1 at
-  contact), where the task reports one: collisions are too rare in a short run for the critic to learn
-  where they come from, near misses are not;
 * a time-limit truncation is bootstrapped (``bootstrap_truncation``), a termination is not.
 
 Each :meth:`SAC.round` steps the vectorised task ``n_steps`` times (``num_envs * n_steps`` env
@@ -111,10 +108,6 @@ class SACConfig:
     # input (1: a whole decision, what the actor and the targets ask for). decision_ticks times more data; the
     # governor turns it on for holds of 10 ticks or more (SAC_EVERY_TICK_MIN_HOLD; docs/config.md#sac)
     every_tick: bool = False
-    # reward cost per tick of the task's near-miss signal (info["near_miss"]: 0 clear by the task's margin, 1 at
-    # contact; the proxy's margin is 0.2 m). A 50k run sees only 10-20 collisions, too few for the critic to learn
-    # which states lead to one; near misses come every few episodes and tell it (docs/config.md#sac). 0: off
-    near_miss_cost: float = 0.05
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -281,8 +274,6 @@ class SAC:
                 tick = (np.arange(n), self.ticks.copy())
                 self.t_obs[tick], self.t_base[tick] = self.obs, a_base
             obs, r, term, trunc, info = self.task.step(out.action)
-            if cfg.near_miss_cost and "near_miss" in info:  # a task without the signal is never charged
-                r = r - cfg.near_miss_cost * info["near_miss"]
             if cfg.every_tick:
                 self.t_r[tick], self.t_coll[tick] = r, info["collision"]
             done = term | trunc

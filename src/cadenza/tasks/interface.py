@@ -4,11 +4,7 @@ A task is a batched environment following the Gymnasium vector API with *same-st
 when an env finishes, ``step`` already returns the first observation of its next episode and puts
 the last observation in ``info["final_obs"]``. ``info`` always carries boolean arrays ``success``
 and ``collision`` of shape ``(num_envs,)``; they refer to the step that just happened (so they
-describe the episode that ended when ``terminated | truncated``). A task that can tell how close a step
-came to a collision may also put a float array ``near_miss`` of that shape in ``info``: 0 where the
-robot is clear by the task's margin or more, rising to 1 at contact (the proxy's margin: 0.2 m of
-clearance). It is a training signal only (the SAC residual charges ``SACConfig.near_miss_cost`` per
-tick of it); no scorecard reads it, and a task without it is simply never charged.
+describe the episode that ended when ``terminated | truncated``).
 
 Actions (every built-in task, batched or single env): finite values outside the action ``Box`` are
 clipped to it; a NaN or an infinite component is refused with a ``ValueError`` that names the env

@@ -59,7 +59,6 @@ NUM_OBSTACLES = 4
 SLOT_START, SLOT_SPACING = 0.8, 0.95  # m along the corridor
 BEHIND_PENALTY = 1.0  # metres added to an obstacle's rank once the robot has passed it
 PROGRESS_REWARD = 0.2  # dense reward per metre of progress toward the goal (a whole episode earns about 1)
-NEAR_MISS_MARGIN = 0.2  # m of clearance under which info["near_miss"] rises from 0 (1 at contact)
 ARRIVALS = ("reach", "stop")
 STOP_SPEED = 0.25  # m/s: with arrival="stop", the body must be slower than this inside the goal radius
 NEAR_SHARE = 0.3  # with arrival="stop", the share of episodes that start close to the goal at any bearing
@@ -295,9 +294,7 @@ class RescueDogProxy(BatchedTaskBase):
         self._fill_det(self._det, vec, dx, dy, clear, c, s, self.vel, self.yaw_rate, self.acc, self.dist,
                        self.prev_cmd, self.t)
         obs = self._with_noise(self._det)
-        # how close this step came to a collision: 0 beyond the margin, 1 at contact (a training signal only)
-        near_miss = np.clip((NEAR_MISS_MARGIN - clear.min(axis=0)) / NEAR_MISS_MARGIN, 0.0, 1.0)
-        info: dict[str, Any] = {"success": success, "collision": collision, "near_miss": near_miss}
+        info: dict[str, Any] = {"success": success, "collision": collision}
         done = terminated | truncated
         if done.any():
             info["final_obs"] = obs if self.autoreset else obs.copy()
@@ -595,5 +592,4 @@ class RescueDogEnv(gym.Env):
         check_finite(a, "cadenza/RescueDog-v0")  # NaN / inf: ValueError before anything changes
         obs, r, term, trunc, info = self._core.step(a[None])
         return (obs[0], float(r[0]), bool(term[0]), bool(trunc[0]),
-                {"success": bool(info["success"][0]), "collision": bool(info["collision"][0]),
-                 "near_miss": float(info["near_miss"][0])})
+                {"success": bool(info["success"][0]), "collision": bool(info["collision"][0])})

@@ -7,10 +7,9 @@ spend more on pickling than on physics. The loop is the same-step autoreset a
 perturbation draws, random stream, success rule and episode bookkeeping.
 
 Actions come in [-1, 1] and are mapped linearly onto each env's ``Box`` action range; observations
-go out as float32. ``info`` carries ``success`` / ``collision`` (bool arrays), ``near_miss`` (floats in
-[0, 1]) when the env reports one in its own ``info``, and on steps where an env finished,
-``final_obs`` / ``_final_obs`` and ``episode`` (``r``, ``l``, ``_r``) as the proxy does. ``success`` is
-only ever true on an episode's last step (it is the episode's outcome).
+go out as float32. ``info`` carries ``success`` / ``collision`` (bool arrays), and on steps where
+an env finished, ``final_obs`` / ``_final_obs`` and ``episode`` (``r``, ``l``, ``_r``) as the proxy
+does. ``success`` is only ever true on an episode's last step (it is the episode's outcome).
 """
 
 from __future__ import annotations
@@ -184,8 +183,6 @@ class RealTask(BatchedTaskBase):
         trunc = np.zeros(n, dtype=bool)
         success = np.zeros(n, dtype=bool)
         collision = np.zeros(n, dtype=bool)
-        near_miss = np.zeros(n)
-        has_near_miss = False
         final_obs: np.ndarray | None = None
         lengths = np.zeros(n, dtype=np.int64)
         returns = np.zeros(n)
@@ -201,8 +198,6 @@ class RealTask(BatchedTaskBase):
                 rew += r
             slot.ret += rew
             reward[i], term[i], trunc[i], success[i], collision[i] = rew, te, tr and not te, succ, coll
-            if "near_miss" in info:  # the env's own near-miss signal, passed through (interface.py)
-                near_miss[i], has_near_miss = float(np.clip(info["near_miss"], 0.0, 1.0)), True
             if done:
                 if final_obs is None:
                     final_obs = np.zeros((n, self.spec_.obs_dim), dtype=np.float32)
@@ -211,8 +206,6 @@ class RealTask(BatchedTaskBase):
                 o, _ = slot.reset(self._level, None)
             obs[i] = o
         info_out: dict[str, Any] = {"success": success, "collision": collision}
-        if has_near_miss:
-            info_out["near_miss"] = near_miss
         done_mask = term | trunc
         if final_obs is not None:
             info_out["final_obs"] = final_obs
