@@ -10,6 +10,7 @@ the saved policy) is exercised. Both learners once crashed on their first valida
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,11 +21,11 @@ pytestmark = [pytest.mark.slow,
 
 
 @pytest.mark.parametrize("algorithm", ["ppo", "sac"])
-def test_train_on_cuda_resumes_and_scores(tmp_path, algorithm: str) -> None:
+def test_train_on_cuda_resumes_and_scores(tmp_path: Path, algorithm: str) -> None:
     train_resume_and_act(tmp_path, algorithm, "cuda")
 
 
-def train_resume_and_act(tmp_path, algorithm: str, device: str) -> None:  # type: ignore[no-untyped-def]
+def train_resume_and_act(tmp_path: Path, algorithm: str, device: str) -> None:
     """Train a few rounds on ``device``, interrupted after the first and resumed, then act with the saved policy
     loaded on ``device`` and on the CPU (also runs on a CPU: ``device="cpu"``)."""
     from cadenza.governance.governor import LocalGovernor
@@ -39,10 +40,7 @@ def train_resume_and_act(tmp_path, algorithm: str, device: str) -> None:  # type
         "governance.eval_episodes": "40", "governance.min_episodes": "20", "governance.max_eval_episodes": "80"})
     proj = load_project(root)
     gov = LocalGovernor(validation_episodes=40)
-    rounds: list[int] = []
-
     def stop_after_one(row: dict, plan: object) -> None:
-        rounds.append(row["round"])
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):  # a checkpoint written from the GPU ...
