@@ -32,7 +32,6 @@ and min-max band over seeds, on a log axis of env steps so both budgets read) an
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import shutil
@@ -48,7 +47,7 @@ from rich.table import Table
 
 from cadenza.accel.hardware import cpu_name
 from cadenza.bench.arms import RESIDUAL_KINDS
-from cadenza.bench.measure import median_steps
+from cadenza.bench.measure import median_steps, sustained
 from cadenza.bench.plot import plot_curves
 from cadenza.bench.runner import resolve_settings, run_bench
 from cadenza.errors import CadenzaError
@@ -57,15 +56,6 @@ from cadenza.utils.io import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "sample_efficiency.json"
-
-
-def sustained(curve: list[dict[str, Any]], threshold: float) -> int | None:
-    """Env steps of the first of two consecutive evaluations at or above ``threshold`` (None: never)."""
-    pts = [p for p in curve if p["episodes"] > 0]
-    for a, b in itertools.pairwise(pts):
-        if a["success_rate"] >= threshold and b["success_rate"] >= threshold:
-            return int(a["env_steps"])
-    return None
 
 
 def prorated(run: dict[str, Any], steps: int | None, key: str) -> float | None:
@@ -193,20 +183,86 @@ def print_report(console: Console, rows: list[dict[str, Any]], result_ratios: li
                       f"interval over seeds {lo:.1f}x to {'unbounded' if hi is None else f'{hi:.1f}x'})")
 
 
+RUN_KEYS = ("project", "steps", "residual_steps", "eval_episodes", "stop_when_sustained")  # a run log's settings
+
+
+def run_log_paths(out: Path) -> tuple[Path, Path]:
+    """The finished runs' log (``<out>.runs.jsonl``: a settings line, then one finished run per line) and the
+    evaluations' log (``<out>.evals.jsonl``: every evaluation of every run as it comes), beside ``out``."""
+    return out.with_suffix(".runs.jsonl"), out.with_suffix(".evals.jsonl")
+
+
+def log_settings(a: argparse.Namespace) -> dict[str, Any]:
+    """What a run log's runs depend on: a resumed call must ask for the same."""
+    return {"project": Path(a.project).name, "steps": a.steps, "residual_steps": a.residual_steps,
+            "eval_episodes": a.eval_episodes, "stop_when_sustained": a.stop_when_sustained}
+
+
+def read_run_log(path: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The finished runs of an earlier call (``--resume``); none when the log does not exist. A log of other settings,
+    or a line that is not JSON, is a one-line SystemExit naming the file (and line)."""
+    if not path.exists():
+        return []
+    runs: list[dict[str, Any]] = []
+    before = settings  # an empty log (made and stopped before its settings line) holds nothing to check
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            doc = json.loads(line)
+            if n == 1:
+                before = {k: doc["settings"][k] for k in RUN_KEYS}
+                continue
+            missing = [k for k in ("arm", "seed", "env_steps", "curve", "final", "wall_s", "cpu_s") if k not in doc]
+            if missing:
+                raise KeyError(missing[0])
+            runs.append(doc)
+        except (ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"error: {path}, line {n}: not a line of this script's run log "
+                             f"({type(e).__name__}: {e})") from None
+    if before != settings:
+        diff = ", ".join(f"{k} {before[k]!r} (now {settings[k]!r})" for k in RUN_KEYS if before[k] != settings[k])
+        raise SystemExit(f"error: {path}: its runs were made with other settings: {diff}; run with those, or --fresh")
+    return runs
+
+
+def parse_seeds(text: str | None, seeds: list[int]) -> list[int] | None:
+    """``--only-seeds 2,3``: a subset of the bench's seeds (None: all)."""
+    if text is None:
+        return None
+    try:
+        got = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"error: --only-seeds: expected comma-separated integers, got {text!r}") from None
+    bad = [x for x in got if x not in seeds]
+    if not got or bad:
+        raise SystemExit(f"error: --only-seeds: expected some of the bench's seeds {seeds}, got {text!r}")
+    return got
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("project", nargs="?", default=str(ROOT / "examples" / "rescue-dog"))
     ap.add_argument("--steps", type=int, default=200_000, help="env steps per run (the budget)")
     ap.add_argument("--residual-steps", type=int, default=None,
                     help="env steps per run of the residual arms (default: --steps)")
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--arms", default="residual,residual-sac,full,sb3,sb3-sac")
+    ap.add_argument("--seeds", type=int, default=5, help="seeds per arm (the project's [residual] seed and up)")
+    ap.add_argument("--arms", default="residual,residual-sac,full,sb3,sb3-sac",
+                    help="comma-separated arms (residual first; sb3-sac-utd1 is SB3 SAC at one update per env step)")
     ap.add_argument("--workers", type=int, default=None, help="runs at a time (default: physical cores)")
     ap.add_argument("--eval-episodes", type=int, default=100, help="episodes per periodic evaluation")
     ap.add_argument("--out", type=Path, default=OUT, help="the JSON to write (the PNG beside it)")
     ap.add_argument("--from", dest="sources", type=Path, nargs="+", metavar="JSON", default=None,
                     help="run nothing: read the arms of earlier JSONs of this script (an arm in several: the first "
                          "file's) and print the table and the ratios across them; writes nothing")
+    ap.add_argument("--stop-when-sustained", action="store_true",
+                    help="stop each run once two consecutive evaluations reach the threshold (its sustained steps are "
+                         "then known; the final evaluation is taken there): a from-scratch run costs only up to them")
+    ap.add_argument("--only-seeds", default=None, metavar="S,S",
+                    help="run only these of the --seeds now (e.g. 2,3), the rest later with --resume; the JSON and "
+                         "table cover the runs finished so far and list the rest as pending")
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse the finished runs in <out>.runs.jsonl (same settings) and run only the others")
+    ap.add_argument("--fresh", action="store_true",
+                    help="start over when <out>.runs.jsonl holds runs of an earlier call (it is kept as .bak)")
     a = ap.parse_args()
     console = Console()
     if a.sources:
@@ -230,21 +286,49 @@ def main() -> None:
             if a.residual_steps < 1:
                 raise SystemExit(f"--residual-steps must be >= 1, got {a.residual_steps}")
             s.arm_steps = {k: a.residual_steps for k in RESIDUAL_KINDS}
+        only = parse_seeds(a.only_seeds, s.seeds)
+        runs_log, evals_log = run_log_paths(out)
+        settings = log_settings(a)
+        if a.resume and a.fresh:
+            raise SystemExit("error: --resume and --fresh: choose one")
+        if a.resume:
+            prior = read_run_log(runs_log, settings)
+        elif runs_log.exists() and not a.fresh:
+            raise SystemExit(f"error: {runs_log} holds the runs of an earlier call; --resume to continue it, "
+                             "--fresh to start over")
+        else:
+            prior = []
+            for path in (runs_log, evals_log):  # an earlier call's logs are kept, not overwritten
+                if path.exists():
+                    path.replace(path.with_name(path.name + ".bak"))
+        if not runs_log.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            runs_log.write_text(json.dumps({"settings": {**settings, "cpu": cpu_name()}}) + "\n")
+        s.evals_log, s.stop_when_sustained = evals_log, a.stop_when_sustained
+        wanted = {(arm.id, seed) for arm in s.arms for seed in s.seeds}
+        prior = [r for r in prior if (r["arm"], r["seed"]) in wanted]
+        have = {(r["arm"], r["seed"]) for r in prior}
+        if prior:
+            console.print(f"resuming: {len(prior)} finished runs from {runs_log}")
         t0 = time.perf_counter()
 
         def on_run(r: dict[str, Any], done: int, total: int) -> None:
+            with runs_log.open("a", encoding="utf-8") as f:  # kept as it finishes: a stopped call loses no run
+                f.write(json.dumps(r, default=str) + "\n")
             console.print(f"  {done}/{total}: {r['arm']} seed {r['seed']}: {r['env_steps']:,} steps, "
                           f"{r['wall_s']:.0f} s, final success {r['final']['success_rate']:.1%}")
 
-        res = run_bench(proj, s, on_run=on_run, out_root=Path(tmp) / "bench")
+        res = run_bench(proj, s, on_run=on_run, out_root=Path(tmp) / "bench", prior_runs=prior, only_seeds=only)
         threshold = proj.config.governance.success_threshold
         rows = arm_rows(res.report, threshold)
+        done = have | {(r["arm"], r["seed"]) for a_ in res.report["arms"] for r in a_["runs"]}
+        pending = [{"arm": arm, "seed": seed} for arm, seed in sorted(wanted - done)]
         result = {"project": a.project, "cpu": cpu_name(), "settings": {**vars(a), "out": str(out)},
                   "threshold": threshold,
                   "definition": "first of two consecutive evaluations at or above the threshold; every env step "
                                 "counted; times prorated by env steps",
                   "wall_s": round(time.perf_counter() - t0, 1), "arms": rows, "ratios": ratios(rows, a.steps),
-                  "base_alone": res.report.get("base")}
+                  "base_alone": res.report.get("base"), "pending": pending}
         out.parent.mkdir(parents=True, exist_ok=True)
         plot_curves(res.report, out.with_suffix(".png"), log_x=True, mark_reach=False)  # reaching is sustained here
     atomic_write_json(out, result)
@@ -252,7 +336,10 @@ def main() -> None:
                                                if a.residual_steps is not None else "")
     print_report(console, rows, result["ratios"],
                  f"sustained steps to {threshold:.0%}, {a.seeds} seeds, {budgets}; CPU {cpu_name()}")
-    console.print(f"wrote {out} and {out.with_suffix('.png')}")
+    if pending:
+        names = ", ".join(f"{p['arm']} seed {p['seed']}" for p in pending)
+        console.print(f"partial: {len(pending)} runs pending ({names}); run again with --resume")
+    console.print(f"wrote {out} and {out.with_suffix('.png')}; finished runs in {runs_log}")
 
 
 if __name__ == "__main__":

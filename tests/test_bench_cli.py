@@ -391,3 +391,79 @@ def test_the_sample_efficiency_script_combines_earlier_results(tmp_path: Path) -
     p = subprocess.run([sys.executable, script, "--from", str(bad)], capture_output=True, text=True, timeout=300)
     assert p.returncode == 1
     assert p.stderr.strip().splitlines() == [f"error: {bad}: not a result of this script (KeyError: 'settings')"]
+
+
+def test_a_run_stops_once_two_evaluations_sustain_the_rate_and_logs_each_evaluation(tmp_path: Path) -> None:
+    """``Job.stop_when_sustained``: our arm stops at the review after the evaluation that made two in a row reach the
+    rate, SB3's at that evaluation; ``Job.evals_log`` gets every evaluation of both as it comes, the final one too."""
+    from cadenza.bench.arms import Job, run_job
+
+    proj = _bench_project(tmp_path)
+    log = tmp_path / "evals.jsonl"
+    common = {"project_root": str(proj), "reward": "dense", "seed": 0, "steps": 200_000, "device": "cpu",
+              "real": False, "eval_episodes": 8, "final_episodes": 8, "threads": 1, "evals_log": str(log),
+              "stop_when_sustained": 0.0}  # every evaluation reaches 0%: the second one sustains it
+    ours = run_job(Job(arm_id="full", kind="full", **common))
+    sb3 = run_job(Job(arm_id="sb3", kind="sb3", **common))
+    for r in (ours, sb3):
+        assert r["env_steps"] < 200_000 and "sustained 0% on two evaluations" in r["stop_reason"]
+        assert len(r["curve"]) == 3  # step 0, the first periodic evaluation, the final one where it stopped
+    assert ours["env_steps"] == ours["curve"][1]["env_steps"] + 4096  # one round after the evaluation
+    assert sb3["env_steps"] == sb3["curve"][1]["env_steps"]
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [(x["arm"], x["point"]["env_steps"]) for x in lines] == \
+        [("full", p["env_steps"]) for p in ours["curve"]] + [("sb3", p["env_steps"]) for p in sb3["curve"]]
+    # without the rate, a run takes its budget
+    plain = run_job(Job(arm_id="full", kind="full", **{**common, "steps": 8192, "stop_when_sustained": None,
+                                                        "evals_log": None}))
+    assert plain["env_steps"] == 8192 and "sustained" not in plain["stop_reason"]
+
+
+@pytest.mark.slow
+def test_the_sample_efficiency_script_resumes_its_finished_runs(tmp_path: Path) -> None:
+    """--only-seeds runs part of the seeds and lists the rest as pending; a second call without --resume refuses in
+    one line and changes nothing; --resume runs only the missing runs and keeps the finished ones as they were; a
+    resume asking for other settings is one line naming the log and the setting."""
+    import subprocess
+
+    proj = _bench_project(tmp_path)
+    out = tmp_path / "res" / "se.json"
+    script = str(Path(__file__).resolve().parents[1] / "benchmarks" / "sample_efficiency.py")
+    args = [sys.executable, script, str(proj), "--steps", "8192", "--residual-steps", "4096", "--seeds", "2",
+            "--arms", "residual,full", "--eval-episodes", "8", "--workers", "1", "--out", str(out)]
+    env = {**os.environ, "COLUMNS": "200", "CADENZA_NUM_THREADS": "1"}
+
+    def call(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*args, *extra], capture_output=True, text=True, timeout=900, env=env)
+
+    p = call("--only-seeds", "1")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(out.read_text())
+    assert doc["pending"] == [{"arm": "full", "seed": 0}, {"arm": "residual", "seed": 0}]
+    assert "partial: 2 runs pending" in p.stdout
+    runs_log, evals_log = out.with_suffix(".runs.jsonl"), out.with_suffix(".evals.jsonl")
+    first = runs_log.read_text()
+    assert [(r["arm"], r["seed"]) for r in map(json.loads, first.splitlines()[1:])] == [("full", 1), ("residual", 1)]
+    assert {json.loads(x)["seed"] for x in evals_log.read_text().splitlines()} == {1}
+
+    p = call()
+    assert p.returncode == 1 and p.stderr.strip().splitlines() == [
+        f"error: {runs_log} holds the runs of an earlier call; --resume to continue it, --fresh to start over"]
+    assert runs_log.read_text() == first
+
+    p = call("--resume")
+    assert p.returncode == 0, p.stderr
+    assert "resuming: 2 finished runs" in p.stdout and "partial" not in p.stdout
+    doc = json.loads(out.read_text())
+    assert doc["pending"] == [] and {r["arm"]: r["seeds"] for r in doc["arms"]} == {"residual": 2, "full": 2}
+    lines = runs_log.read_text().splitlines()
+    assert "\n".join(lines[:3]) + "\n" == first and len(lines) == 5  # the finished runs kept as they were
+
+    p = subprocess.run([*args[:4], "16384", *args[5:], "--resume"], capture_output=True, text=True, timeout=300,
+                       env=env)
+    assert p.returncode == 1 and p.stderr.strip().splitlines() == [
+        f"error: {runs_log}: its runs were made with other settings: steps 8192 (now 16384); run with those, "
+        "or --fresh"]
+    p = call("--fresh")
+    assert p.returncode == 0, p.stderr
+    assert runs_log.with_name(runs_log.name + ".bak").read_text() == "\n".join(lines) + "\n"

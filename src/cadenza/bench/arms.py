@@ -27,13 +27,14 @@ instrument and are timed separately.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from cadenza.bench.measure import due, eval_targets
+from cadenza.bench.measure import due, eval_targets, sustained
 
 ArmKind = Literal["residual", "residual-sac", "full", "sb3", "sb3-sac", "sb3-sac-utd1"]
 Reward = Literal["sparse", "dense"]
@@ -106,6 +107,12 @@ class Job:
     eval_episodes: int  # per periodic evaluation
     final_episodes: int
     threads: int | None = None  # torch threads in this run's process (None: the acceleration layer's choice)
+    # a JSONL file this run appends each evaluation to as it comes ({"arm", "seed", "point"}; None: none), so a long
+    # run's curve can be read while it runs and is not lost with it
+    evals_log: str | None = None
+    # stop the run once two consecutive evaluations reach this success rate (measure.sustained; None: run the budget):
+    # the sample-efficiency bench needs a from-scratch run only up to its sustained steps
+    stop_when_sustained: float | None = None
 
 
 class Clock:
@@ -169,6 +176,36 @@ class _Evaluator:
                 "mean_return": s.mean_return}
 
 
+def _log_eval(job: Job, point: dict[str, Any]) -> None:
+    """Append one evaluation to the job's ``evals_log`` (one line, one write: parallel runs may share the file)."""
+    if job.evals_log is not None:
+        line = json.dumps({"arm": job.arm_id, "seed": job.seed, "point": point}) + "\n"
+        with open(job.evals_log, "a", encoding="utf-8") as f:
+            f.write(line)
+
+
+def _sustained_now(job: Job, curve: list[dict[str, Any]]) -> bool:
+    """Whether the job stops on its curve (``stop_when_sustained``): two consecutive evaluations at the rate."""
+    return job.stop_when_sustained is not None and sustained(curve, job.stop_when_sustained) is not None
+
+
+class _StopOnceSustained:
+    """A governor that says stop once the run's curve has sustained the job's rate, else what ``inner`` says."""
+
+    def __init__(self, inner: Any, job: Job, curve: list[dict[str, Any]]) -> None:
+        self.inner, self.job, self.curve = inner, job, curve
+
+    def plan(self, profile: Any) -> Any:
+        return self.inner.plan(profile)
+
+    def review(self, history: list[dict[str, Any]], plan: Any) -> Any:
+        from cadenza.governance.governor import Decision
+
+        if _sustained_now(self.job, self.curve):
+            return Decision("stop", f"sustained {self.job.stop_when_sustained:.0%} on two evaluations")
+        return self.inner.review(history, plan)
+
+
 def full_arch(arch: Any) -> Any:
     """The residual architecture turned into a from-scratch policy of the same size: no base, no gate, no bound."""
     # alpha 1 and a rate limit of 2 (wider than the [-1, 1] range of delta) make the control law the identity
@@ -218,17 +255,22 @@ def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
                          seed=job.seed)
         ppo = learner(arch, cfg, task, policy_base, device=device, seed=job.seed, accel=accel)
     curve = [evaluator(ResidualController(ppo.actor), 0, job.eval_episodes)]
+    _log_eval(job, curve[0])
     history: list[dict[str, Any]] = []
 
     def evaluate_when_due(row: dict[str, Any], decision: Any) -> None:
         before = history[-2]["env_steps_total"] if len(history) > 1 else 0
         if decision.action != "stop" and due(targets, before, row["env_steps_total"]):
             curve.append(evaluator(ResidualController(ppo.actor), row["env_steps_total"], job.eval_episodes))
+            _log_eval(job, curve[-1])
 
-    steps, decision = run_rounds(ppo, task, plan, governor, history, after_review=evaluate_when_due, clock=clock)
+    # a sustained curve stops the run at the next review (one round after the evaluation that sustained it)
+    steps, decision = run_rounds(ppo, task, plan, _StopOnceSustained(governor, job, curve), history,
+                                 after_review=evaluate_when_due, clock=clock)
     task.close()
     final = evaluator(ResidualController(ppo.actor), steps, job.final_episodes)
     curve.append(final)
+    _log_eval(job, final)
     return {"env_steps": steps, "wall_s": clock.wall, "cpu_s": clock.cpu, "eval_wall_s": evaluator.clock.wall,
             "eval_cpu_s": evaluator.clock.cpu, "stop_reason": decision.reason, "curve": curve, "final": final,
             "hyperparameters": cfg.as_dict(), "curriculum": plan.curriculum, "architecture": arch.as_dict(),
@@ -297,6 +339,7 @@ def _run_sb3(project: Any, job: Job, device: str) -> dict[str, Any]:
                            verbose=0)
     ctl = SB3Controller(model)
     curve = [evaluator(ctl, 0, job.eval_episodes)]
+    _log_eval(job, curve[0])
     # the budget is a ceiling, as for the governed arms: whole rollouts of n_steps x num_envs, none crossing it
     rollout = settings["n_steps"] * n
     budget = max(rollout, job.steps // rollout * rollout)
@@ -311,13 +354,19 @@ def _run_sb3(project: Any, job: Job, device: str) -> dict[str, Any]:
             model.learn(total_timesteps=stop - before, reset_num_timesteps=before == 0)
         if model.num_timesteps < budget and due(targets, before, model.num_timesteps):
             curve.append(evaluator(ctl, model.num_timesteps, job.eval_episodes))
+            _log_eval(job, curve[-1])
+            if _sustained_now(job, curve):
+                break
     venv.close()
+    stop_reason = (f"sustained {job.stop_when_sustained:.0%} on two evaluations ({model.num_timesteps:,} env steps)"
+                   if _sustained_now(job, curve) else f"budget reached ({model.num_timesteps:,} env steps)")
     final = evaluator(ctl, model.num_timesteps, job.final_episodes)
     curve.append(final)
+    _log_eval(job, final)
     hp = _sb3_hyperparameters(model, settings, n)
     return {"env_steps": int(model.num_timesteps), "wall_s": clock.wall, "cpu_s": clock.cpu,
             "eval_wall_s": evaluator.clock.wall, "eval_cpu_s": evaluator.clock.cpu,
-            "stop_reason": f"budget reached ({model.num_timesteps:,} env steps)", "curve": curve, "final": final,
+            "stop_reason": stop_reason, "curve": curve, "final": final,
             "hyperparameters": hp, "curriculum": plan.curriculum, "architecture": {"note": "SB3 MlpPolicy"},
             "rounds": int(model.num_timesteps // rollout)}
 

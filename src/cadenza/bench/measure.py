@@ -8,6 +8,7 @@ of points ``{"env_steps", "episodes", "successes", "success_rate", ...}``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +39,17 @@ def first_reaching(curve: Sequence[dict[str, Any]], threshold: float) -> int | N
     for p in curve:
         if p["episodes"] > 0 and p["success_rate"] >= threshold:
             return int(p["env_steps"])
+    return None
+
+
+def sustained(curve: Sequence[dict[str, Any]], threshold: float) -> int | None:
+    """Env steps of the first of two consecutive evaluations at or above ``threshold`` (None: never): the sample-
+    efficiency bench's measure, robust to one lucky evaluation. A run's final evaluation is the last point of its
+    curve, so a run that stops early counts it as the second."""
+    pts = [p for p in curve if p["episodes"] > 0]
+    for a, b in itertools.pairwise(pts):
+        if a["success_rate"] >= threshold and b["success_rate"] >= threshold:
+            return int(a["env_steps"])
     return None
 
 

@@ -49,6 +49,10 @@ class BenchSettings:
     # per-arm budgets by arm kind, over ``steps`` (benchmarks/sample_efficiency.py runs the residual arms shorter
     # than the from-scratch ones: a residual run far past its threshold only costs time); no CLI flag sets it
     arm_steps: dict[str, int] = field(default_factory=dict)
+    # benchmarks/sample_efficiency.py's own (no CLI flag): a JSONL every run appends its evaluations to as they come,
+    # and whether a run stops once two consecutive evaluations reach the success threshold (Job.stop_when_sustained)
+    evals_log: Path | None = None
+    stop_when_sustained: bool = False
 
     def command(self, project: Project) -> str:
         arms = sorted({a.kind for a in self.arms} | {s["kind"] for s in self.skipped}, key=ARM_KINDS.index)
@@ -135,10 +139,12 @@ RunCallback = Callable[[dict[str, Any], int, int], None]
 def _jobs(project: Project, s: BenchSettings, threads: int | None) -> list[Job]:
     # longest runs first, so parallel workers finish together
     order = {"sb3-sac-utd1": 0, "sb3-sac": 1, "sb3": 2, "residual-sac": 3, "full": 4, "residual": 5}
+    stop = project.config.governance.success_threshold if s.stop_when_sustained else None
     jobs = [Job(project_root=str(project.root), arm_id=a.id, kind=a.kind, reward=a.reward, seed=seed,
                 steps=s.arm_steps.get(a.kind, s.steps),
                 device=s.device, real=s.real, eval_episodes=s.eval_episodes, final_episodes=s.final_episodes,
-                threads=threads) for a in s.arms for seed in s.seeds]
+                threads=threads, evals_log=None if s.evals_log is None else str(s.evals_log),
+                stop_when_sustained=stop) for a in s.arms for seed in s.seeds]
     return sorted(jobs, key=lambda j: order[j.kind])
 
 
@@ -252,9 +258,14 @@ def arm_result(spec: ArmSpec, summary: dict[str, Any]) -> ArmResult:
 
 
 def run_bench(project: Project, s: BenchSettings, *, on_run: RunCallback | None = None,
-              out_root: Path | None = None, tracker: Tracker | None = None) -> BenchResult:
+              out_root: Path | None = None, tracker: Tracker | None = None,
+              prior_runs: list[dict[str, Any]] | None = None, only_seeds: list[int] | None = None) -> BenchResult:
     """``tracker`` (:mod:`cadenza.tracking`) gets the settings, every run's learning curve as it finishes
-    (``<arm>/seed<seed>/success`` against env steps), the verdict and the report's files."""
+    (``<arm>/seed<seed>/success`` against env steps), the verdict and the report's files.
+
+    ``prior_runs``: runs of these settings finished earlier (what ``on_run`` was given): their (arm, seed) jobs are not
+    run again and they count in the report as if run now; ``only_seeds``: run only these of ``s.seeds`` now (the rest
+    are left to a later call with ``prior_runs``); every arm needs a run in the report, so each must have one."""
     from cadenza.accel.device import physical_cores
     from cadenza.bench.plot import plot_curves
     from cadenza.bench.report import build_report, write_report
@@ -278,7 +289,12 @@ def run_bench(project: Project, s: BenchSettings, *, on_run: RunCallback | None 
     load_before = _loadavg()
     base_row = _base_reference(project, s)
     threads = 1 if s.workers > 1 else None
-    results, scale = _execute(_jobs(project, s, threads), s.workers, tracked, s.scale)
+    prior = list(prior_runs or [])
+    have = {(r["arm"], r["seed"]) for r in prior}
+    jobs = [j for j in _jobs(project, s, threads) if (j.arm_id, j.seed) not in have
+            and (only_seeds is None or j.seed in only_seeds)]
+    results, scale = _execute(jobs, s.workers, tracked, s.scale)
+    results = prior + results
     for r in results:
         r["steps_to_threshold"] = first_reaching(r["curve"], g.success_threshold)
         r["cost"] = run_cost(r["device"], r["wall_s"], r["cpu_s"], s.rates).as_dict()
