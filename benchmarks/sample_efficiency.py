@@ -21,6 +21,11 @@ from-scratch arm have no median).
     .venv/bin/python benchmarks/sample_efficiency.py [PROJECT] [--steps 200000] [--residual-steps N]
         [--seeds 5] [--arms residual,residual-sac,full,sb3,sb3-sac] [--workers 2] [--eval-episodes 100]
     .venv/bin/python benchmarks/sample_efficiency.py --from A.json B.json ...   # ratios across earlier runs
+    .venv/bin/python benchmarks/sample_efficiency.py ... [--stop-when-sustained] [--only-seeds 2,3] [--resume]
+
+Long runs: every evaluation is appended to ``<out>.evals.jsonl`` as it comes and every finished run to
+``<out>.runs.jsonl``; ``--resume`` reuses the finished runs (same settings) and runs the rest, ``--only-seeds`` runs
+part of the seeds now, ``--stop-when-sustained`` ends a run once its sustained steps are known (docs/bench.md).
 
 ``--residual-steps`` gives the residual arms a budget of their own (default: ``--steps``): the
 from-scratch arms need millions of steps to sustain the threshold, a residual arm run that long only

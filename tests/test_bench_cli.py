@@ -467,3 +467,50 @@ def test_the_sample_efficiency_script_resumes_its_finished_runs(tmp_path: Path) 
     p = call("--fresh")
     assert p.returncode == 0, p.stderr
     assert runs_log.with_name(runs_log.name + ".bak").read_text() == "\n".join(lines) + "\n"
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:  # a zombie (exited, not yet reaped by whoever adopted it) does not count
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from Linux's /proc")
+def test_a_killed_bench_takes_its_workers_with_it(tmp_path: Path) -> None:
+    """A bench killed outright (SIGKILL: no clean-up runs) leaves no worker training on: each worker exits once its
+    parent is gone."""
+    import signal
+    import subprocess
+    import time
+
+    proj = _bench_project(tmp_path)
+    cadenza = Path(sys.executable).parent / "cadenza"
+    p = subprocess.Popen([str(cadenza), "env", "residual", "bench", str(proj), "--steps", "2000000", "--seeds", "2",
+                          "--arms", "residual", "--eval-episodes", "8", "--workers", "2"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        workers: list[int] = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            workers = [c for c in _children(p.pid)
+                       if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")]
+            time.sleep(0.2)
+        assert len(workers) == 2, "the bench's two workers did not start"
+        time.sleep(2)  # both are training now
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers)
+    finally:
+        if p.poll() is None:
+            p.kill()

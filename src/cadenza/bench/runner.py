@@ -182,7 +182,8 @@ def _execute_local(jobs: list[Job], workers: int, done: Callable[[dict[str, Any]
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
     try:
         futures = [pool.submit(run_job, j) for j in jobs]
         for f in as_completed(futures):
@@ -191,6 +192,19 @@ def _execute_local(jobs: list[Job], workers: int, done: Callable[[dict[str, Any]
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+def _die_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """A bench worker's initializer: exit once ``parent`` is gone. A bench stopped by SIGTERM or SIGKILL (``kill``,
+    ``timeout``, a CI job cancelled) runs no clean-up, and its workers would go on training for hours, orphaned."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def _base_reference(project: Project, s: BenchSettings) -> dict[str, Any]:
