@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cadenza.bench.cost import CPU_CORE_HOURS, GPU_HOURS, Rates, cost_at, device_hours, run_cost
-from cadenza.bench.measure import band, due, eval_targets, first_reaching, median_steps, value_at
+from cadenza.bench.measure import band, due, eval_targets, first_reaching, median_steps, sustained, value_at
 from cadenza.bench.schema import REPORT_SCHEMA, errors
 from cadenza.bench.verdict import ArmResult, accuracy_call, decide, format_ratio
 from cadenza.governance.stats import diff_interval
@@ -85,6 +85,19 @@ def test_first_reaching_and_median_over_seeds() -> None:
     assert median_steps([10, None, None]) is None  # most seeds did not
     assert median_steps([10, 30]) == 20 and median_steps([10, None]) is None
     assert median_steps([]) is None
+
+
+def test_sustained_is_the_first_of_two_consecutive_evaluations_at_the_threshold() -> None:
+    def curve(*rates: float) -> list[dict]:
+        return [{"env_steps": 10 * i, "episodes": 100, "success_rate": r} for i, r in enumerate(rates)]
+
+    assert sustained(curve(0.1, 0.9, 0.5, 0.86, 0.85, 0.95), 0.85) == 30  # one lucky evaluation does not count
+    assert sustained(curve(0.1, 0.9), 0.85) is None  # a last point alone is not sustained
+    assert sustained(curve(0.9, 0.5, 0.9), 0.85) is None
+    # a point without episodes is skipped, so the evaluations either side of it are consecutive
+    c = curve(0.9, 0.0, 0.9)
+    c[1]["episodes"] = 0
+    assert sustained(c, 0.85) == 0
 
 
 def test_band_carries_a_stopped_seed_forward() -> None:
