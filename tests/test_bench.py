@@ -100,6 +100,16 @@ def test_sustained_is_the_first_of_two_consecutive_evaluations_at_the_threshold(
     assert sustained(c, 0.85) == 0
 
 
+def test_an_arm_with_fewer_runs_than_the_seeds_says_so_in_its_legend_entry() -> None:
+    from cadenza.bench.plot import arm_label
+
+    arm = {"label": "full RL (SB3 SAC)", "runs": [{}, {}], "summary": {"steps_to_threshold_median": 360032.0}}
+    assert arm_label(arm, 5, 0.85, False) == "full RL (SB3 SAC), 2 of 5 seeds"
+    assert arm_label(arm, 2, 0.85, True) == "full RL (SB3 SAC)  (to 85%: 360,032 steps)"
+    arm["summary"]["steps_to_threshold_median"] = None
+    assert arm_label(arm, 5, 0.85, True) == "full RL (SB3 SAC), 2 of 5 seeds  (to 85%: not reached)"
+
+
 def test_band_carries_a_stopped_seed_forward() -> None:
     a = _curve([0, 10, 20], [0.2, 0.4, 0.6])
     b = _curve([0, 10], [0.0, 0.8])  # stopped early at 10: keeps 0.8

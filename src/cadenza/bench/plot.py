@@ -30,6 +30,7 @@ def plot_curves(report: dict[str, Any], path: Path, *, log_x: bool = False, mark
 
     s = report["settings"]
     thr = s["success_threshold"]
+    n = len(s["seeds"])
     fig, ax = plt.subplots(figsize=(8.0, 4.8))
     for z, a in enumerate(report["arms"]):
         if a["skipped"] or not a["runs"]:
@@ -37,9 +38,8 @@ def plot_curves(report: dict[str, Any], path: Path, *, log_x: bool = False, mark
         xs, mean, lo, hi = band([[p for p in r["curve"] if p["env_steps"] > 0 or not log_x] for r in a["runs"]])
         color, ls, marker = STYLE.get(a["id"], (None, "-", "o"))
         m = a["summary"]["steps_to_threshold_median"]
-        reach = "not reached" if m is None else f"{m:,.0f} steps"
         ax.plot(xs, mean, ls=ls, marker=marker, ms=4, lw=2, color=color, zorder=3 + 0.1 * (10 - z),
-                label=f"{a['label']}  (to {thr:.0%}: {reach})" if mark_reach else a["label"])
+                label=arm_label(a, n, thr, mark_reach))
         if len(a["runs"]) > 1:
             ax.fill_between(xs, lo, hi, color=color, alpha=0.18, lw=0)
         if m is not None and mark_reach:
@@ -58,13 +58,22 @@ def plot_curves(report: dict[str, Any], path: Path, *, log_x: bool = False, mark
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: _k(x)))
     ax.grid(alpha=0.25)
-    n = len(s["seeds"])
     ax.set_title(f"residual vs full RL [{report['task']}], level {s['level']}, {n} seed{'s' if n > 1 else ''}"
                  f"{', band = min-max over seeds' if n > 1 else ''}", fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
+
+
+def arm_label(arm: dict[str, Any], seeds: int, threshold: float, mark_reach: bool) -> str:
+    """An arm's legend entry: its label, how many of the ``seeds`` it has when fewer (a partial, resumable bench), and
+    with ``mark_reach`` its median steps to ``threshold``."""
+    label = arm["label"] + (f", {len(arm['runs'])} of {seeds} seeds" if len(arm["runs"]) < seeds else "")
+    if not mark_reach:
+        return label
+    m = arm["summary"]["steps_to_threshold_median"]
+    return f"{label}  (to {threshold:.0%}: {'not reached' if m is None else f'{m:,.0f} steps'})"
 
 
 def _k(x: float) -> str:
