@@ -57,7 +57,7 @@ from cadenza.bench.plot import plot_curves
 from cadenza.bench.runner import resolve_settings, run_bench
 from cadenza.errors import CadenzaError
 from cadenza.project.config import load_project
-from cadenza.utils.io import atomic_write_json
+from cadenza.utils.io import atomic_write_json, json_default
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "sample_efficiency.json"
@@ -312,21 +312,20 @@ def main() -> None:
         s.evals_log, s.stop_when_sustained = evals_log, a.stop_when_sustained
         wanted = {(arm.id, seed) for arm in s.arms for seed in s.seeds}
         prior = [r for r in prior if (r["arm"], r["seed"]) in wanted]
-        have = {(r["arm"], r["seed"]) for r in prior}
         if prior:
             console.print(f"resuming: {len(prior)} finished runs from {runs_log}")
         t0 = time.perf_counter()
 
         def on_run(r: dict[str, Any], done: int, total: int) -> None:
             with runs_log.open("a", encoding="utf-8") as f:  # kept as it finishes: a stopped call loses no run
-                f.write(json.dumps(r, default=str) + "\n")
+                f.write(json.dumps(r, default=json_default) + "\n")
             console.print(f"  {done}/{total}: {r['arm']} seed {r['seed']}: {r['env_steps']:,} steps, "
                           f"{r['wall_s']:.0f} s, final success {r['final']['success_rate']:.1%}")
 
         res = run_bench(proj, s, on_run=on_run, out_root=Path(tmp) / "bench", prior_runs=prior, only_seeds=only)
         threshold = proj.config.governance.success_threshold
         rows = arm_rows(res.report, threshold)
-        done = have | {(r["arm"], r["seed"]) for a_ in res.report["arms"] for r in a_["runs"]}
+        done = {(r["arm"], r["seed"]) for a_ in res.report["arms"] for r in a_["runs"]}  # prior runs included
         pending = [{"arm": arm, "seed": seed} for arm, seed in sorted(wanted - done)]
         result = {"project": a.project, "cpu": cpu_name(), "settings": {**vars(a), "out": str(out)},
                   "threshold": threshold,

@@ -154,13 +154,14 @@ def _threads() -> int:
 
 
 class _Evaluator:
-    """Deterministic evaluation on the held-out episodes at the project's target level (same for every arm)."""
+    """Deterministic evaluation on the held-out episodes at the project's target level (same for every arm); every
+    evaluation goes to the job's ``evals_log`` as it is made."""
 
-    def __init__(self, project: Any, real: bool, base: Any) -> None:
+    def __init__(self, project: Any, real: bool, base: Any, job: Job) -> None:
         from cadenza.residual.scoring import EVAL_SEED, eval_chunk
         from cadenza.tasks.factory import make_task
 
-        self.project, self.real, self.base = project, real, base
+        self.project, self.real, self.base, self.job = project, real, base, job
         self.seed, self.chunk = EVAL_SEED, eval_chunk(project, real)
         level = project.config.task.level
         self.make = lambda n: make_task(project, num_envs=n, level=level, real=real)
@@ -171,9 +172,11 @@ class _Evaluator:
 
         with self.clock:
             s = evaluate(self.make, self.base, controller, episodes=episodes, seed=self.seed, chunk=self.chunk)
-        return {"env_steps": int(env_steps), "episodes": s.episodes, "successes": s.successes,
-                "collisions": s.collisions, "success_rate": s.success_rate, "collision_rate": s.collision_rate,
-                "mean_return": s.mean_return}
+        point = {"env_steps": int(env_steps), "episodes": s.episodes, "successes": s.successes,
+                 "collisions": s.collisions, "success_rate": s.success_rate, "collision_rate": s.collision_rate,
+                 "mean_return": s.mean_return}
+        _log_eval(self.job, point)
+        return point
 
 
 def _log_eval(job: Job, point: dict[str, Any]) -> None:
@@ -189,6 +192,10 @@ def _sustained_now(job: Job, curve: list[dict[str, Any]]) -> bool:
     return job.stop_when_sustained is not None and sustained(curve, job.stop_when_sustained) is not None
 
 
+def _sustained_reason(job: Job) -> str:
+    return f"sustained {job.stop_when_sustained:.0%} on two evaluations"
+
+
 class _StopOnceSustained:
     """A governor that says stop once the run's curve has sustained the job's rate, else what ``inner`` says."""
 
@@ -202,7 +209,7 @@ class _StopOnceSustained:
         from cadenza.governance.governor import Decision
 
         if _sustained_now(self.job, self.curve):
-            return Decision("stop", f"sustained {self.job.stop_when_sustained:.0%} on two evaluations")
+            return Decision("stop", _sustained_reason(self.job))
         return self.inner.review(history, plan)
 
 
@@ -247,7 +254,7 @@ def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
     learner, config, workload = LEARNERS[plan.algorithm]
     cfg = config(**plan.hyperparameters)
     accel = configure(job.device, workload=workload(arch, cfg, job.steps))  # as ``train`` decides
-    evaluator = _Evaluator(project, job.real, policy_base)
+    evaluator = _Evaluator(project, job.real, policy_base, job)
     targets = eval_targets(job.steps)
     clock = Clock()
     with clock:
@@ -255,14 +262,12 @@ def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
                          seed=job.seed)
         ppo = learner(arch, cfg, task, policy_base, device=device, seed=job.seed, accel=accel)
     curve = [evaluator(ResidualController(ppo.actor), 0, job.eval_episodes)]
-    _log_eval(job, curve[0])
     history: list[dict[str, Any]] = []
 
     def evaluate_when_due(row: dict[str, Any], decision: Any) -> None:
         before = history[-2]["env_steps_total"] if len(history) > 1 else 0
         if decision.action != "stop" and due(targets, before, row["env_steps_total"]):
             curve.append(evaluator(ResidualController(ppo.actor), row["env_steps_total"], job.eval_episodes))
-            _log_eval(job, curve[-1])
 
     # a sustained curve stops the run at the next review (one round after the evaluation that sustained it)
     steps, decision = run_rounds(ppo, task, plan, _StopOnceSustained(governor, job, curve), history,
@@ -270,7 +275,6 @@ def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
     task.close()
     final = evaluator(ResidualController(ppo.actor), steps, job.final_episodes)
     curve.append(final)
-    _log_eval(job, final)
     return {"env_steps": steps, "wall_s": clock.wall, "cpu_s": clock.cpu, "eval_wall_s": evaluator.clock.wall,
             "eval_cpu_s": evaluator.clock.cpu, "stop_reason": decision.reason, "curve": curve, "final": final,
             "hyperparameters": cfg.as_dict(), "curriculum": plan.curriculum, "architecture": arch.as_dict(),
@@ -324,7 +328,7 @@ def _run_sb3(project: Any, job: Job, device: str) -> dict[str, Any]:
         _, sac_plan = _plan(project, residual_arch, device, job.steps, job.real, "sac")
         upe = sac_updates_per_env_step(sac_plan.hyperparameters["decision_ticks"])
     settings = sb3_settings(n, job.kind, upe)
-    evaluator = _Evaluator(project, job.real, None)
+    evaluator = _Evaluator(project, job.real, None, job)
     targets = eval_targets(job.steps)
     clock = Clock()
     with clock:
@@ -339,12 +343,12 @@ def _run_sb3(project: Any, job: Job, device: str) -> dict[str, Any]:
                            verbose=0)
     ctl = SB3Controller(model)
     curve = [evaluator(ctl, 0, job.eval_episodes)]
-    _log_eval(job, curve[0])
     # the budget is a ceiling, as for the governed arms: whole rollouts of n_steps x num_envs, none crossing it
     rollout = settings["n_steps"] * n
     budget = max(rollout, job.steps // rollout * rollout)
     stages = [s for s, _ in plan.curriculum if 0 < s < budget]
     stops = sorted({*stages, *(t for t in targets if 0 < t < budget), budget})
+    stopped_early = False
     for stop in stops:
         if model.num_timesteps >= stop:
             continue
@@ -354,15 +358,14 @@ def _run_sb3(project: Any, job: Job, device: str) -> dict[str, Any]:
             model.learn(total_timesteps=stop - before, reset_num_timesteps=before == 0)
         if model.num_timesteps < budget and due(targets, before, model.num_timesteps):
             curve.append(evaluator(ctl, model.num_timesteps, job.eval_episodes))
-            _log_eval(job, curve[-1])
             if _sustained_now(job, curve):
+                stopped_early = True
                 break
     venv.close()
-    stop_reason = (f"sustained {job.stop_when_sustained:.0%} on two evaluations ({model.num_timesteps:,} env steps)"
-                   if _sustained_now(job, curve) else f"budget reached ({model.num_timesteps:,} env steps)")
+    stop_reason = (f"{_sustained_reason(job) if stopped_early else 'budget reached'} "
+                   f"({model.num_timesteps:,} env steps)")
     final = evaluator(ctl, model.num_timesteps, job.final_episodes)
     curve.append(final)
-    _log_eval(job, final)
     hp = _sb3_hyperparameters(model, settings, n)
     return {"env_steps": int(model.num_timesteps), "wall_s": clock.wall, "cpu_s": clock.cpu,
             "eval_wall_s": evaluator.clock.wall, "eval_cpu_s": evaluator.clock.cpu,
