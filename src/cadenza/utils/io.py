@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,11 +24,13 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def atomic_write_with(path: str | Path, writer: Callable[[str], Any]) -> None:
-    """Call ``writer(tmp_path)`` on a temporary file beside ``path``, fsync it, then rename over ``path``."""
+    """Call ``writer(tmp_path)`` on a temporary file beside ``path``, fsync it, then rename over ``path``.
+
+    The file gets the permissions a plain ``open(path, "w")`` gives (``0o666`` less the umask), not
+    ``tempfile.mkstemp``'s owner-only ``0o600``: a registry or a policy file is read by other users and services."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _create_temp(path)
     try:
         writer(tmp)
         with open(tmp, "rb") as f:
@@ -37,6 +39,17 @@ def atomic_write_with(path: str | Path, writer: Callable[[str], Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _create_temp(path: Path) -> str:
+    """A new, empty file beside ``path`` with a unique hidden name, created with mode ``0o666`` (the umask applies)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return str(tmp)
+        except FileExistsError:  # another writer drew the same name: draw again
+            continue
 
 
 def sha256_file(path: str | Path) -> str:

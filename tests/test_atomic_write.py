@@ -1,0 +1,39 @@
+"""Atomic writes (cadenza.utils.io): the permissions a plain open() gives, and a failed write loses nothing."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from cadenza.utils.io import atomic_write_json, atomic_write_text, atomic_write_with
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_a_written_file_gets_the_umask_permissions_of_a_plain_open(tmp_path, umask: int, mode: int) -> None:
+    old = os.umask(umask)
+    try:
+        atomic_write_json(tmp_path / "out" / "report.json", {"verdict": "DEPLOY"})
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    written = stat.S_IMODE((tmp_path / "out" / "report.json").stat().st_mode)
+    assert written == mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path) -> None:
+    path = tmp_path / "policy.json"
+    atomic_write_text(path, "old\n")
+
+    def half_then_fail(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_with(path, half_then_fail)
+    assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["policy.json"]
+    atomic_write_text(path, "new\n")
+    assert path.read_text() == "new\n" and sorted(p.name for p in tmp_path.iterdir()) == ["policy.json"]
