@@ -37,3 +37,22 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path) -> 
     assert path.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["policy.json"]
     atomic_write_text(path, "new\n")
     assert path.read_text() == "new\n" and sorted(p.name for p in tmp_path.iterdir()) == ["policy.json"]
+
+
+def test_a_registered_version_and_a_new_folder_get_the_umask_permissions(tmp_path) -> None:
+    """A registry version is staged in a new folder and renamed into place: it must be as readable as a folder
+    made with os.mkdir (0o755 under umask 0o022), not tempfile.mkdtemp's owner-only 0o700."""
+    from cadenza.governance.registry import Registry
+    from cadenza.utils.io import new_temp_dir
+
+    old = os.umask(0o022)
+    try:
+        version = Registry(tmp_path).register("residual", {"policy.bin": b"weights"})
+        staged = new_temp_dir(tmp_path / "out", ".data.", ".tmp")
+    finally:
+        os.umask(old)
+    vdir = tmp_path / ".cadenza" / "registry" / "residual" / version
+    assert stat.S_IMODE(vdir.stat().st_mode) == 0o755
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in vdir.iterdir())
+    assert stat.S_IMODE(staged.stat().st_mode) == 0o755 and staged.name.startswith(".data.")
+    assert staged.name.endswith(".tmp") and not any(staged.iterdir())

@@ -21,13 +21,19 @@ import getpass
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from cadenza.errors import ArtefactError, CadenzaError
-from cadenza.utils.io import JsonlError, atomic_write_bytes, atomic_write_json, jsonl_records, sha256_file
+from cadenza.utils.io import (
+    JsonlError,
+    atomic_write_bytes,
+    atomic_write_json,
+    jsonl_records,
+    new_temp_dir,
+    sha256_file,
+)
 
 KINDS = ("residual", "student", "lora", "prompt")
 
@@ -110,7 +116,7 @@ class Registry:
                metadata: dict[str, Any] | None) -> tuple[Path, dict[str, Any]]:
         """Copy ``files`` into a new temporary folder under ``kdir`` with their ``manifest.json``; returns the
         folder and the manifest (the folder is removed again if anything fails)."""
-        tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=kdir))
+        tmp = new_temp_dir(kdir, ".new-")
         try:
             manifest: dict[str, Any] = {"kind": kind, "created": _now(), "files": {}, "metadata": metadata or {}}
             for name, src in files.items():

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from cadenza.mission.prompt import prompt_fields, render, template_fields
 from cadenza.mission.runlog import RunLog, read_log
 from cadenza.mission.world import STATE_NAMES, state_vector
 from cadenza.project.config import CONFIG_NAME, Project
-from cadenza.utils.io import atomic_write_text
+from cadenza.utils.io import atomic_write_text, new_temp_dir
 
 FORMATS = ("jsonl", "lerobot")
 LEROBOT_VERSION = "v3.0"
@@ -215,7 +214,7 @@ def export_lerobot(project: Project, log_paths: list[Path], output: Path,
     ])
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
+    tmp = new_temp_dir(output.parent, f".{output.name}.", ".tmp")
     try:
         index = 0
         all_state, all_action, ep_rows = [], [], []

@@ -52,6 +52,20 @@ def _create_temp(path: Path) -> str:
             continue
 
 
+def new_temp_dir(parent: Path, prefix: str, suffix: str = "") -> Path:
+    """A new, empty folder in ``parent`` with a unique name, created with mode ``0o777`` (the umask applies), to be
+    renamed into place once full: not ``tempfile.mkdtemp``'s owner-only ``0o700``, which a registry version or a
+    dataset renamed from it would keep."""
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = parent / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            path.mkdir(mode=0o777)
+            return path
+        except FileExistsError:  # another writer drew the same name: draw again
+            continue
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
