@@ -213,7 +213,6 @@ def export_lerobot(project: Project, log_paths: list[Path], output: Path,
         ("frame_index", pa.int64()), ("episode_index", pa.int64()), ("index", pa.int64()), ("task_index", pa.int64()),
     ])
 
-    output.parent.mkdir(parents=True, exist_ok=True)
     tmp = new_temp_dir(output.parent, f".{output.name}.", ".tmp")
     try:
         index = 0

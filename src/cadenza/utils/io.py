@@ -43,13 +43,10 @@ def atomic_write_with(path: str | Path, writer: Callable[[str], Any]) -> None:
 
 def _create_temp(path: Path) -> str:
     """A new, empty file beside ``path`` with a unique hidden name, created with mode ``0o666`` (the umask applies)."""
-    while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            return str(tmp)
-        except FileExistsError:  # another writer drew the same name: draw again
-            continue
+    def create(tmp: Path) -> None:
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+
+    return str(_create_unique(path.parent, f".{path.name}.", ".tmp", create))
 
 
 def new_temp_dir(parent: Path, prefix: str, suffix: str = "") -> Path:
@@ -57,10 +54,16 @@ def new_temp_dir(parent: Path, prefix: str, suffix: str = "") -> Path:
     renamed into place once full: not ``tempfile.mkdtemp``'s owner-only ``0o700``, which a registry version or a
     dataset renamed from it would keep."""
     parent.mkdir(parents=True, exist_ok=True)
+    return _create_unique(parent, prefix, suffix, lambda p: p.mkdir(mode=0o777))
+
+
+def _create_unique(parent: Path, prefix: str, suffix: str, create: Callable[[Path], Any]) -> Path:
+    """``create(path)`` on a new random name ``parent / prefix<hex>suffix``; ``create`` must fail with
+    ``FileExistsError`` when the name is taken (``O_EXCL``, ``mkdir``), and then another name is drawn."""
     while True:
         path = parent / f"{prefix}{secrets.token_hex(6)}{suffix}"
         try:
-            path.mkdir(mode=0o777)
+            create(path)
             return path
         except FileExistsError:  # another writer drew the same name: draw again
             continue
