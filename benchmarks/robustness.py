@@ -4,7 +4,8 @@ Each run copies an example project to a fresh temp folder, runs exactly what a u
 (`cadenza env residual train <copy> --seed S`, plus `--real` for the MuJoCo tasks) with
 `CADENZA_NUM_THREADS=T`, and reads the train report: verdict, success and collisions with their
 intervals (at the deciding look's confidence), the episodes the scorecard used, env steps at the
-stop and of the kept round, and the wall time of the whole command.
+stop and of the kept round, the env steps its validation cards and its scorecard ran on the task
+outside the training budget, and the wall time of the whole command.
 
     .venv/bin/python benchmarks/robustness.py                      # everything (about 2.5 hours on 2 cores)
     .venv/bin/python benchmarks/robustness.py --only dash          # one group: dash, mission, reacher, dog-real,
@@ -92,22 +93,33 @@ def one_run(group: str, seed: int, threads: int) -> dict:
         "base_success": base["success_rate"], "base_collision": base["collision_rate"],
         "episodes": card["episodes"], "looks": len(card.get("looks") or [1]), "confidence": conf,
         "env_steps": rep["env_steps"], "best_env_steps": rep.get("best_env_steps"), "stop_reason": rep["stop_reason"],
+        # env steps run on the task outside the training budget (None: a report from before they were counted)
+        "validation_env_steps": rep.get("validation_env_steps"), "scorecard_env_steps": rep.get("scorecard_env_steps"),
         "train_wall_s": rep["wall_s"], "wall_s": wall,
     }
 
 
+def _steps(n: int | None) -> str:
+    """Env steps in a table cell: ``1.2M``, ``340k``, or blank where the report did not count them."""
+    if n is None:
+        return ""
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
 def table(runs: list[dict]) -> str:
     lines = ["| group | seed | threads | verdict | success [CI] | collisions [CI] | episodes (looks) | env steps at stop "
-             "(kept) | wall |", "|---|---:|---:|---|---|---|---:|---:|---:|"]
+             "(kept) | validation / scorecard env steps | wall |", "|---|---:|---:|---|---|---|---:|---:|---:|---:|"]
     for r in sorted(runs, key=lambda r: (list(GROUPS).index(r["group"]), r["seed"], r["threads"])):
         if "success" not in r:
-            lines.append(f"| {r['group']} | {r['seed']} | {r['threads']} | {r['verdict']} | | | | | {r['wall_s']:.0f} s |")
+            lines.append(f"| {r['group']} | {r['seed']} | {r['threads']} | {r['verdict']} | | | | | | {r['wall_s']:.0f} s |")
             continue
+        outside = (f"{_steps(r.get('validation_env_steps'))} / {_steps(r.get('scorecard_env_steps'))}"
+                   if r.get("validation_env_steps") is not None else "")
         lines.append(
             f"| {r['group']} | {r['seed']} | {r['threads']} | {r['verdict']} | {r['success']:.1%} "
             f"[{r['success_ci'][0]:.1%}, {r['success_ci'][1]:.1%}] | {r['collision']:.1%} "
             f"[{r['collision_ci'][0]:.1%}, {r['collision_ci'][1]:.1%}] | {r['episodes']:,} ({r['looks']}) | "
-            f"{r['env_steps']:,} ({r['best_env_steps']:,}) | {r['wall_s']:.0f} s |")
+            f"{r['env_steps']:,} ({r['best_env_steps']:,}) | {outside} | {r['wall_s']:.0f} s |")
     return "\n".join(lines)
 
 
@@ -124,6 +136,9 @@ def summary(runs: list[dict]) -> dict:
                   if dep else None,
                   "median_success": statistics.median(r["success"] for r in dep) if dep else None,
                   "median_wall_s": statistics.median(r["wall_s"] for r in rs)}
+        counted = [r["validation_env_steps"] for r in rs if r.get("validation_env_steps") is not None]
+        if counted:  # what the validation cards ran on the task, beside the training's env steps
+            out[g]["median_validation_env_steps"] = statistics.median(counted)
     return out
 
 
@@ -185,7 +200,9 @@ def main() -> None:
     print()
     for g, s in summary(runs).items():
         med = f"{s['median_env_steps_to_deploy']:,.0f}" if s["median_env_steps_to_deploy"] else "-"
-        print(f"{g}: {s['deploy']}/{s['runs']} DEPLOY, median env steps to DEPLOY {med}")
+        val = (f"; validation cards ran a median {s['median_validation_env_steps']:,.0f} env steps"
+               if "median_validation_env_steps" in s else "")
+        print(f"{g}: {s['deploy']}/{s['runs']} DEPLOY, median env steps to DEPLOY {med}{val}")
     print(f"CPU: {cpu_name()}; JSON: {a.out}")
 
 

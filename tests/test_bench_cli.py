@@ -514,3 +514,24 @@ def test_a_killed_bench_takes_its_workers_with_it(tmp_path: Path) -> None:
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_the_robustness_table_shows_what_validation_ran_outside_the_budget() -> None:
+    """benchmarks/robustness.py: a run's validation and scorecard env steps get a column and a median in the
+    summary; a run from a report that did not count them (older JSON) leaves the cell blank."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py"
+    spec = importlib.util.spec_from_file_location("robustness_script", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    run = {"group": "dash-sac-50k", "seed": 0, "threads": 1, "verdict": "DEPLOY", "success": 0.9,
+           "success_ci": [0.88, 0.92], "collision": 0.05, "collision_ci": [0.04, 0.06], "episodes": 1000, "looks": 1,
+           "env_steps": 12288, "best_env_steps": 12288, "wall_s": 100.0,
+           "validation_env_steps": 1_234_567, "scorecard_env_steps": 456_789}
+    old = {**run, "seed": 1, "validation_env_steps": None, "scorecard_env_steps": None}
+    rows = mod.table([run, old]).splitlines()
+    assert "validation / scorecard env steps" in rows[0]
+    assert "| 12,288 (12,288) | 1.2M / 457k | 100 s |" in rows[2]
+    assert "| 12,288 (12,288) |  | 100 s |" in rows[3]
+    assert mod.summary([run, old])["dash-sac-50k"]["median_validation_env_steps"] == 1_234_567

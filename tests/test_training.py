@@ -51,17 +51,22 @@ def test_resume_after_interruption(small_project: Path) -> None:
     proj = load_project(small_project)
     calls = []
 
-    def stop_after_two(row: dict, plan: object) -> None:
+    def stop_after_three(row: dict, plan: object) -> None:  # round 2 is the first at the target level: a card
         calls.append(row["round"])
-        if len(calls) == 2:
+        if len(calls) == 3:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_residual(proj, steps=16384, on_round=stop_after_two)
+        train_residual(proj, steps=16384, on_round=stop_after_three)
     assert (small_project / "residual" / "run" / "checkpoint.pt").is_file()
     res = train_residual(proj, steps=16384)
-    assert res.resumed_from == 2
+    assert res.resumed_from == 3
     assert res.env_steps >= 16384
+    # the validation's env steps go on from the interrupted run's (its card was run; so is the base's again)
+    history = json.loads(res.report_path.read_text())["history"]
+    spent = [h["validation_env_steps"] for h in history]
+    assert "val_margin" in history[2] and spent == sorted(spent)
+    assert spent[-1] == res.validation_env_steps == spent[3] > spent[2] > 0  # round 3 (resumed) had a card too
     assert Registry(small_project).latest("residual") == "v0001"
 
 
@@ -147,6 +152,16 @@ def test_train_cli_end_to_end(small_project: Path) -> None:
     assert report["scorecard_episodes"] == report["scorecard"]["episodes"] >= 60
     assert any("val_margin" in h for h in report["history"])  # the last round always gets a validation card
     assert report["best_env_steps"] <= report["env_steps"]
+    # the evaluation outside the training budget is counted: every card's episodes, plus the base's run for them
+    cards = [h for h in report["history"] if "val_margin" in h]
+    spent = [h["validation_env_steps"] for h in report["history"]]
+    assert spent == sorted(spent) and report["validation_env_steps"] == spent[-1]
+    assert report["validation_env_steps"] > sum(h["val_env_steps"] for h in cards) >= sum(
+        h["val_episodes"] for h in cards)
+    # candidate and base alone on every scorecard episode, each at least one step and at most the horizon
+    assert 2 * 350 * report["scorecard_episodes"] >= report["scorecard_env_steps"] >= 2 * report["scorecard_episodes"]
+    assert (f"{report['validation_env_steps']:,} env steps of validation cards, "
+            f"{report['scorecard_env_steps']:,} of scorecard") in out.stdout
 
     # eval right after train draws the next block: new episodes, a different table, both in the ledger
     ev = subprocess.run([*CLI, "env", "residual", "eval", str(small_project)], capture_output=True, text=True)
@@ -244,3 +259,29 @@ def test_the_confirmation_card_looks_at_episodes_no_card_used(small_project: Pat
                     chunk=v.chunk)
     assert (card.success, card.collision) == (same.success_rate, same.collision_rate)
     assert not np.array_equal(later.success, same.success)
+    # what the validator spent on the task: both cards' episodes and the base's run, step for step
+    assert (card.env_steps, again.env_steps) == (same.env_steps, later.env_steps)
+    assert v.env_steps == card.env_steps + again.env_steps + v.base_stats.env_steps
+
+
+def test_a_scoring_run_counts_the_env_steps_of_its_episodes(small_project: Path) -> None:
+    """``EvalStats.env_steps`` is the sum of the episodes' lengths, counted here by stepping the same episodes by
+    hand (an env that finished is still stepped with the others, and not counted)."""
+    from cadenza.base.loader import load_base
+    from cadenza.governance.seeds import VALIDATION_SEED, chunk_seed
+    from cadenza.residual.evaluate import evaluate
+    from cadenza.tasks.factory import make_task
+
+    proj = load_project(small_project)
+    base = load_base("builtin:rescue-dog", proj.root, 3)
+    stats = evaluate(lambda n: make_task(proj, num_envs=n, level=1.0), base, None, episodes=24,
+                     seed=VALIDATION_SEED, chunk=24)
+    task = make_task(proj, num_envs=24, level=1.0)
+    obs, _ = task.reset(seed=chunk_seed(VALIDATION_SEED, 0))
+    length, running = np.zeros(24, int), np.ones(24, bool)
+    while running.any():
+        obs, _, term, trunc, _ = task.step(base(obs))
+        length += running
+        running &= ~(term | trunc)
+    task.close()
+    assert stats.env_steps == int(length.sum()) > 24

@@ -47,6 +47,11 @@ class EvalStats:
     def collision_rate(self) -> float:
         return self.collisions / self.episodes if self.episodes else 0.0
 
+    @property
+    def env_steps(self) -> int:
+        """The env steps these episodes took (the sum of their lengths): what scoring cost the simulator."""
+        return round(self.mean_length * self.episodes)
+
     def counts(self) -> tuple[int, int, int]:
         return self.episodes, self.successes, self.collisions
 

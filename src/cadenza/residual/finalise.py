@@ -38,6 +38,10 @@ class TrainResult:
     curve_path: Path
     warnings: list[str]
     resumed_from: int
+    # env steps run on the task outside the training budget: the validation cards (and the base's run for
+    # them), and the held-out scorecard (candidate, base alone and baseline, every look)
+    validation_env_steps: int = 0
+    scorecard_env_steps: int = 0
 
 
 def finalise(project: Project, *, ppo: PPO | SAC, base: BasePolicy, arch: ResidualArch, accel: AccelSettings,
@@ -65,8 +69,10 @@ def finalise(project: Project, *, ppo: PPO | SAC, base: BasePolicy, arch: Residu
     if on_stage is not None:
         on_stage(f"scoring {version} on held-out block 0 (looks of {g.eval_episodes} up to {g.max_eval_episodes} "
                  "episodes)")
-    card, _ = score_residual(project, controller, base, real=real, candidate_version=version, block=0,
-                             on_look=None if on_stage is None else lambda lk: on_stage(lk.line()))
+    card, runs = score_residual(project, controller, base, real=real, candidate_version=version, block=0,
+                                on_look=None if on_stage is None else lambda lk: on_stage(lk.line()))
+    validation_steps = int(history[-1].get("validation_env_steps", 0))
+    scorecard_steps = sum(r.env_steps for r in runs.values())
     action = apply_verdict(project, card, version, promote=True)
 
     curve_path = project.residual_dir / ("learning_curve_real.png" if real else "learning_curve.png")
@@ -75,7 +81,9 @@ def finalise(project: Project, *, ppo: PPO | SAC, base: BasePolicy, arch: Residu
         "kind": "cadenza.residual.train_report", "project": project.name, "task": profile.label,
         "version": version, "verdict": card.verdict, "action": action, "stop_reason": stop_reason,
         "env_steps": steps_done, "best_round": best_round, "best_env_steps": best_steps,
-        "heldout_block": card.block, "scorecard_episodes": card.episodes, "wall_s": wall, "seed": seed,
+        "heldout_block": card.block, "scorecard_episodes": card.episodes,
+        # env steps on the task outside the training budget (env_steps): the cards and the held-out scorecard
+        "validation_env_steps": validation_steps, "scorecard_env_steps": scorecard_steps, "wall_s": wall, "seed": seed,
         "resumed_from_round": resumed_from,
         "warnings": warnings, "plan": plan.as_dict(), "algorithm": plan.algorithm,
         "algorithm_asked": project.config.residual.algorithm, "env_step_s": profile.step_s,
@@ -90,4 +98,5 @@ def finalise(project: Project, *, ppo: PPO | SAC, base: BasePolicy, arch: Residu
     mark_done(prog_path, seed=seed, budget=budget, history=history, plan=plan.as_dict(), version=version)
     return TrainResult(version=version, card=card, action=action, stop_reason=stop_reason, env_steps=steps_done,
                        best_round=best_round, best_env_steps=best_steps, wall_s=wall, report_path=report_path,
-                       curve_path=curve_path, warnings=warnings, resumed_from=resumed_from)
+                       curve_path=curve_path, warnings=warnings, resumed_from=resumed_from,
+                       validation_env_steps=validation_steps, scorecard_env_steps=scorecard_steps)

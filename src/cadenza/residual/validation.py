@@ -15,6 +15,10 @@ winner's curse: a 256-episode card that read 90.6% scored 86.0% on 3,000 fresh e
 that would stop training is therefore **confirmed** on as many other episodes of the validation
 block, used by no card (``Validator.score(confirm=True)``); the round's card then counts with the
 smaller of the two margins, and passes only if both do.
+
+The cards are not free: each runs its episodes on the task, outside the training budget. The validator
+counts every env step it spends (``Validator.env_steps``: the cards, their confirmations and the base's
+run), and ``train`` reports the total beside the training's env steps (docs/governance.md).
 """
 
 from __future__ import annotations
@@ -41,10 +45,12 @@ class ValidationCard:
     margin: float
     passes: bool  # every check passes (the card would DEPLOY)
     failing: list[str]
+    env_steps: int = 0  # the env steps its episodes took
 
     def as_dict(self) -> dict[str, Any]:
         return {"val_episodes": self.episodes, "val_success": self.success, "val_collision": self.collision,
-                "val_margin": self.margin, "val_passes": self.passes, "val_failing": self.failing}
+                "val_margin": self.margin, "val_passes": self.passes, "val_failing": self.failing,
+                "val_env_steps": self.env_steps}
 
 
 def card_margin(successes: int, collisions: int, n: int, g: Any) -> float:
@@ -61,13 +67,16 @@ class Validator:
         self.project, self.base, self.episodes, self.real = project, base, episodes, real
         self.chunk = eval_chunk(project, real)
         self._base_stats: EvalStats | None = None
+        self.env_steps = 0  # env steps of every episode this validator ran (cards, confirmations, the base's)
 
     def _mk(self, n: int) -> Any:
         return make_task(self.project, num_envs=n, level=self.project.config.task.level, real=self.real)
 
     def _run(self, controller: ResidualController | None, label: str, first_chunk: int = 0) -> EvalStats:
-        return evaluate(self._mk, self.base, controller, episodes=self.episodes, seed=VALIDATION_SEED,
-                        chunk=self.chunk, label=label, first_chunk=first_chunk)
+        stats = evaluate(self._mk, self.base, controller, episodes=self.episodes, seed=VALIDATION_SEED,
+                         chunk=self.chunk, label=label, first_chunk=first_chunk)
+        self.env_steps += stats.env_steps
+        return stats
 
     @property
     def base_stats(self) -> EvalStats:
@@ -85,13 +94,15 @@ class Validator:
         return ValidationCard(episodes=c.episodes, success=c.success_rate, collision=c.collision_rate,
                               margin=card_margin(c.successes, c.collisions, c.episodes, g),
                               passes=verdict == "DEPLOY",
-                              failing=[ch.name for ch in checks if ch.status in ("FAIL", "UNDECIDED")])
+                              failing=[ch.name for ch in checks if ch.status in ("FAIL", "UNDECIDED")],
+                              env_steps=c.env_steps)
 
 
 def confirmed(card: ValidationCard, again: ValidationCard) -> ValidationCard:
     """What a card that would stop training counts as once confirmed on other episodes: the worse of the two
-    (the smaller margin), passing only if both pass."""
+    (the smaller margin), passing only if both pass; its env steps are both cards'."""
     worse = card if card.margin <= again.margin else again
     return ValidationCard(episodes=worse.episodes, success=worse.success, collision=worse.collision,
                           margin=worse.margin, passes=card.passes and again.passes,
-                          failing=sorted(set(card.failing) | set(again.failing)))
+                          failing=sorted(set(card.failing) | set(again.failing)),
+                          env_steps=card.env_steps + again.env_steps)
