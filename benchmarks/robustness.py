@@ -95,6 +95,7 @@ def one_run(group: str, seed: int, threads: int) -> dict:
         "env_steps": rep["env_steps"], "best_env_steps": rep.get("best_env_steps"), "stop_reason": rep["stop_reason"],
         # env steps run on the task outside the training budget (None: a report from before they were counted)
         "validation_env_steps": rep.get("validation_env_steps"), "scorecard_env_steps": rep.get("scorecard_env_steps"),
+        "validation_wall_s": rep.get("validation_wall_s"),
         "train_wall_s": rep["wall_s"], "wall_s": wall,
     }
 

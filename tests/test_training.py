@@ -160,7 +160,9 @@ def test_train_cli_end_to_end(small_project: Path) -> None:
         h["val_episodes"] for h in cards)
     # candidate and base alone on every scorecard episode, each at least one step and at most the horizon
     assert 2 * 350 * report["scorecard_episodes"] >= report["scorecard_env_steps"] >= 2 * report["scorecard_episodes"]
-    assert (f"{report['validation_env_steps']:,} env steps of validation cards, "
+    assert 0 < report["validation_wall_s"] < report["wall_s"]
+    assert (f"{report['validation_env_steps']:,} env steps of validation cards "
+            f"({report['validation_wall_s']:.1f} s of the {report['wall_s']:.1f} s), "
             f"{report['scorecard_env_steps']:,} of scorecard") in out.stdout
 
     # eval right after train draws the next block: new episodes, a different table, both in the ledger

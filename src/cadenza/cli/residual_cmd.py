@@ -169,7 +169,8 @@ def train(
     if res.best_env_steps != res.env_steps:
         console.print(f"kept round {res.best_round} ({res.best_env_steps:,} env steps): the best validation card")
     console.print(f"evaluation outside the training budget: {res.validation_env_steps:,} env steps of validation "
-                  f"cards, {res.scorecard_env_steps:,} of scorecard", soft_wrap=True)
+                  f"cards ({res.validation_wall_s:.1f} s of the {res.wall_s:.1f} s), {res.scorecard_env_steps:,} of "
+                  "scorecard", soft_wrap=True)
     for w in res.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
     print_scorecard(res.card, res.action)

@@ -41,6 +41,7 @@ class TrainResult:
     # env steps run on the task outside the training budget: the validation cards (and the base's run for
     # them), and the held-out scorecard (candidate, base alone and baseline, every look)
     validation_env_steps: int = 0
+    validation_wall_s: float = 0.0  # part of wall_s
     scorecard_env_steps: int = 0
 
 
@@ -72,6 +73,7 @@ def finalise(project: Project, *, ppo: PPO | SAC, base: BasePolicy, arch: Residu
     card, runs = score_residual(project, controller, base, real=real, candidate_version=version, block=0,
                                 on_look=None if on_stage is None else lambda lk: on_stage(lk.line()))
     validation_steps = int(history[-1].get("validation_env_steps", 0))
+    validation_wall = float(history[-1].get("validation_wall_s", 0.0))
     scorecard_steps = sum(r.env_steps for r in runs.values())
     action = apply_verdict(project, card, version, promote=True)
 
@@ -83,7 +85,8 @@ def finalise(project: Project, *, ppo: PPO | SAC, base: BasePolicy, arch: Residu
         "env_steps": steps_done, "best_round": best_round, "best_env_steps": best_steps,
         "heldout_block": card.block, "scorecard_episodes": card.episodes,
         # env steps on the task outside the training budget (env_steps): the cards and the held-out scorecard
-        "validation_env_steps": validation_steps, "scorecard_env_steps": scorecard_steps, "wall_s": wall, "seed": seed,
+        "validation_env_steps": validation_steps, "validation_wall_s": validation_wall,
+        "scorecard_env_steps": scorecard_steps, "wall_s": wall, "seed": seed,
         "resumed_from_round": resumed_from,
         "warnings": warnings, "plan": plan.as_dict(), "algorithm": plan.algorithm,
         "algorithm_asked": project.config.residual.algorithm, "env_step_s": profile.step_s,
@@ -99,4 +102,5 @@ def finalise(project: Project, *, ppo: PPO | SAC, base: BasePolicy, arch: Residu
     return TrainResult(version=version, card=card, action=action, stop_reason=stop_reason, env_steps=steps_done,
                        best_round=best_round, best_env_steps=best_steps, wall_s=wall, report_path=report_path,
                        curve_path=curve_path, warnings=warnings, resumed_from=resumed_from,
-                       validation_env_steps=validation_steps, scorecard_env_steps=scorecard_steps)
+                       validation_env_steps=validation_steps, validation_wall_s=validation_wall,
+                       scorecard_env_steps=scorecard_steps)

@@ -17,12 +17,13 @@ block, used by no card (``Validator.score(confirm=True)``); the round's card the
 smaller of the two margins, and passes only if both do.
 
 The cards are not free: each runs its episodes on the task, outside the training budget. The validator
-counts every env step it spends (``Validator.env_steps``: the cards, their confirmations and the base's
-run), and ``train`` reports the total beside the training's env steps (docs/governance.md).
+counts every env step it spends and their wall time (``Validator.env_steps``, ``Validator.wall_s``: the cards,
+their confirmations and the base's run), and ``train`` reports both beside the training's (docs/governance.md).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,14 +69,17 @@ class Validator:
         self.chunk = eval_chunk(project, real)
         self._base_stats: EvalStats | None = None
         self.env_steps = 0  # env steps of every episode this validator ran (cards, confirmations, the base's)
+        self.wall_s = 0.0  # and the wall time they took
 
     def _mk(self, n: int) -> Any:
         return make_task(self.project, num_envs=n, level=self.project.config.task.level, real=self.real)
 
     def _run(self, controller: ResidualController | None, label: str, first_chunk: int = 0) -> EvalStats:
+        t0 = time.perf_counter()
         stats = evaluate(self._mk, self.base, controller, episodes=self.episodes, seed=VALIDATION_SEED,
                          chunk=self.chunk, label=label, first_chunk=first_chunk)
         self.env_steps += stats.env_steps
+        self.wall_s += time.perf_counter() - t0
         return stats
 
     @property
