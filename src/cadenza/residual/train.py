@@ -132,6 +132,7 @@ def _train(project: Project, *, ppo: Any, task: Any, pool: ShardPool | None, sca
     def count_validation(row: dict[str, Any]) -> None:
         row["validation_env_steps"] = val_steps_before + validator.env_steps
         row["validation_wall_s"] = val_wall_before + validator.wall_s
+
     latest_warning: dict[str, str] = {}  # one line per kind of warning (the text before ':'), the latest
 
     def on_row(row: dict[str, Any]) -> None:
