@@ -28,7 +28,7 @@ def small(path: Path, **extra: str) -> Path:
 
 def history_numbers(report: dict) -> str:
     """A training's numbers without its timings."""
-    rows = [{k: v for k, v in r.items() if k not in ("wall_s", "rollout_s", "rollout_overhead_s")}
+    rows = [{k: v for k, v in r.items() if k not in ("wall_s", "rollout_s", "rollout_overhead_s", "validation_wall_s")}
             for r in report["history"]]
     return json.dumps([rows, report["scorecard"]], sort_keys=True)
 
