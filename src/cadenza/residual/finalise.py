@@ -40,9 +40,9 @@ class TrainResult:
     resumed_from: int
     # env steps run on the task outside the training budget: the validation cards (and the base's run for
     # them), and the held-out scorecard (candidate, base alone and baseline, every look)
-    validation_env_steps: int = 0
-    validation_wall_s: float = 0.0  # part of wall_s
-    scorecard_env_steps: int = 0
+    validation_env_steps: int
+    validation_wall_s: float  # part of wall_s
+    scorecard_env_steps: int
 
 
 def finalise(project: Project, *, ppo: PPO | SAC, base: BasePolicy, arch: ResidualArch, accel: AccelSettings,

@@ -128,11 +128,6 @@ def _train(project: Project, *, ppo: Any, task: Any, pool: ShardPool | None, sca
     # the cards' env steps so far (outside the training budget; a resumed run adds to the interrupted one's)
     last = history[-1] if history else {}
     val_steps_before, val_wall_before = last.get("validation_env_steps", 0), last.get("validation_wall_s", 0.0)
-
-    def count_validation(row: dict[str, Any]) -> None:
-        row["validation_env_steps"] = val_steps_before + validator.env_steps
-        row["validation_wall_s"] = val_wall_before + validator.wall_s
-
     latest_warning: dict[str, str] = {}  # one line per kind of warning (the text before ':'), the latest
 
     def on_row(row: dict[str, Any]) -> None:
@@ -141,7 +136,6 @@ def _train(project: Project, *, ppo: Any, task: Any, pool: ShardPool | None, sca
         row["collision_cost"] = ppo.collision_cost
         if pool is not None:  # the rollout's wall time, and what Ray added over the slowest shard
             row.update(ppo.rollout_timing)
-        count_validation(row)
         if not LocalGovernor.validates(plan, history):
             return
         controller = ResidualController(ppo.actor.eval(), "candidate")
@@ -157,7 +151,6 @@ def _train(project: Project, *, ppo: Any, task: Any, pool: ShardPool | None, sca
         ppo.collision_cost = min(plan.collision_cost_max, max(
             0.0, ppo.collision_cost + plan.collision_lr * (card.collision - target)))
         row["collision_target"] = target
-        count_validation(row)
         row["wall_s"] = wall_before + time.perf_counter() - t0
         if best is None or card.margin > best["val_margin"]:
             best = row
@@ -165,6 +158,8 @@ def _train(project: Project, *, ppo: Any, task: Any, pool: ShardPool | None, sca
             save_best(best_path, best_state)
 
     def after_review(row: dict[str, Any], decision: Decision) -> None:
+        row["validation_env_steps"] = val_steps_before + validator.env_steps  # every row, with a card or not
+        row["validation_wall_s"] = val_wall_before + validator.wall_s
         for w in decision.warnings:
             latest_warning[w.split(":")[0]] = f"{w} (round {row['round']})"
         save_round(ckpt_path, prog_path, ppo.state_dict(), seed=seed, budget=budget, history=history,
