@@ -230,3 +230,40 @@ def test_auto_picks_sac_only_where_an_env_step_is_dear() -> None:
     assert gov.plan(replace(p, step_s=SAC_MIN_STEP_S)).algorithm == "sac"
     assert gov.plan(replace(p, step_s=SAC_MIN_STEP_S / 2)).algorithm == "ppo"
     assert gov.plan(replace(p, step_s=0.02)).hyperparameters == gov.plan(replace(p, algorithm="sac")).hyperparameters
+
+
+def test_a_users_own_dear_task_spaces_its_cards_so_they_cost_no_more_than_training() -> None:
+    """A task with no measured schedule whose env step costs at least DEAR_STEP_S: a card every
+    ceil(episodes * horizon / batch) rounds, the first after as many training env steps; none where one card
+    costs more than the budget. The built-in tasks and a cheap user task keep the table's schedule."""
+    from dataclasses import replace
+
+    from cadenza.governance.governor import DEAR_STEP_S, has_measured_schedule, validation_schedule
+
+    assert has_measured_schedule("proxy") and has_measured_schedule("proxy:missions")
+    assert has_measured_schedule("mujoco:reacher") and has_measured_schedule("mujoco:rescue-dog")
+    assert not has_measured_schedule("mujoco:byo-pendulum") and not has_measured_schedule("gym:my-robot")
+    assert not has_measured_schedule("mujoco:reacher-heavy")
+    gov = LocalGovernor()
+    robot = replace(_profile(1_000_000), label="gym:my-robot", step_s=0.02)  # 50 Hz on the real thing
+    plan = gov.plan(robot)
+    batch = plan.hyperparameters["n_steps"] * plan.hyperparameters["num_envs"]
+    assert batch == 8192 and plan.validation_episodes == 1000  # the family's card: 1,000 episodes ...
+    assert plan.validate_every == math.ceil(1000 * 350 / 8192) == 43  # ... of up to 350,000 env steps: every 43
+    assert plan.validate_from == 43 * 8192
+    rows = [_row(i, 8192 * (i + 1)) for i in range(100)]
+    cards = [r["env_steps_total"] for i, r in enumerate(rows) if LocalGovernor.validates(plan, rows[: i + 1])]
+    assert cards == [44 * 8192, 87 * 8192]  # each after as many training env steps as a card can take
+    assert validation_schedule(replace(robot, step_s=DEAR_STEP_S / 2), batch) == (1, 1000, 0)  # cheap: as before
+    assert validation_schedule(replace(robot, step_s=0.0), batch) == (1, 1000, 0)  # not measured: as before
+    for label in ("proxy", "mujoco:reacher", "mujoco:rescue-dog"):  # measured schedules stand, whatever the CPU
+        assert gov.plan(replace(robot, label=label)).validate_from == 0
+    assert validation_schedule(replace(robot, label="mujoco:byo-pendulum", horizon=100), 2048) == (13, 256, 26624)
+    assert LocalGovernor(validation_episodes=20).plan(robot).validate_every == 1  # a card of 7,000 env steps
+    sac = gov.plan(replace(robot, algorithm="sac", budget_steps=50_000))
+    assert sac.validate_from >= sac.budget_steps  # a 1,024-step round: one card would cost 7 budgets
+    rows = [_row(i, 1024 * (i + 1)) for i in range(48)]
+    assert not any(LocalGovernor.validates(sac, rows[: i + 1]) for i in range(48))  # no card at all, not the last
+    pinned = LocalGovernor(validation_every=5).plan(robot)  # governance.validation_every: the user's cadence
+    assert (pinned.validate_every, pinned.validate_from) == (5, 0)
+    assert LocalGovernor(validation_every=5).plan(_profile()).validate_every == 5  # on a built-in task too

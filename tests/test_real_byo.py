@@ -155,3 +155,60 @@ def test_builtin_real_bases_are_plain_numpy(monkeypatch: pytest.MonkeyPatch) -> 
         obs[:, 0] = 1.0
         a = load_base(source, act_dim=act_dim)(obs)
         assert a.shape == (3, act_dim) and np.all(np.abs(a) <= 1.0)
+
+
+SLOW_ROBOT = """\
+
+import time
+
+
+class Dear(gym.Wrapper):
+    \"\"\"The pendulum at the price of a heavy simulator: every step costs 3 ms more.\"\"\"
+
+    def step(self, action):
+        time.sleep(0.003)
+        return self.env.step(action)
+
+
+def make_dear_env(**kwargs):
+    return Dear(make_env(**kwargs))
+"""
+
+
+@pytest.mark.slow
+def test_a_dear_task_of_your_own_gets_no_card_costing_more_than_its_training(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The BYO pendulum with 3 ms steps: train measures the step, finds that one card of 256 episodes (12,800 env
+    steps) costs more than the 4,096-step budget, takes none, and the scorecard judges the last round."""
+    import json
+
+    from tests.conftest import run_cli
+
+    src = (BYO / "my_robot.py").read_text() + SLOW_ROBOT  # a module of its own: my_robot is imported
+    root = write_project(tmp_path / "dear-pendulum", """\
+        task = "dear_robot:make_dear_env"
+        base = "dear_robot:UprightPD"
+        success = "dear_robot:upright"
+        collision = "dear_robot:fell"
+        env_kwargs = { max_episode_steps = 50 }
+        [[task.real.perturbations]]
+        kind = "mass"
+        target = "pole"
+        scale = 0.5
+        """, {"dear_robot.py": src})
+    with (root / "cadenza.toml").open("a") as f:
+        f.write('\n[task]\nid = "dear_robot:make_dear_env"\nnum_envs = 8\n\n[base]\nsource = "dear_robot:UprightPD"\n\n'
+                '[residual]\nhidden_dim = 16\n\n[governance]\neval_episodes = 16\nmin_episodes = 16\n'
+                'max_eval_episodes = 16\n')
+    code, out, err = run_cli(["env", "residual", "train", root, "--real", "--steps", "4096", "--seed", "0"],
+                             capsys, monkeypatch)
+    assert code in (0, 3, 4) and not err, err
+    flat = " ".join(out.split())
+    assert "no validation card: on this task one card of 256 episodes can take 12,800 env steps" in flat
+    report = json.loads((root / "residual" / "train_report_real.json").read_text())
+    assert report["task"] == "mujoco:dear-pendulum" and report["env_step_s"] >= 0.002
+    assert report["plan"]["validate_from"] >= report["plan"]["budget_steps"] == 4096
+    assert report["validation_env_steps"] == 0  # not a card, not even the base alone's run on the validation block
+    assert not any("val_margin" in h for h in report["history"])
+    assert report["best_round"] == report["history"][-1]["round"]  # the last round, as no card chose one
+    assert report["scorecard"]["episodes"] == 16 and report["verdict"] in ("DEPLOY", "BLOCK", "NEEDS_DATA")

@@ -102,6 +102,35 @@ VALIDATION_SCHEDULE = {
     "mujoco:": (2, 256),
     "": (1, 1000),  # dashes: 1000 (~3 s), since a card of 500 is noisy enough (+-1.4 pts) to stop on a lucky round
 }
+# the labels whose schedule above was measured (the built-in tasks); any other task (a user's own, through
+# [task.real]) takes its family's entry, and where its env step is dear (DEAR_STEP_S) its cards are spaced by
+# their cost (validation_schedule)
+MEASURED_SCHEDULES = ("proxy", "mujoco:rescue-dog", "mujoco:reacher")
+DEAR_STEP_S = SAC_MIN_STEP_S  # from here an env step is dear: the line algorithm = "auto" picks SAC from
+
+
+def has_measured_schedule(label: str) -> bool:
+    """Whether ``label`` is a built-in task's, whose validation schedule was measured (``VALIDATION_SCHEDULE``)."""
+    return any(label == m or label.startswith(m + ":") for m in MEASURED_SCHEDULES)
+
+
+def validation_schedule(p: TaskProfile, batch: int, episodes: int | None = None) -> tuple[int, int, int]:
+    """``(validate_every, validation_episodes, first_after)`` for a task whose rounds are ``batch`` env steps:
+    no card before ``first_after`` training env steps (the plan's ``validate_from``).
+
+    A built-in task, or one whose env step costs under ``DEAR_STEP_S`` (or was not measured), gets its family's
+    entry in ``VALIDATION_SCHEDULE`` as it is. A task of the user's own whose step is dear (a heavy simulator, a
+    robot) gets its cards spaced so that they cost no more env steps than the training between them: a card of
+    ``episodes`` episodes can take ``episodes * horizon`` env steps, so it comes every ``ceil(that / batch)``
+    rounds, the first after as many training env steps (and the last round's, as always). Where one card costs
+    more than the whole budget there is no card: training runs to its budget and the scorecard judges the last
+    round (docs/governance.md, "what the cards cost")."""
+    every, eps = next(v for k, v in VALIDATION_SCHEDULE.items() if p.label.startswith(k))
+    eps = episodes or eps
+    if has_measured_schedule(p.label) or p.step_s < DEAR_STEP_S:
+        return every, eps, 0
+    spaced = max(every, math.ceil(eps * p.horizon / batch))
+    return spaced, eps, spaced * batch
 
 
 def choose_algorithm(p: TaskProfile) -> str:
@@ -113,9 +142,11 @@ def choose_algorithm(p: TaskProfile) -> str:
 class LocalGovernor:
     """Offline governor with documented rules (docs/governance.md)."""
 
-    def __init__(self, stop_margin: float = 0.01, validation_episodes: int | None = None) -> None:
+    def __init__(self, stop_margin: float = 0.01, validation_episodes: int | None = None,
+                 validation_every: int | None = None) -> None:
         self.stop_margin = stop_margin
         self.validation_episodes = validation_episodes
+        self.validation_every = validation_every  # pins the cadence (no spacing by cost)
 
     def plan(self, p: TaskProfile) -> Plan:
         if p.algorithm == "auto":
@@ -175,13 +206,15 @@ class LocalGovernor:
             if p.algorithm == "ppo":
                 hp["init_log_std"] = -0.25
             curriculum = [(0, p.target_level)]
-        every, episodes = next(v for k, v in VALIDATION_SCHEDULE.items() if p.label.startswith(k)) \
-            if p.use_base else (0, 0)
+        every, episodes, first_after = validation_schedule(p, batch, self.validation_episodes) \
+            if p.use_base else (0, 0, 0)
+        if p.use_base and self.validation_every:
+            every, first_after = self.validation_every, 0
         lagrange: dict[str, float] = {"collision_lr": 10.0, "collision_cost_max": 5.0, "collision_target_share": 1.0}
         patience = 12 if every == 1 else 8  # a card every round is noisier per round: wait longer for a better one
         if p.label == "proxy:missions":  # the base alone collides in ~40% of the missions: aim at 60% of the limit
             lagrange["collision_target_share"] = 0.6
-        plateau_window, validate_from = 5, 0
+        plateau_window, validate_from = 5, first_after
         if p.algorithm == "sac":
             # a SAC round is 1,024 env steps, PPO's 8,192 (64 envs), and both take a card every `every` rounds:
             # the multiplier moves as fast per env step as PPO's, patience waits as many env steps, and the
@@ -190,11 +223,11 @@ class LocalGovernor:
             lagrange["collision_lr"] /= per_ppo_round
             patience = round(patience * per_ppo_round)
             plateau_window = round(plateau_window * per_ppo_round)
-            validate_from = hp["base_steps"]
+            validate_from = max(validate_from, hp["base_steps"])
         return Plan(hyperparameters=hp, algorithm=p.algorithm, budget_steps=p.budget_steps, rounds=rounds,
                     curriculum=curriculum,
                     plateau_window=plateau_window, plateau_min_gain=0.01, kl_blowup=0.5, validate_every=every,
-                    validation_episodes=self.validation_episodes or episodes, stop_margin=self.stop_margin,
+                    validation_episodes=episodes, stop_margin=self.stop_margin,
                     patience=patience, validate_from=validate_from, **lagrange)
 
     @staticmethod

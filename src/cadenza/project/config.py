@@ -192,6 +192,9 @@ class GovernanceSection(_Section):
     # episodes per look, up to this many (alpha spent linearly over the looks; docs/governance.md)
     max_eval_episodes: int = Field(3000, ge=1, le=1_000_000)
     validation_episodes: int | None = Field(None, ge=1, le=100_000)  # training's validation card [governor's]
+    # a card every this many rounds at the target level [governor's: the task's; a dear task of your own's
+    # are spaced by their cost, docs/governance.md]; set, it pins the cadence whatever the env step costs
+    validation_every: int | None = Field(None, ge=1, le=100_000)
     # training stops once its validation card clears every gate by this
     stop_margin: float = Field(0.01, ge=0.0, le=0.5)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)

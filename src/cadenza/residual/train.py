@@ -16,7 +16,16 @@ from typing import Any
 from cadenza.accel import configure
 from cadenza.base.loader import load_base
 from cadenza.errors import ArtefactError
-from cadenza.governance.governor import SAC_MIN_STEP_S, Decision, Governor, LocalGovernor, Plan, TaskProfile
+from cadenza.governance.governor import (
+    DEAR_STEP_S,
+    SAC_MIN_STEP_S,
+    Decision,
+    Governor,
+    LocalGovernor,
+    Plan,
+    TaskProfile,
+    has_measured_schedule,
+)
 from cadenza.project.config import Project
 from cadenza.residual.checkpoint import load_checkpoint, resume, run_dir, save_best, save_round
 from cadenza.residual.finalise import TrainResult, finalise
@@ -58,18 +67,34 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     arch = arch_from_spec(project, real)
     base = load_base(base_source(project, real), project.root, arch.act_dim)
     accel = configure(device)
-    governor = governor or LocalGovernor(stop_margin=g.stop_margin, validation_episodes=g.validation_episodes)
+    governor = governor or LocalGovernor(stop_margin=g.stop_margin, validation_episodes=g.validation_episodes,
+                                             validation_every=g.validation_every)
     profile_task = make_task(project, num_envs=1, real=real)
+    label = profile_task.spec.label
+    # what one env step costs: "auto" picks the learner by it, and a user's own task spaces its cards by it
+    timed = rc.algorithm == "auto" or not has_measured_schedule(label)
     profile = TaskProfile(obs_dim=arch.obs_dim, act_dim=arch.act_dim, horizon=profile_task.spec.horizon,
                           num_envs=project.config.task.num_envs, device=accel.device, budget_steps=budget,
-                          target_level=project.config.task.level, use_base=True, label=profile_task.spec.label,
+                          target_level=project.config.task.level, use_base=True, label=label,
                           control_hz=profile_task.spec.control_hz, algorithm=rc.algorithm,
-                          step_s=env_step_seconds(profile_task, base) if rc.algorithm == "auto" else 0.0)
+                          step_s=env_step_seconds(profile_task, base) if timed else 0.0)
     profile_task.close()
     plan: Plan = governor.plan(profile)
     if rc.algorithm == "auto" and on_stage is not None:
         on_stage(f"algorithm auto: {plan.algorithm} (an env step takes {profile.step_s * 1e3:.2f} ms; SAC is "
                  f"picked from {SAC_MIN_STEP_S * 1e3:.0f} ms; docs/config.md#sac)")
+    hp = plan.hyperparameters
+    if on_stage is not None and plan.validate_every > 0 and plan.validate_from >= plan.budget_steps:
+        on_stage(f"no validation card: on this task one card of {plan.validation_episodes} episodes can take "
+                 f"{plan.validation_episodes * profile.horizon:,} env steps (an env step takes "
+                 f"{profile.step_s * 1e3:.2f} ms), more than the budget; training runs to its budget and the "
+                 "scorecard judges the last round (governance.validation_episodes and validation_every set "
+                 "the cards)")
+    elif on_stage is not None and plan.validate_every > 0 and not has_measured_schedule(label) \
+            and profile.step_s >= DEAR_STEP_S and not g.validation_every:
+        on_stage(f"validation cards of {plan.validation_episodes} episodes every {plan.validate_every} rounds "
+                 f"({plan.validate_every * hp['n_steps'] * hp['num_envs']:,} env steps): an env step takes "
+                 f"{profile.step_s * 1e3:.2f} ms, so the cards cost no more env steps than training")
     learner, config, workload = LEARNERS[plan.algorithm]
     cfg = config(**plan.hyperparameters)
     scale.check_shards(cfg.num_envs, "parallel envs the plan runs", plan.algorithm)
