@@ -53,6 +53,11 @@ def test_distill_eval_promote_run_and_rollback(tmp_path: Path, capsys, monkeypat
 
     code, out, _ = run_cli(["env", "distill", "eval", root, "--promote"], capsys, monkeypatch)
     assert code == 0 and "verdict: DEPLOY" in out and "promoted v0001" in out
+    card = json.loads((root / "student" / "eval_report.json").read_text())["scorecard"]
+    steps = sum(round(m["episodes"] * m["mean_length"]) for m in card["metrics"].values())
+    n = len(card["metrics"]) * card["episodes"]  # every policy's episodes (teacher, student), 1-350 ticks each
+    assert n <= steps <= 350 * n
+    assert f"held-out episodes ({steps:,} env steps in all)" in " ".join(out.split())
     # distill's preview used block 0; the eval decided on fresh episodes of block 1, both in the ledger
     assert "held-out block 1" in out
     # a student's looks run up to its own cap (governance.max_student_eval_episodes), not train's

@@ -119,7 +119,8 @@ def test_train_on_mission_episodes_end_to_end(tmp_path, capsys: pytest.CaptureFi
         "governance.validation_episodes": "24"})
     code, out, err = run_cli(["env", "residual", "train", root, "--steps", "4096"], capsys, monkeypatch)
     assert code in (0, 3, 4), err
-    assert re.search(r"scorecard \[proxy:missions\], (24|48|72) episodes per policy, held-out block 0",
+    assert re.search(r"scorecard \[proxy:missions\], (24|48|72) episodes per policy \([\d,]+ env steps in all\), "
+                     r"held-out block 0",
                      " ".join(out.split()))
     reg = Registry(root)
     version = reg.latest("residual")

@@ -164,11 +164,13 @@ def test_train_cli_end_to_end(small_project: Path) -> None:
     assert (f"{report['validation_env_steps']:,} env steps of validation cards "
             f"({report['validation_wall_s']:.1f} s of the {report['wall_s']:.1f} s), "
             f"{report['scorecard_env_steps']:,} of scorecard") in out.stdout
+    assert f"episodes per policy ({report['scorecard_env_steps']:,} env steps in all)" in " ".join(out.stdout.split())
 
     # eval right after train draws the next block: new episodes, a different table, both in the ledger
     ev = subprocess.run([*CLI, "env", "residual", "eval", str(small_project)], capture_output=True, text=True)
     assert ev.returncode in (0, 3, 4), ev.stderr
     assert "held-out block 1" in ev.stdout
+    assert " env steps in all), held-out block 1" in " ".join(ev.stdout.split())  # what eval's scoring ran
     ev2 = subprocess.run([*CLI, "env", "residual", "eval", str(small_project)], capture_output=True, text=True)
     assert "held-out block 2" in ev2.stdout
     again = subprocess.run([*CLI, "env", "residual", "eval", str(small_project), "--seed", "0"],

@@ -41,7 +41,8 @@ def _success_table(score: Any) -> Any:
     from rich.table import Table
 
     card = score.card
-    t = Table(title=f"teacher vs student \\[{card.task}], the same {card.episodes} held-out episodes",
+    t = Table(title=f"teacher vs student \\[{card.task}], the same {card.episodes} held-out episodes "
+                    f"({card.env_steps:,} env steps in all)",
               title_justify="left")
     for col in ("policy", "success", "95% interval", "collision", "mean length"):
         t.add_column(col, justify="left" if col == "policy" else "right")

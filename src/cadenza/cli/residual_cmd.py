@@ -86,7 +86,8 @@ def print_scorecard(card, action: str | None = None) -> None:
     where = f", held-out block {card.block}" if card.block is not None else ""
     looks = f", {len(card.looks)} looks" if len(card.looks) > 1 else ""
     conf = card.confidence or 0.95
-    t = Table(title=f"scorecard \\[{card.task}], {card.episodes} episodes per policy{where}{looks}",
+    t = Table(title=f"scorecard \\[{card.task}], {card.episodes} episodes per policy ({card.env_steps:,} env steps "
+                    f"in all){where}{looks}",
               title_justify="left")
     for col in ("policy", "success", f"{conf:.1%} interval", "collision", "return", "mean |delta|", "clamped"):
         t.add_column(col, justify="right" if col != "policy" else "left")

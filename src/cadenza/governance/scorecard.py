@@ -56,6 +56,13 @@ class Scorecard:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def env_steps(self) -> int:
+        """The env steps the scoring ran on the task: every policy's episodes (each metrics entry's
+        ``episodes`` x ``mean_length``), every look; 0 where a policy's metrics carry no episode length."""
+        return sum(round(m.get("episodes", 0) * m.get("mean_length", 0.0)) for m in self.metrics.values()
+                   if isinstance(m, dict))
+
 
 def decide(checks: list[Check]) -> tuple[Verdict, list[str]]:
     """The verdict and its reasons (one line per check)."""
