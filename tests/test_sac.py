@@ -213,15 +213,22 @@ def test_train_with_algorithm_sac_end_to_end_resumes_and_never_touches_the_base(
         if len(rounds) == 2:
             raise KeyboardInterrupt
 
+    assert proj.config.residual.gate  # the project asks for the gate (the default): SAC trains without it
     with pytest.raises(KeyboardInterrupt):
         train_residual(proj, steps=4096, seed=1, governor=gov, on_round=stop_after_two)
-    res = train_residual(proj, steps=4096, seed=1, governor=gov)
+    stages: list[str] = []
+    res = train_residual(proj, steps=4096, seed=1, governor=gov, on_stage=stages.append)
     assert res.resumed_from == 2 and res.env_steps >= 2048
+    assert "sac trains the residual without its gate (residual.gate is PPO's; docs/config.md#sac)" in stages
     report = json.loads(res.report_path.read_text())
     assert report["algorithm"] == "sac" and report["plan"]["algorithm"] == "sac"
     assert report["sac"]["num_envs"] == 16 and report["sac"]["n_steps"] == 64  # the governor's SAC plan
     assert all(row["env_steps"] == 1024 for row in report["history"])
     assert Registry(root).latest("residual") == "v0001"
+    from cadenza.residual.policy import load_policy
+
+    actor, _ = load_policy(Registry(root).path("residual", "v0001", "policy.pt"))
+    assert not actor.arch.gate and actor.arch.out_dim == actor.arch.act_dim  # the registered policy has no gate
     assert all(torch.equal(before[k], v) for k, v in torch_base.NET.state_dict().items())
     assert all(p.grad is None for p in torch_base.NET.parameters())
 

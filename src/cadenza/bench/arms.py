@@ -251,7 +251,8 @@ def _run_ours(project: Any, job: Job, device: str) -> dict[str, Any]:
     policy_base = base if arch.use_base else None
     governor, plan = _plan(project, arch, device, job.steps, job.real,
                            algorithm="sac" if job.kind == "residual-sac" else "ppo")
-    learner, config, workload = LEARNERS[plan.algorithm]
+    learner, config, workload, learner_arch = LEARNERS[plan.algorithm]
+    arch = learner_arch(arch)  # the architecture the learner trains (SAC: no gate), as ``train`` does
     cfg = config(**plan.hyperparameters)
     accel = configure(job.device, workload=workload(arch, cfg, job.steps))  # as ``train`` decides
     evaluator = _Evaluator(project, job.real, policy_base, job)

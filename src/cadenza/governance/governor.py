@@ -124,7 +124,7 @@ def validation_schedule(p: TaskProfile, batch: int, episodes: int | None = None)
     ``episodes`` episodes can take ``episodes * horizon`` env steps, so it comes every ``ceil(that / batch)``
     rounds, the first after as many training env steps (and the last round's, as always). Where one card costs
     more than the whole budget there is no card: training runs to its budget and the scorecard judges the last
-    round (docs/governance.md, "what the cards cost")."""
+    round (docs/governance.md, "a dear task of your own")."""
     every, eps = next(v for k, v in VALIDATION_SCHEDULE.items() if p.label.startswith(k))
     eps = episodes or eps
     if has_measured_schedule(p.label) or p.step_s < DEAR_STEP_S:

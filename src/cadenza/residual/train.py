@@ -11,7 +11,8 @@ the baseline and writes the report; ``plot`` draws the learning curve.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from cadenza.accel import configure
 from cadenza.base.loader import load_base
@@ -30,12 +31,13 @@ from cadenza.project.config import Project
 from cadenza.residual.checkpoint import load_checkpoint, resume, run_dir, save_best, save_round
 from cadenza.residual.finalise import TrainResult, finalise
 from cadenza.residual.loop import run_rounds
+from cadenza.residual.network import ResidualArch
 from cadenza.residual.plot import plot_curve
 from cadenza.residual.policy import ResidualController
 from cadenza.residual.ppo import PPO, PPOConfig, update_workload
 from cadenza.residual.profile import env_step_seconds
 from cadenza.residual.rollout import ShardPool, shard_specs
-from cadenza.residual.sac import SAC, SACConfig, sac_workload
+from cadenza.residual.sac import SAC, SACConfig, sac_arch, sac_workload
 from cadenza.residual.scaffold import arch_from_spec
 from cadenza.residual.validation import Validator, confirmed
 from cadenza.scale.backend import ScaleSettings
@@ -44,9 +46,20 @@ from cadenza.tracking import Tracker
 
 __all__ = ["TrainResult", "plot_curve", "run_dir", "train_residual"]
 
-# [residual] algorithm -> (learner, its config, what its updates cost for the acceleration layer)
-LEARNERS: dict[str, tuple[Any, Any, Any]] = {"ppo": (PPO, PPOConfig, update_workload),
-                                             "sac": (SAC, SACConfig, sac_workload)}
+
+
+class Learner(NamedTuple):
+    """What ``[residual] algorithm`` names: the learner, its config, what its updates cost for the acceleration
+    layer, and the architecture it trains from the configured one."""
+
+    cls: Any
+    config: Any
+    workload: Any
+    arch: Callable[[ResidualArch], ResidualArch]
+
+
+LEARNERS: dict[str, Learner] = {"ppo": Learner(PPO, PPOConfig, update_workload, lambda a: a),
+                                "sac": Learner(SAC, SACConfig, sac_workload, sac_arch)}
 
 
 def train_residual(project: Project, *, steps: int | None = None, seed: int | None = None, device: str = "auto",
@@ -95,7 +108,12 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
         on_stage(f"validation cards of {plan.validation_episodes} episodes every {plan.validate_every} rounds "
                  f"({plan.validate_every * hp['n_steps'] * hp['num_envs']:,} env steps): an env step takes "
                  f"{profile.step_s * 1e3:.2f} ms, so the cards cost no more env steps than training")
-    learner, config, workload = LEARNERS[plan.algorithm]
+    learner, config, workload, learner_arch = LEARNERS[plan.algorithm]
+    if learner_arch(arch) != arch:
+        arch = learner_arch(arch)
+        if on_stage is not None and not arch.gate:
+            on_stage(f"{plan.algorithm} trains the residual without its gate (residual.gate is PPO's; "
+                     "docs/config.md#sac)")
     cfg = config(**plan.hyperparameters)
     scale.check_shards(cfg.num_envs, "parallel envs the plan runs", plan.algorithm)
     accel = configure(device, workload=workload(arch, cfg, budget))
