@@ -12,6 +12,7 @@ outside the training budget, and the wall time of the whole command.
                                                                    # dash-sac, reacher-sac (algorithm = "sac"),
                                                                    # dash-sac-50k, reacher-sac-50k
     .venv/bin/python benchmarks/robustness.py --workers 1          # one run at a time
+    .venv/bin/python benchmarks/robustness.py --only dash-sac-50k --seeds 5,6,7,8,9   # other seeds than the group's
     .venv/bin/python benchmarks/robustness.py --only dash-sac-50k,reacher-sac-50k --threads 1 \
         --out benchmarks/results/robustness_sac_50k.json           # the SAC residual at 50k, 1-thread runs
 
@@ -147,7 +148,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated groups of {', '.join(GROUPS)}")
     ap.add_argument("--workers", type=int, default=2, help="runs at a time (default 2: one per core)")
-    ap.add_argument("--seeds", default=None, help="comma-separated seeds to run (default: each group's own)")
+    ap.add_argument("--seeds", default=None,
+                    help="comma-separated seeds to run instead of each group's own (e.g. 5,6,7,8,9 for more seeds)")
     ap.add_argument("--threads", default=None,
                     help="comma-separated thread counts to run (default: each group's own); run the 2-thread runs "
                          "with --workers 1, so that two of them do not share two cores")
@@ -172,9 +174,8 @@ def main() -> None:
         prev = [r for r in prev if r["group"] not in groups]
     done = {(r["group"], r["seed"], r["threads"]) for r in prev if not r["verdict"].startswith("ERROR")}
     prev = [r for r in prev if (r["group"], r["seed"], r["threads"]) in done]
-    todo = [(g, s, t) for g in groups for s in GROUPS[g][3] for t in GROUPS[g][4]
-            if (g, s, t) not in done and (only_seeds is None or s in only_seeds)
-            and (only_threads is None or t in only_threads)]
+    todo = [(g, s, t) for g in groups for s in (sorted(only_seeds) if only_seeds else GROUPS[g][3])
+            for t in GROUPS[g][4] if (g, s, t) not in done and (only_threads is None or t in only_threads)]
     print(f"robustness: {len(todo)} runs to do ({len(prev)} kept), {a.workers} at a time, CPU: {cpu_name()}",
           flush=True)
     runs = list(prev)
