@@ -267,3 +267,22 @@ def test_a_users_own_dear_task_spaces_its_cards_so_they_cost_no_more_than_traini
     pinned = LocalGovernor(validation_every=5).plan(robot)  # governance.validation_every: the user's cadence
     assert (pinned.validate_every, pinned.validate_from) == (5, 0)
     assert LocalGovernor(validation_every=5).plan(_profile()).validate_every == 5  # on a built-in task too
+
+
+def test_train_says_what_a_cost_spaced_card_schedule_is_and_nothing_for_a_measured_one() -> None:
+    from dataclasses import replace
+
+    from cadenza.residual.train import card_notes
+
+    robot = replace(_profile(1_000_000), label="gym:my-robot", step_s=0.02)
+    gov = LocalGovernor()
+    assert card_notes(gov.plan(robot), robot, pinned=False) == [
+        "validation cards of 1000 episodes every 43 rounds (352,256 env steps): an env step takes 20.00 ms, so the "
+        "cards cost no more env steps than training"]
+    sac = replace(robot, algorithm="sac", budget_steps=50_000)
+    assert card_notes(gov.plan(sac), sac, pinned=False)[0].startswith(
+        "no validation card: on this task one card of 1000 episodes can take 350,000 env steps (an env step takes "
+        "20.00 ms), more than the budget")
+    assert card_notes(gov.plan(replace(robot, label="proxy")), replace(robot, label="proxy"), pinned=False) == []
+    assert card_notes(gov.plan(replace(robot, step_s=0.001)), replace(robot, step_s=0.001), pinned=False) == []
+    assert card_notes(LocalGovernor(validation_every=3).plan(robot), robot, pinned=True) == []

@@ -47,7 +47,6 @@ from cadenza.tracking import Tracker
 __all__ = ["TrainResult", "plot_curve", "run_dir", "train_residual"]
 
 
-
 class Learner(NamedTuple):
     """What ``[residual] algorithm`` names: the learner, its config, what its updates cost for the acceleration
     layer, and the architecture it trains from the configured one."""
@@ -60,6 +59,22 @@ class Learner(NamedTuple):
 
 LEARNERS: dict[str, Learner] = {"ppo": Learner(PPO, PPOConfig, update_workload, lambda a: a),
                                 "sac": Learner(SAC, SACConfig, sac_workload, sac_arch)}
+
+
+def card_notes(plan: Plan, profile: TaskProfile, *, pinned: bool) -> list[str]:
+    """What ``train`` says of a card schedule the governor spaced by the env's cost (none for a measured one)."""
+    if plan.validate_every <= 0 or has_measured_schedule(profile.label) or profile.step_s < DEAR_STEP_S or pinned:
+        return []
+    cost = f"an env step takes {profile.step_s * 1e3:.2f} ms"
+    if plan.validate_from >= plan.budget_steps:
+        return [f"no validation card: on this task one card of {plan.validation_episodes} episodes can take "
+                f"{plan.validation_episodes * profile.horizon:,} env steps ({cost}), more than the budget; training "
+                "runs to its budget and the scorecard judges the last round (governance.validation_episodes and "
+                "validation_every set the cards)"]
+    hp = plan.hyperparameters
+    return [f"validation cards of {plan.validation_episodes} episodes every {plan.validate_every} rounds "
+            f"({plan.validate_every * hp['n_steps'] * hp['num_envs']:,} env steps): {cost}, so the cards cost no "
+            "more env steps than training"]
 
 
 def train_residual(project: Project, *, steps: int | None = None, seed: int | None = None, device: str = "auto",
@@ -81,7 +96,7 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     base = load_base(base_source(project, real), project.root, arch.act_dim)
     accel = configure(device)
     governor = governor or LocalGovernor(stop_margin=g.stop_margin, validation_episodes=g.validation_episodes,
-                                             validation_every=g.validation_every)
+                                         validation_every=g.validation_every)
     profile_task = make_task(project, num_envs=1, real=real)
     label = profile_task.spec.label
     # what one env step costs: "auto" picks the learner by it, and a user's own task spaces its cards by it
@@ -96,18 +111,9 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
     if rc.algorithm == "auto" and on_stage is not None:
         on_stage(f"algorithm auto: {plan.algorithm} (an env step takes {profile.step_s * 1e3:.2f} ms; SAC is "
                  f"picked from {SAC_MIN_STEP_S * 1e3:.0f} ms; docs/config.md#sac)")
-    hp = plan.hyperparameters
-    if on_stage is not None and plan.validate_every > 0 and plan.validate_from >= plan.budget_steps:
-        on_stage(f"no validation card: on this task one card of {plan.validation_episodes} episodes can take "
-                 f"{plan.validation_episodes * profile.horizon:,} env steps (an env step takes "
-                 f"{profile.step_s * 1e3:.2f} ms), more than the budget; training runs to its budget and the "
-                 "scorecard judges the last round (governance.validation_episodes and validation_every set "
-                 "the cards)")
-    elif on_stage is not None and plan.validate_every > 0 and not has_measured_schedule(label) \
-            and profile.step_s >= DEAR_STEP_S and not g.validation_every:
-        on_stage(f"validation cards of {plan.validation_episodes} episodes every {plan.validate_every} rounds "
-                 f"({plan.validate_every * hp['n_steps'] * hp['num_envs']:,} env steps): an env step takes "
-                 f"{profile.step_s * 1e3:.2f} ms, so the cards cost no more env steps than training")
+    if on_stage is not None:
+        for line in card_notes(plan, profile, pinned=g.validation_every is not None):
+            on_stage(line)
     learner, config, workload, learner_arch = LEARNERS[plan.algorithm]
     if learner_arch(arch) != arch:
         arch = learner_arch(arch)
