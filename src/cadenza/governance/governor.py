@@ -114,6 +114,12 @@ def has_measured_schedule(label: str) -> bool:
     return any(label == m or label.startswith(m + ":") for m in MEASURED_SCHEDULES)
 
 
+def spaced_by_cost(p: TaskProfile) -> bool:
+    """Whether ``p``'s validation cards are spaced by their cost: a task with no measured schedule whose measured
+    env step costs at least ``DEAR_STEP_S`` (``validation_schedule``)."""
+    return not has_measured_schedule(p.label) and p.step_s >= DEAR_STEP_S
+
+
 def validation_schedule(p: TaskProfile, batch: int, episodes: int | None = None) -> tuple[int, int, int]:
     """``(validate_every, validation_episodes, first_after)`` for a task whose rounds are ``batch`` env steps:
     no card before ``first_after`` training env steps (the plan's ``validate_from``).
@@ -127,7 +133,7 @@ def validation_schedule(p: TaskProfile, batch: int, episodes: int | None = None)
     round (docs/governance.md, "a dear task of your own")."""
     every, eps = next(v for k, v in VALIDATION_SCHEDULE.items() if p.label.startswith(k))
     eps = episodes or eps
-    if has_measured_schedule(p.label) or p.step_s < DEAR_STEP_S:
+    if not spaced_by_cost(p):
         return every, eps, 0
     spaced = max(every, math.ceil(eps * p.horizon / batch))
     return spaced, eps, spaced * batch

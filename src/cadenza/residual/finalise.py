@@ -71,7 +71,7 @@ def finalise(project: Project, *, ppo: PPO | SAC, base: BasePolicy, arch: Residu
         on_stage(f"scoring {version} on held-out block 0 (looks of {g.eval_episodes} up to {g.max_eval_episodes} "
                  "episodes)")
     card, _ = score_residual(project, controller, base, real=real, candidate_version=version, block=0,
-                                on_look=None if on_stage is None else lambda lk: on_stage(lk.line()))
+                             on_look=None if on_stage is None else lambda lk: on_stage(lk.line()))
     validation_steps = int(history[-1].get("validation_env_steps", 0))
     validation_wall = float(history[-1].get("validation_wall_s", 0.0))
     scorecard_steps = card.env_steps

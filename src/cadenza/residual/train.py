@@ -18,7 +18,6 @@ from cadenza.accel import configure
 from cadenza.base.loader import load_base
 from cadenza.errors import ArtefactError
 from cadenza.governance.governor import (
-    DEAR_STEP_S,
     SAC_MIN_STEP_S,
     Decision,
     Governor,
@@ -26,6 +25,7 @@ from cadenza.governance.governor import (
     Plan,
     TaskProfile,
     has_measured_schedule,
+    spaced_by_cost,
 )
 from cadenza.project.config import Project
 from cadenza.residual.checkpoint import load_checkpoint, resume, run_dir, save_best, save_round
@@ -63,7 +63,7 @@ LEARNERS: dict[str, Learner] = {"ppo": Learner(PPO, PPOConfig, update_workload, 
 
 def card_notes(plan: Plan, profile: TaskProfile, *, pinned: bool) -> list[str]:
     """What ``train`` says of a card schedule the governor spaced by the env's cost (none for a measured one)."""
-    if plan.validate_every <= 0 or has_measured_schedule(profile.label) or profile.step_s < DEAR_STEP_S or pinned:
+    if plan.validate_every <= 0 or pinned or not spaced_by_cost(profile):
         return []
     cost = f"an env step takes {profile.step_s * 1e3:.2f} ms"
     if plan.validate_from >= plan.budget_steps:
@@ -115,11 +115,10 @@ def train_residual(project: Project, *, steps: int | None = None, seed: int | No
         for line in card_notes(plan, profile, pinned=g.validation_every is not None):
             on_stage(line)
     learner, config, workload, learner_arch = LEARNERS[plan.algorithm]
-    if learner_arch(arch) != arch:
-        arch = learner_arch(arch)
-        if on_stage is not None and not arch.gate:
-            on_stage(f"{plan.algorithm} trains the residual without its gate (residual.gate is PPO's; "
-                     "docs/config.md#sac)")
+    trained_arch = learner_arch(arch)
+    if on_stage is not None and arch.gate and not trained_arch.gate:
+        on_stage(f"{plan.algorithm} trains the residual without its gate (residual.gate is PPO's; docs/config.md#sac)")
+    arch = trained_arch
     cfg = config(**plan.hyperparameters)
     scale.check_shards(cfg.num_envs, "parallel envs the plan runs", plan.algorithm)
     accel = configure(device, workload=workload(arch, cfg, budget))
