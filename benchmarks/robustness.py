@@ -53,7 +53,7 @@ GROUPS: dict[str, tuple[str, list[str], tuple[str, str] | None, list[int], list[
     "reacher-sac": ("reacher", ["--real", "--steps", "100000"], SAC, [0], [1]),
     # the [sample-efficiency] acceptance: the SAC residual's default plan with a budget of 50k env steps
     "dash-sac-50k": ("rescue-dog", ["--steps", "50000"], SAC, [0, 1, 2, 3, 4], [1, 2]),
-    "reacher-sac-50k": ("reacher", ["--real", "--steps", "50000"], SAC, [0, 1, 2, 3], [1]),
+    "reacher-sac-50k": ("reacher", ["--real", "--steps", "50000"], SAC, [0, 1, 2, 3], [1, 2]),
 }
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from cadenza.governance.governor import LocalGovernor, TaskProfile
+from cadenza.governance.governor import MUJOCO_LOG_STD, LocalGovernor, TaskProfile
 from tests.conftest import run_cli, tiny_reacher_project
 
 
@@ -29,6 +30,21 @@ def test_the_governor_plans_mujoco_residuals_apart_and_leaves_the_rest_alone() -
     same = {k: v for k, v in real.hyperparameters.items() if k != "init_log_std"}
     assert same == {k: v for k, v in proxy.hyperparameters.items() if k != "init_log_std"}
     assert (real.rounds, real.budget_steps) == (proxy.rounds, proxy.budget_steps)
+
+
+def test_sac_explores_as_wide_as_ppo_on_mujoco_and_keeps_its_own_default_on_the_proxy() -> None:
+    """SAC's residual on MuJoCo starts at PPO's MuJoCo log std (the real bases absorb small nudges); on the proxy
+    the plan leaves SACConfig's -1.0, and SAC trains at the target level on both."""
+    from cadenza.residual.sac import SACConfig
+
+    gov = LocalGovernor()
+    sac_real = gov.plan(replace(profile("mujoco:reacher"), algorithm="sac"))
+    sac_proxy = gov.plan(replace(profile("proxy"), algorithm="sac"))
+    assert sac_real.hyperparameters["init_log_std"] == MUJOCO_LOG_STD == -0.25
+    assert gov.plan(profile("mujoco:reacher")).hyperparameters["init_log_std"] == MUJOCO_LOG_STD
+    assert "init_log_std" not in sac_proxy.hyperparameters and SACConfig().init_log_std == -1.0
+    assert SACConfig(**sac_real.hyperparameters).init_log_std == -0.25
+    assert sac_real.curriculum == sac_proxy.curriculum == [(0, 1.0)]
 
 
 @pytest.mark.slow

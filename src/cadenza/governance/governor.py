@@ -82,6 +82,9 @@ class Governor(Protocol):
 # thread, docs/governance.md): 500 proxy dashes ~1.5 s against ~3 s per round; 200 missions ~35 s
 # against ~2 s per round; 200 MuJoCo quadruped episodes ~27 s against ~7 s per round; 256 reacher
 # episodes ~5 s against ~3 s per round.
+# a residual's initial exploration (log std of delta) on MuJoCo, either learner: the real bases' feedback absorbs
+# the small nudges of the proxy's -0.5 (PPO) and SAC's -1.0 (docs/real.md, "Training"; docs/config.md#sac)
+MUJOCO_LOG_STD = -0.25
 RAMP_BUDGET = 200_000  # the curriculum ramp ends by 30% of this many env steps (60,000) ...
 RAMP_HORIZON = 350  # ... per this many ticks of episode horizon (a proxy dash's): longer episodes, longer ramp
 
@@ -208,9 +211,10 @@ class LocalGovernor:
             # the base's feedback absorbs small nudges; and train at the target level from the first
             # round, since the real bases still succeed ~100% at half the level and the ramp's rounds
             # teach nothing (mujoco:rescue-dog, 300k steps: 77.4% at log std -1.0, 88.6% at -0.5,
-            # 88.0-92.6% at -0.25 over 3 seeds; 94.2% without the ramp on the seed that gave 88.0%)
-            if p.algorithm == "ppo":
-                hp["init_log_std"] = -0.25
+            # 88.0-92.6% at -0.25 over 3 seeds; 94.2% without the ramp on the seed that gave 88.0%). SAC
+            # too: its reacher at SACConfig's -1.0 climbed to 84-86% by 50k on seeds 0-1, at -0.25 it
+            # deployed seeds 0-4 at 19k-36k env steps (docs/config.md#sac)
+            hp["init_log_std"] = MUJOCO_LOG_STD
             curriculum = [(0, p.target_level)]
         every, episodes, first_after = validation_schedule(p, batch, self.validation_episodes) \
             if p.use_base else (0, 0, 0)
