@@ -10,7 +10,7 @@ outside the training budget, and the wall time of the whole command.
     .venv/bin/python benchmarks/robustness.py                      # everything (about 2.5 hours on 2 cores)
     .venv/bin/python benchmarks/robustness.py --only dash          # one group: dash, mission, reacher, dog-real,
                                                                    # dash-sac, reacher-sac (algorithm = "sac"),
-                                                                   # dash-sac-50k, reacher-sac-50k
+                                                                   # dash-sac-50k, reacher-sac-50k, dog-sac-50k
     .venv/bin/python benchmarks/robustness.py --workers 1          # one run at a time
     .venv/bin/python benchmarks/robustness.py --only dash-sac-50k --seeds 5,6,7,8,9   # other seeds than the group's
     .venv/bin/python benchmarks/robustness.py --only dash-sac-50k,reacher-sac-50k --threads 1 \
@@ -54,6 +54,7 @@ GROUPS: dict[str, tuple[str, list[str], tuple[str, str] | None, list[int], list[
     # the [sample-efficiency] acceptance: the SAC residual's default plan with a budget of 50k env steps
     "dash-sac-50k": ("rescue-dog", ["--steps", "50000"], SAC, [0, 1, 2, 3, 4], [1, 2]),
     "reacher-sac-50k": ("reacher", ["--real", "--steps", "50000"], SAC, [0, 1, 2, 3], [1, 2]),
+    "dog-sac-50k": ("rescue-dog", ["--real", "--steps", "50000"], SAC, [0, 1, 2, 3, 4], [1, 2]),
 }
 
 
