@@ -77,16 +77,11 @@ class Governor(Protocol):
     def review(self, history: list[dict[str, Any]], plan: Plan) -> Decision: ...
 
 
-# label prefix -> (validate every N rounds at the target level, validation episodes), first match wins.
-# Chosen so that validating costs about as much CPU as training or less (measured on 2 cores, one
-# thread, docs/governance.md): 500 proxy dashes ~1.5 s against ~3 s per round; 200 missions ~35 s
-# against ~2 s per round; 200 MuJoCo quadruped episodes ~27 s against ~7 s per round; 256 reacher
-# episodes ~5 s against ~3 s per round.
+RAMP_BUDGET = 200_000  # the curriculum ramp ends by 30% of this many env steps (60,000) ...
+RAMP_HORIZON = 350  # ... per this many ticks of episode horizon (a proxy dash's): longer episodes, longer ramp
 # a residual's initial exploration (log std of delta) on MuJoCo, either learner: the real bases' feedback absorbs
 # the small nudges of the proxy's -0.5 (PPO) and SAC's -1.0 (docs/real.md, "Training"; docs/config.md#sac)
 MUJOCO_LOG_STD = -0.25
-RAMP_BUDGET = 200_000  # the curriculum ramp ends by 30% of this many env steps (60,000) ...
-RAMP_HORIZON = 350  # ... per this many ticks of episode horizon (a proxy dash's): longer episodes, longer ramp
 
 # algorithm = "auto": SAC where an env step costs at least this many seconds. SAC spends about 1 ms of updates
 # per env step on one core (12 ms an update, 2 updates per 25-tick decision) against PPO's ~0.03 ms; at 2 ms a
@@ -99,6 +94,11 @@ SAC_WARMUP_UPDATES = 5000  # critic updates on the base phase's transitions befo
 # 25-tick decisions gain (5 seeds, 1 and 2 threads), the reacher's 5-tick ones did not (docs/config.md#sac)
 SAC_EVERY_TICK_MIN_HOLD = 10
 
+# label prefix -> (validate every N rounds at the target level, validation episodes), first match wins.
+# Chosen so that validating costs about as much CPU as training or less (measured on 2 cores, one
+# thread, docs/governance.md): 500 proxy dashes ~1.5 s against ~3 s per round; 200 missions ~35 s
+# against ~2 s per round; 200 MuJoCo quadruped episodes ~27 s against ~7 s per round; 256 reacher
+# episodes ~5 s against ~3 s per round.
 VALIDATION_SCHEDULE = {
     "proxy:missions": (16, 200),
     "mujoco:rescue-dog": (6, 200),
@@ -212,8 +212,8 @@ class LocalGovernor:
             # round, since the real bases still succeed ~100% at half the level and the ramp's rounds
             # teach nothing (mujoco:rescue-dog, 300k steps: 77.4% at log std -1.0, 88.6% at -0.5,
             # 88.0-92.6% at -0.25 over 3 seeds; 94.2% without the ramp on the seed that gave 88.0%). SAC
-            # too: its reacher at SACConfig's -1.0 climbed to 84-86% by 50k on seeds 0-1, at -0.25 it
-            # deployed seeds 0-4 at 19k-36k env steps (docs/config.md#sac)
+            # too: its reacher at SACConfig's -1.0 deployed 3 of 4 seeds within 50k, at -0.25 12 of 12 runs
+            # (seeds 0-7, 1 and 2 threads) at 15k-36k env steps (docs/config.md#sac)
             hp["init_log_std"] = MUJOCO_LOG_STD
             curriculum = [(0, p.target_level)]
         every, episodes, first_after = validation_schedule(p, batch, self.validation_episodes) \
