@@ -13,7 +13,7 @@ outside the training budget, and the wall time of the whole command.
                                                                    # dash-sac-50k, reacher-sac-50k, dog-sac-50k
     .venv/bin/python benchmarks/robustness.py --workers 1          # one run at a time
     .venv/bin/python benchmarks/robustness.py --only dash-sac-50k --seeds 5,6,7,8,9   # other seeds than the group's
-    .venv/bin/python benchmarks/robustness.py --only dash-sac-50k,reacher-sac-50k --threads 1 \
+    .venv/bin/python benchmarks/robustness.py --only dash-sac-50k,reacher-sac-50k,dog-sac-50k --threads 1 \
         --out benchmarks/results/robustness_sac_50k.json           # the SAC residual at 50k, 1-thread runs
 
 Runs already in the JSON (same group, seed, threads) are kept and skipped, so a long sweep can be
