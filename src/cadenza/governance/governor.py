@@ -53,6 +53,11 @@ class Plan:
     algorithm: str = "ppo"  # which learner the hyperparameters are for
     validate_from: int = 0  # no card until after this many env steps (SAC's base phase: the actor is unchanged)
 
+    @property
+    def round_steps(self) -> int:
+        """Env steps of one training round: ``num_envs * n_steps`` (both learners' configs name them so)."""
+        return self.hyperparameters["n_steps"] * self.hyperparameters["num_envs"]
+
     def level_at(self, step: int) -> float:
         level = self.curriculum[0][1]
         for start, lv in self.curriculum:
@@ -253,8 +258,7 @@ class LocalGovernor:
         at_target = [h for h in history if counts(h)]
         if not at_target or not counts(history[-1]):
             return False
-        batch = plan.hyperparameters["n_steps"] * plan.hyperparameters["num_envs"]
-        last = history[-1]["env_steps_total"] + batch > plan.budget_steps
+        last = history[-1]["env_steps_total"] + plan.round_steps > plan.budget_steps
         return last or (len(at_target) - 1) % plan.validate_every == 0
 
     def review(self, history: list[dict[str, Any]], plan: Plan) -> Decision:
@@ -281,8 +285,7 @@ class LocalGovernor:
                 return Decision("stop", f"no better validation card in the last {plan.patience} validations "
                                 f"(best {cards[best]['val_margin']:+.1%} at {cards[best]['env_steps_total']:,} env "
                                 "steps)", warnings)
-        batch = plan.hyperparameters["n_steps"] * plan.hyperparameters["num_envs"]
-        if cur["env_steps_total"] + batch > plan.budget_steps:
+        if cur["env_steps_total"] + plan.round_steps > plan.budget_steps:
             return Decision("stop", f"budget reached ({cur['env_steps_total']:,} env steps)", warnings)
         # plateau: only judged at the target level, over two full windows of rounds
         target = plan.curriculum[-1][1]

@@ -71,9 +71,8 @@ def card_notes(plan: Plan, profile: TaskProfile, *, pinned: bool) -> list[str]:
                 f"{plan.validation_episodes * profile.horizon:,} env steps ({cost}), more than the budget; training "
                 "runs to its budget and the scorecard judges the last round (governance.validation_episodes and "
                 "validation_every set the cards)"]
-    hp = plan.hyperparameters
     return [f"validation cards of {plan.validation_episodes} episodes every {plan.validate_every} rounds "
-            f"({plan.validate_every * hp['n_steps'] * hp['num_envs']:,} env steps): {cost}, so the cards cost no "
+            f"({plan.validate_every * plan.round_steps:,} env steps): {cost}, so the cards cost no "
             "more env steps than training"]
 
 
