@@ -15,6 +15,13 @@ outside the training budget, and the wall time of the whole command.
     .venv/bin/python benchmarks/robustness.py --only dash-sac-50k --seeds 5,6,7,8,9   # other seeds than the group's
     .venv/bin/python benchmarks/robustness.py --only dash-sac-50k,reacher-sac-50k,dog-sac-50k --threads 1 \
         --out benchmarks/results/robustness_sac_50k.json           # the SAC residual at 50k, 1-thread runs
+    .venv/bin/python benchmarks/robustness.py --only dash-sac-50k --isa avx2   # as on a CPU without AVX-512
+
+Another CPU changes the low bits of every matrix product (a different kernel sums in a different
+order), and training amplifies them into other policies. `--isa avx2` runs each command with the
+AVX-512 kernels switched off where the libraries allow it (torch's own kernels, MKL, oneDNN, numpy,
+OpenBLAS; see `ISA_ENV`), as on an AVX2-only CPU such as most AMD EPYCs; on a CPU without AVX-512
+it changes nothing. Its runs are kept beside the native ones (the key is group, seed, threads, isa).
 
 Runs already in the JSON (same group, seed, threads) are kept and skipped, so a long sweep can be
 run in parts; `--redo` runs the `--only` groups again. Writes benchmarks/results/robustness.json and prints a table.
@@ -58,7 +65,15 @@ GROUPS: dict[str, tuple[str, list[str], tuple[str, str] | None, list[int], list[
 }
 
 
-def one_run(group: str, seed: int, threads: int) -> dict:
+# the environment that makes a command compute as on an AVX2-only CPU (read by each library at start-up)
+ISA_ENV: dict[str, dict[str, str]] = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"},
+}
+
+
+def one_run(group: str, seed: int, threads: int, isa: str = "native") -> dict:
     example, extra, edit, _, _ = GROUPS[group]
     with tempfile.TemporaryDirectory(prefix=f"cadenza-robust-{group}-") as tmp:
         proj = Path(tmp) / example
@@ -68,7 +83,7 @@ def one_run(group: str, seed: int, threads: int) -> dict:
             text = toml.read_text()
             assert edit[0] in text, f"{toml}: cannot apply {edit}"
             toml.write_text(text.replace(edit[0], edit[1]))
-        env = {**os.environ, "CADENZA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+        env = {**os.environ, "CADENZA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), **ISA_ENV[isa]}
         t0 = time.perf_counter()
         p = subprocess.run([CADENZA, "env", "residual", "train", str(proj), "--seed", str(seed), *extra],
                            env=env, capture_output=True, text=True)
@@ -76,7 +91,8 @@ def one_run(group: str, seed: int, threads: int) -> dict:
         name = "train_report_real.json" if "--real" in extra else "train_report.json"
         rep_path = proj / "residual" / name
         if not rep_path.is_file():
-            return {"group": group, "seed": seed, "threads": threads, "verdict": f"ERROR (exit {p.returncode})",
+            return {"group": group, "seed": seed, "threads": threads, "isa": isa,
+                    "verdict": f"ERROR (exit {p.returncode})",
                     "error": (p.stderr or p.stdout)[-2000:], "wall_s": wall}
         rep = json.loads(rep_path.read_text())
     card = rep["scorecard"]
@@ -89,7 +105,7 @@ def one_run(group: str, seed: int, threads: int) -> dict:
         return list(wilson(k, n, conf))
 
     return {
-        "group": group, "task": rep["task"], "seed": seed, "threads": threads, "verdict": rep["verdict"],
+        "group": group, "task": rep["task"], "seed": seed, "threads": threads, "isa": isa, "verdict": rep["verdict"],
         "exit_code": p.returncode, "success": cand["success_rate"], "success_ci": ci(cand["successes"], cand["episodes"]),
         "collision": cand["collision_rate"], "collision_ci": ci(cand["collisions"], cand["episodes"]),
         "base_success": base["success_rate"], "base_collision": base["collision_rate"],
@@ -102,6 +118,16 @@ def one_run(group: str, seed: int, threads: int) -> dict:
     }
 
 
+def _isa(r: dict) -> str:
+    """The ISA a run computed with: ``native`` for runs from before `--isa` was recorded."""
+    return r.get("isa", "native")
+
+
+def _label(r: dict) -> str:
+    """The group as a table and the summary name it: ``dash-sac-50k``, or ``dash-sac-50k (avx2)``."""
+    return r["group"] if _isa(r) == "native" else f"{r['group']} ({_isa(r)})"
+
+
 def _steps(n: int | None) -> str:
     """Env steps in a table cell: ``1.2M``, ``340k``, or blank where the report did not count them."""
     if n is None:
@@ -112,14 +138,15 @@ def _steps(n: int | None) -> str:
 def table(runs: list[dict]) -> str:
     lines = ["| group | seed | threads | verdict | success [CI] | collisions [CI] | episodes (looks) | env steps at stop "
              "(kept) | validation / scorecard env steps | wall |", "|---|---:|---:|---|---|---|---:|---:|---:|---:|"]
-    for r in sorted(runs, key=lambda r: (list(GROUPS).index(r["group"]), r["seed"], r["threads"])):
+    for r in sorted(runs, key=lambda r: (list(GROUPS).index(r["group"]), list(ISA_ENV).index(_isa(r)), r["seed"],
+                                         r["threads"])):
         if "success" not in r:
-            lines.append(f"| {r['group']} | {r['seed']} | {r['threads']} | {r['verdict']} | | | | | | {r['wall_s']:.0f} s |")
+            lines.append(f"| {_label(r)} | {r['seed']} | {r['threads']} | {r['verdict']} | | | | | | {r['wall_s']:.0f} s |")
             continue
         outside = (f"{_steps(r.get('validation_env_steps'))} / {_steps(r.get('scorecard_env_steps'))}"
                    if r.get("validation_env_steps") is not None else "")
         lines.append(
-            f"| {r['group']} | {r['seed']} | {r['threads']} | {r['verdict']} | {r['success']:.1%} "
+            f"| {_label(r)} | {r['seed']} | {r['threads']} | {r['verdict']} | {r['success']:.1%} "
             f"[{r['success_ci'][0]:.1%}, {r['success_ci'][1]:.1%}] | {r['collision']:.1%} "
             f"[{r['collision_ci'][0]:.1%}, {r['collision_ci'][1]:.1%}] | {r['episodes']:,} ({r['looks']}) | "
             f"{r['env_steps']:,} ({r['best_env_steps']:,}) | {outside} | {r['wall_s']:.0f} s |")
@@ -128,10 +155,11 @@ def table(runs: list[dict]) -> str:
 
 def summary(runs: list[dict]) -> dict:
     out = {}
-    for g in GROUPS:
-        rs = [r for r in runs if r["group"] == g]
+    for group, isa in ((group, isa) for group in GROUPS for isa in ISA_ENV):
+        rs = [r for r in runs if r["group"] == group and _isa(r) == isa]
         if not rs:
             continue
+        g = _label(rs[0])  # the group, with its ISA where that is not the CPU's own
         dep = [r for r in rs if r["verdict"] == "DEPLOY"]
         out[g] = {"runs": len(rs), "deploy": len(dep),
                   "median_env_steps_to_deploy": statistics.median(r["best_env_steps"] for r in dep) if dep else None,
@@ -154,7 +182,10 @@ def main() -> None:
     ap.add_argument("--threads", default=None,
                     help="comma-separated thread counts to run (default: each group's own); run the 2-thread runs "
                          "with --workers 1, so that two of them do not share two cores")
-    ap.add_argument("--redo", action="store_true", help="forget the earlier runs of the --only groups in the JSON")
+    ap.add_argument("--isa", choices=list(ISA_ENV), default="native",
+                    help="native (default): the CPU's own kernels; avx2: AVX-512 kernels off, as on an AVX2-only CPU")
+    ap.add_argument("--redo", action="store_true",
+                    help="forget the earlier runs of the --only groups (at this --isa) in the JSON")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     groups = [g.strip() for g in a.only.split(",") if g.strip()]
@@ -172,13 +203,13 @@ def main() -> None:
     only_threads = ints("--threads", a.threads)
     prev = json.loads(a.out.read_text()).get("runs", []) if a.out.is_file() else []
     if a.redo:  # forget the earlier runs of the groups asked for, keep the others
-        prev = [r for r in prev if r["group"] not in groups]
-    done = {(r["group"], r["seed"], r["threads"]) for r in prev if not r["verdict"].startswith("ERROR")}
-    prev = [r for r in prev if (r["group"], r["seed"], r["threads"]) in done]
-    todo = [(g, s, t) for g in groups for s in (sorted(only_seeds) if only_seeds else GROUPS[g][3])
-            for t in GROUPS[g][4] if (g, s, t) not in done and (only_threads is None or t in only_threads)]
-    print(f"robustness: {len(todo)} runs to do ({len(prev)} kept), {a.workers} at a time, CPU: {cpu_name()}",
-          flush=True)
+        prev = [r for r in prev if r["group"] not in groups or _isa(r) != a.isa]
+    done = {(r["group"], r["seed"], r["threads"], _isa(r)) for r in prev if not r["verdict"].startswith("ERROR")}
+    prev = [r for r in prev if (r["group"], r["seed"], r["threads"], _isa(r)) in done]
+    todo = [(g, s, t, a.isa) for g in groups for s in (sorted(only_seeds) if only_seeds else GROUPS[g][3])
+            for t in GROUPS[g][4] if (g, s, t, a.isa) not in done and (only_threads is None or t in only_threads)]
+    print(f"robustness: {len(todo)} runs to do ({len(prev)} kept), {a.workers} at a time, CPU: {cpu_name()}"
+          + (f", {a.isa} kernels" if a.isa != "native" else ""), flush=True)
     runs = list(prev)
 
     def save() -> None:
@@ -194,7 +225,7 @@ def main() -> None:
             r = fut.result()
             runs.append(r)
             save()
-            print(f"  {r['group']:<8} seed {r['seed']} threads {r['threads']}: {r['verdict']}"
+            print(f"  {_label(r):<8} seed {r['seed']} threads {r['threads']}: {r['verdict']}"
                   + (f" ({r['success']:.1%} success, {r['collision']:.1%} collisions, {r['episodes']} episodes, "
                      f"{r['best_env_steps']:,} env steps, {r['wall_s']:.0f} s)" if "success" in r else ""), flush=True)
     save()

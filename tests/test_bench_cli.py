@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -535,3 +536,29 @@ def test_the_robustness_table_shows_what_validation_ran_outside_the_budget() -> 
     assert "| 12,288 (12,288) | 1.2M / 457k | 100 s |" in rows[2]
     assert "| 12,288 (12,288) |  | 100 s |" in rows[3]
     assert mod.summary([run, old])["dash-sac-50k"]["median_validation_env_steps"] == 1_234_567
+
+
+def test_the_robustness_script_can_compute_as_an_avx2_cpu_and_keeps_those_runs_apart() -> None:
+    """benchmarks/robustness.py --isa avx2: a child process started with its environment computes with no
+    AVX-512 kernel (torch's dispatch, numpy's), whatever this CPU has; its runs get their own table label and
+    summary entry beside the native runs of the same group, seed and threads."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py"
+    spec = importlib.util.spec_from_file_location("robustness_script", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    probe = ("import torch; from numpy._core._multiarray_umath import __cpu_features__ as f; "
+             "print(torch.backends.cpu.get_cpu_capability(), f.get('X86_V4', False), f['AVX512F'])")
+    out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **mod.ISA_ENV["avx2"]},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] in ("AVX2", "DEFAULT") and out[1] == "False", out  # AVX-512 off; lower where the CPU lacks AVX2
+    run = {"group": "dash-sac-50k", "seed": 0, "threads": 1, "verdict": "DEPLOY", "success": 0.9,
+           "success_ci": [0.88, 0.92], "collision": 0.05, "collision_ci": [0.04, 0.06], "episodes": 1000, "looks": 1,
+           "env_steps": 12288, "best_env_steps": 12288, "wall_s": 100.0}
+    avx2 = {**run, "isa": "avx2", "verdict": "NEEDS_DATA", "best_env_steps": 49152}
+    rows = mod.table([avx2, run]).splitlines()
+    assert rows[2].startswith("| dash-sac-50k | 0 | 1 | DEPLOY")  # native first: a run from before --isa is native
+    assert rows[3].startswith("| dash-sac-50k (avx2) | 0 | 1 | NEEDS_DATA")
+    s = mod.summary([run, avx2])
+    assert s["dash-sac-50k"]["deploy"] == 1 and s["dash-sac-50k (avx2)"]["deploy"] == 0
