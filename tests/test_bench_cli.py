@@ -298,7 +298,6 @@ def test_a_report_with_arm_budgets_records_them(tmp_path: Path) -> None:
 
 def test_the_sample_efficiency_script_refuses_bad_arms_in_one_line() -> None:
     """benchmarks/sample_efficiency.py: arms the bench cannot compare (no residual arm) are one line, exit non-zero."""
-    import subprocess
 
     root = Path(__file__).resolve().parents[1]
     p = subprocess.run([sys.executable, str(root / "benchmarks" / "sample_efficiency.py"), "--arms", "sb3",
@@ -312,7 +311,6 @@ def test_the_sample_efficiency_script_refuses_bad_arms_in_one_line() -> None:
 def test_the_robustness_script_refuses_bad_thread_counts_and_writes_nothing(tmp_path: Path) -> None:
     """benchmarks/robustness.py: a --threads (or --seeds) that is not integers is a usage line and exit 2, before
     any run starts or the JSON is written; a filter that matches no run writes a JSON with none."""
-    import subprocess
 
     root = Path(__file__).resolve().parents[1]
     script = str(root / "benchmarks" / "robustness.py")
@@ -360,7 +358,6 @@ def test_the_ratio_interval_is_a_bootstrap_over_seeds_with_never_ranked_last() -
 def test_the_sample_efficiency_script_combines_earlier_results(tmp_path: Path) -> None:
     """--from reads the arms of earlier JSONs (the first file's when one is in several), prints the ratio with its
     interval and writes nothing; a file that is not one of its results is one line and a non-zero exit."""
-    import subprocess
 
     se = _sample_efficiency_module()
 
@@ -425,7 +422,6 @@ def test_the_sample_efficiency_script_resumes_its_finished_runs(tmp_path: Path) 
     """--only-seeds runs part of the seeds and lists the rest as pending; a second call without --resume refuses in
     one line and changes nothing; --resume runs only the missing runs and keeps the finished ones as they were; a
     resume asking for other settings is one line naming the log and the setting."""
-    import subprocess
 
     proj = _bench_project(tmp_path)
     out = tmp_path / "res" / "se.json"
@@ -489,7 +485,6 @@ def test_a_killed_bench_takes_its_workers_with_it(tmp_path: Path) -> None:
     """A bench killed outright (SIGKILL: no clean-up runs) leaves no worker training on: each worker exits once its
     parent is gone."""
     import signal
-    import subprocess
     import time
 
     proj = _bench_project(tmp_path)
