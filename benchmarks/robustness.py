@@ -20,10 +20,10 @@ outside the training budget, and the wall time of the whole command.
 Another CPU changes the low bits of every matrix product (a different kernel sums in a different
 order), and training amplifies them into other policies. `--isa avx2` runs each command with the
 AVX-512 kernels switched off where the libraries allow it (torch's own kernels, MKL, oneDNN, numpy,
-OpenBLAS; see `ISA_ENV`), as on an AVX2-only CPU such as most AMD EPYCs; on a CPU without AVX-512
-it changes nothing. Its runs are kept beside the native ones (the key is group, seed, threads, isa).
+OpenBLAS; see `ISA_ENV`), as on an AVX2-only CPU such as an AMD EPYC before Zen 4; on a CPU without
+AVX-512 it changes nothing. Its runs are kept beside the native ones (the key is group, seed, threads, isa).
 
-Runs already in the JSON (same group, seed, threads) are kept and skipped, so a long sweep can be
+Runs already in the JSON (same group, seed, threads and isa) are kept and skipped, so a long sweep can be
 run in parts; `--redo` runs the `--only` groups again. Writes benchmarks/results/robustness.json and prints a table.
 """
 

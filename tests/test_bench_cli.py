@@ -329,18 +329,18 @@ def test_the_robustness_script_refuses_bad_thread_counts_and_writes_nothing(tmp_
     assert json.loads(out.read_text())["runs"] == []
 
 
-def _sample_efficiency_module():  # the script, imported as a module (benchmarks/ is not a package)
+def _benchmark_module(name: str):  # benchmarks/<name>.py, imported as a module (benchmarks/ is not a package)
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sample_efficiency.py"
-    spec = importlib.util.spec_from_file_location("sample_efficiency_script", path)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
 def test_the_ratio_interval_is_a_bootstrap_over_seeds_with_never_ranked_last() -> None:
-    se = _sample_efficiency_module()
+    se = _benchmark_module("sample_efficiency")
     # every seed alike: every resample gives the same ratio
     assert se.ratio_interval([100] * 5, [1000] * 5) == (10.0, 10.0)
     # the point ratio of the medians lies inside its interval, and the interval is deterministic for a seed
@@ -359,7 +359,7 @@ def test_the_sample_efficiency_script_combines_earlier_results(tmp_path: Path) -
     """--from reads the arms of earlier JSONs (the first file's when one is in several), prints the ratio with its
     interval and writes nothing; a file that is not one of its results is one line and a non-zero exit."""
 
-    se = _sample_efficiency_module()
+    se = _benchmark_module("sample_efficiency")
 
     def arm(name: str, residual: bool, steps: list[int | None]) -> dict:
         per_seed = [{"seed": i, "sustained_steps": s, "env_steps": 2000, "final_success": 0.9, "wall_s": 1.0,
@@ -515,12 +515,7 @@ def test_a_killed_bench_takes_its_workers_with_it(tmp_path: Path) -> None:
 def test_the_robustness_table_shows_what_validation_ran_outside_the_budget() -> None:
     """benchmarks/robustness.py: a run's validation and scorecard env steps get a column and a median in the
     summary; a run from a report that did not count them (older JSON) leaves the cell blank."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py"
-    spec = importlib.util.spec_from_file_location("robustness_script", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _benchmark_module("robustness")
     run = {"group": "dash-sac-50k", "seed": 0, "threads": 1, "verdict": "DEPLOY", "success": 0.9,
            "success_ci": [0.88, 0.92], "collision": 0.05, "collision_ci": [0.04, 0.06], "episodes": 1000, "looks": 1,
            "env_steps": 12288, "best_env_steps": 12288, "wall_s": 100.0,
@@ -537,14 +532,9 @@ def test_the_robustness_script_can_compute_as_an_avx2_cpu_and_keeps_those_runs_a
     """benchmarks/robustness.py --isa avx2: a child process started with its environment computes with no
     AVX-512 kernel (torch's dispatch, numpy's), whatever this CPU has; its runs get their own table label and
     summary entry beside the native runs of the same group, seed and threads."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py"
-    spec = importlib.util.spec_from_file_location("robustness_script", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _benchmark_module("robustness")
     probe = ("import torch; from numpy._core._multiarray_umath import __cpu_features__ as f; "
-             "print(torch.backends.cpu.get_cpu_capability(), f.get('X86_V4', False), f['AVX512F'])")
+             "print(torch.backends.cpu.get_cpu_capability(), f.get('X86_V4', False))")
     out = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **mod.ISA_ENV["avx2"]},
                          capture_output=True, text=True, check=True).stdout.split()
     assert out[0] in ("AVX2", "DEFAULT") and out[1] == "False", out  # AVX-512 off; lower where the CPU lacks AVX2
